@@ -1,0 +1,49 @@
+"""actorsim: LLM agents as message-passing actors, on one process, one machine or a Ray cluster."""
+
+from actorsim._actors.registry import AgentInfo
+from actorsim._component import AgentHandle, create_component
+from actorsim._envelope import USER_REQUIREMENT, Frame, Message
+from actorsim._errors import (
+    ActorsimError,
+    ActorStoppedError,
+    AskTimeoutError,
+    LLMError,
+    RemoteError,
+    TransportUnavailableError,
+)
+from actorsim._runtime import Runtime, current_runtime, init, shutdown
+from actorsim.agents import Agent, RolePlay
+from actorsim.llm import ChatMessage, ChatModel
+from actorsim.memory import Memory
+from actorsim.task_center import EnvironmentView, RegistryView, TaskCenter
+from actorsim.transport import TRANSPORTS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TRANSPORTS",
+    "USER_REQUIREMENT",
+    "ActorStoppedError",
+    "ActorsimError",
+    "Agent",
+    "AgentHandle",
+    "AgentInfo",
+    "AskTimeoutError",
+    "ChatMessage",
+    "ChatModel",
+    "EnvironmentView",
+    "Frame",
+    "LLMError",
+    "Memory",
+    "Message",
+    "RegistryView",
+    "RemoteError",
+    "RolePlay",
+    "Runtime",
+    "TaskCenter",
+    "TransportUnavailableError",
+    "create_component",
+    "current_runtime",
+    "init",
+    "shutdown",
+]

@@ -1,0 +1,106 @@
+"""Runs a user's agent as an actor: a step in, chunks and one reply out."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from actorsim._envelope import Message
+from actorsim._ids import new_id
+from actorsim._actors.registry import AgentInfo
+from actorsim.agents import Agent
+from actorsim.llm import ChatMessage
+
+
+@attrs.frozen
+class RunStep:
+    """Answer `received`; the reply goes to `send_to` and belongs to `trace_id`."""
+
+    received: tuple[Message, ...]
+    send_to: tuple[str, ...]
+    trace_id: str | None
+    round: int
+    task: str | None = None
+    user_response: str | None = None
+
+
+@attrs.frozen
+class Chunk:
+    role: str
+    text: str
+    message_id: str
+
+
+@attrs.frozen
+class Reply:
+    """The finished reply; a watcher's is never published."""
+
+    message: Message
+    publish: bool
+
+
+@attrs.frozen
+class Describe:
+    pass
+
+
+@attrs.frozen
+class GetMemory:
+    pass
+
+
+class AgentHost:
+    """Hosts one `Agent`; built in the actor's own process by `build`."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    @classmethod
+    def build(cls, agent_class: type[Agent], options: Mapping[str, Any]) -> AgentHost:
+        return cls(agent_class(**options))
+
+    @functools.singledispatchmethod
+    def receive(self, request: Any) -> Any:
+        raise TypeError(f"an agent does not understand {type(request).__name__}")
+
+    @receive.register
+    def _run_step(self, request: RunStep) -> Iterator[Chunk | Reply]:
+        agent = self.agent
+        message_id = new_id()
+        texts = agent.step(request.received, task=request.task, user_response=request.user_response)
+        while True:
+            try:
+                text = next(texts)
+            except StopIteration as done:
+                reply: str = done.value
+                break
+            yield Chunk(agent.role, text, message_id)
+        received = request.received
+        message = Message(
+            content=reply,
+            sent_from=agent.role,
+            send_to=() if agent.is_watcher else request.send_to,
+            message_id=message_id,
+            trace_id=received[0].trace_id if received else request.trace_id or message_id,
+            parent_ids=[m.message_id for m in received],
+            round=request.round,
+        )
+        yield Reply(message, publish=not agent.is_watcher)
+
+    @receive.register
+    def _describe(self, request: Describe) -> AgentInfo:
+        agent = self.agent
+        return AgentInfo(
+            name=agent.name,
+            role=agent.role,
+            agent_class=f"{type(agent).__module__}.{type(agent).__qualname__}",
+            human_input_mode=agent.human_input_mode,
+            is_watcher=agent.is_watcher,
+        )
+
+    @receive.register
+    def _get_memory(self, request: GetMemory) -> list[ChatMessage]:
+        return self.agent.get_history()

@@ -1,0 +1,156 @@
+"""The message hub: one queue per role, the whole history, the user requirements."""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from typing import Any
+
+import attrs
+
+from actorsim._envelope import USER_REQUIREMENT, Message
+from actorsim._roles import check_known
+
+
+@attrs.frozen
+class AddRoles:
+    roles: tuple[str, ...]
+    watchers: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Publish:
+    message: Message
+
+
+@attrs.frozen
+class TakePending:
+    """Move each role's queued messages to its owed list and return them."""
+
+    roles: tuple[str, ...]
+
+
+@attrs.frozen
+class Acknowledge:
+    """The role's reply is published: its owed messages are done with."""
+
+    role: str
+    message_ids: tuple[str, ...]
+
+
+@attrs.frozen
+class Release:
+    """A step failed: put the roles' owed messages back at the head of their queues."""
+
+    roles: tuple[str, ...]
+
+
+@attrs.frozen
+class PendingRoles:
+    pass
+
+
+@attrs.frozen
+class GetPending:
+    role: str
+
+
+@attrs.frozen
+class GetHistory:
+    """The whole history, or only what `role` could see (sent by or to it)."""
+
+    role: str | None = None
+
+
+@attrs.frozen
+class GetUserRequirements:
+    pass
+
+
+class Environment:
+    """Owns every queue and the history; roles are kept in registration order.
+
+    A pulled message is owed, not forgotten, until the role's reply is
+    acknowledged; a failed step releases it back to the queue.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[str, deque[Message]] = {}
+        self._owed: dict[str, list[Message]] = {}
+        self._watchers: list[str] = []
+        self._history: list[Message] = []
+        self._requirements: list[Message] = []
+
+    @functools.singledispatchmethod
+    def receive(self, request: Any) -> Any:
+        raise TypeError(f"the environment does not understand {type(request).__name__}")
+
+    @receive.register
+    def _add_roles(self, request: AddRoles) -> None:
+        for role in request.roles:
+            if role in self._queues or role in self._watchers:
+                raise ValueError(f"role {role!r} is already in the environment")
+        for role in request.roles:
+            self._queues[role] = deque()
+            self._owed[role] = []
+        self._watchers.extend(request.watchers)
+
+    @receive.register
+    def _publish(self, request: Publish) -> None:
+        message = request.message
+        if message.sent_from != USER_REQUIREMENT:
+            check_known([message.sent_from], known=self.roles, argument="send_from")
+        check_known(message.send_to, known=list(self._queues), argument="send_to")
+        self._history.append(message)
+        if message.sent_from == USER_REQUIREMENT:
+            self._requirements.append(message)
+        for role in message.send_to:
+            self._queues[role].append(message)
+
+    @receive.register
+    def _take_pending(self, request: TakePending) -> dict[str, tuple[Message, ...]]:
+        check_known(request.roles, known=list(self._queues), argument="roles")
+        taken = {}
+        for role in request.roles:
+            queue = self._queues[role]
+            taken[role] = tuple(queue)
+            self._owed[role].extend(queue)
+            queue.clear()
+        return taken
+
+    @receive.register
+    def _acknowledge(self, request: Acknowledge) -> None:
+        done = set(request.message_ids)
+        self._owed[request.role] = [m for m in self._owed[request.role] if m.message_id not in done]
+
+    @receive.register
+    def _release(self, request: Release) -> None:
+        for role in request.roles:
+            self._queues[role].extendleft(reversed(self._owed[role]))
+            self._owed[role].clear()
+
+    @receive.register
+    def _pending_roles(self, request: PendingRoles) -> tuple[str, ...]:
+        return tuple(role for role, queue in self._queues.items() if queue)
+
+    @receive.register
+    def _get_pending(self, request: GetPending) -> tuple[Message, ...]:
+        check_known([request.role], known=list(self._queues), argument="role")
+        return tuple(self._queues[request.role])
+
+    @receive.register
+    def _get_history(self, request: GetHistory) -> tuple[Message, ...]:
+        if request.role is None:
+            return tuple(self._history)
+        check_known([request.role], known=self.roles, argument="role")
+        return tuple(
+            m for m in self._history if request.role == m.sent_from or request.role in m.send_to
+        )
+
+    @receive.register
+    def _get_user_requirements(self, request: GetUserRequirements) -> tuple[Message, ...]:
+        return tuple(self._requirements)
+
+    @property
+    def roles(self) -> list[str]:
+        return [*self._queues, *self._watchers]

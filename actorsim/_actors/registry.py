@@ -1,0 +1,78 @@
+"""The agent registry: who is in the system, their role, kind and status."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import attrs
+
+from actorsim._roles import check_known
+
+
+@attrs.frozen
+class AgentInfo:
+    name: str
+    role: str
+    agent_class: str
+    human_input_mode: str = "CLOSE"
+    is_watcher: bool = False
+    status: str = "ready"
+
+    @property
+    def is_human(self) -> bool:
+        return self.human_input_mode != "CLOSE"
+
+
+@attrs.frozen
+class Register:
+    info: AgentInfo
+
+
+@attrs.frozen
+class ListAgents:
+    pass
+
+
+@attrs.frozen
+class FindAgent:
+    role: str
+
+
+@attrs.frozen
+class SetStatus:
+    role: str
+    status: str
+
+
+class Registry:
+    """One registry per task center; a role is registered once."""
+
+    def __init__(self) -> None:
+        self._agents: dict[str, AgentInfo] = {}
+
+    @functools.singledispatchmethod
+    def receive(self, request: Any) -> Any:
+        raise TypeError(f"the registry does not understand {type(request).__name__}")
+
+    @receive.register
+    def _register(self, request: Register) -> None:
+        info = request.info
+        for known in self._agents.values():
+            if info.role == known.role or info.name == known.name:
+                raise ValueError(f"an agent named {info.name!r} with role {info.role!r} is already registered")
+        self._agents[info.role] = info
+
+    @receive.register
+    def _list(self, request: ListAgents) -> tuple[AgentInfo, ...]:
+        return tuple(self._agents.values())
+
+    @receive.register
+    def _find(self, request: FindAgent) -> AgentInfo:
+        check_known([request.role], known=list(self._agents), argument="role")
+        return self._agents[request.role]
+
+    @receive.register
+    def _set_status(self, request: SetStatus) -> None:
+        check_known([request.role], known=list(self._agents), argument="role")
+        self._agents[request.role] = attrs.evolve(self._agents[request.role], status=request.status)

@@ -1,0 +1,82 @@
+"""The messages agents exchange, and the frames `TaskCenter.step` yields.
+
+Metadata (ids, trace, cause, sender, recipients) lives beside the content so
+that logs, replay and redelivery can rely on it without parsing text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import orjson
+
+from actorsim._ids import new_id
+
+USER_REQUIREMENT = "user_requirement"
+"""The sender of tasks that come from outside the system (`send_task_request`)."""
+
+
+def _to_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class Message:
+    """One message published to the Environment.
+
+    `trace_id` is shared by everything that follows from one task request;
+    `parent_ids` name the messages that caused this one (for an agent's reply:
+    the messages it pulled in that step).
+    """
+
+    content: str
+    sent_from: str
+    send_to: tuple[str, ...] = attrs.field(converter=_to_tuple)
+    message_id: str = attrs.field(factory=new_id)
+    trace_id: str = attrs.field()
+    parent_ids: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
+    round: int = 0
+    created_at: float = attrs.field(factory=time.time)
+
+    @trace_id.default
+    def _trace_of_a_new_task(self) -> str:
+        return self.message_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self, retain_collection_types=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Message:
+        return cls(**data)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Message:
+        return cls.from_dict(orjson.loads(data))
+
+
+class Frame(str):
+    """A piece of a reply as `step()` yields it: ``"<role>: chunk"``.
+
+    A plain `str` for code that prints frames, which also tells the role, the
+    bare chunk and the id of the message the chunk belongs to.
+    """
+
+    role: str
+    content: str
+    message_id: str
+
+    def __new__(cls, role: str, content: str, message_id: str) -> Frame:
+        frame = super().__new__(cls, f"<{role}>: {content}")
+        frame.role = role
+        frame.content = content
+        frame.message_id = message_id
+        return frame
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Frame, (self.role, self.content, self.message_id))

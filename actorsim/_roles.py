@@ -1,0 +1,38 @@
+"""Checking role arguments, the same way wherever a role is named."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+ALL = "all"
+
+
+def role_list(value: str | Iterable[str], *, argument: str) -> tuple[str, ...]:
+    """Accept one role or a list of roles, refusing anything else by name."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Iterable):
+        roles = tuple(value)
+        if all(isinstance(role, str) for role in roles):
+            return roles
+    raise TypeError(f"{argument} must be a role name or a list of role names, not {value!r}")
+
+
+def check_known(roles: Iterable[str], *, known: Sequence[str], argument: str) -> None:
+    """Raise ValueError naming the first unknown role and the known ones."""
+    for role in roles:
+        if role not in known:
+            raise ValueError(
+                f"{argument}: unknown role {role!r}; known roles: {', '.join(known) or '(none)'}"
+            )
+
+
+def resolve_recipients(
+    value: str | Iterable[str], *, sender: str, roles: Sequence[str], argument: str
+) -> tuple[str, ...]:
+    """`"all"` means every role in `roles` but the sender; names are checked."""
+    if value == ALL:
+        return tuple(role for role in roles if role != sender)
+    recipients = role_list(value, argument=argument)
+    check_known(recipients, known=roles, argument=argument)
+    return recipients

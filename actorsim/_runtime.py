@@ -1,0 +1,132 @@
+"""A run: one transport, its timeouts, and every actor started on it."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import attrs
+
+from actorsim.transport import TRANSPORTS, ActorRef, BehaviourFactory, Transport, load_transport
+
+TRANSPORT_VARIABLE = "ACTORSIM_TRANSPORT"
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value}")
+
+
+@attrs.frozen
+class RunOptions:
+    """How long to wait: `ask_timeout` for one answer, `step_timeout` for the next frame of a step."""
+
+    ask_timeout: float = attrs.field(default=60.0, validator=_positive)
+    step_timeout: float = attrs.field(default=600.0, validator=_positive)
+    log_dir: Path = attrs.field(default=Path("logs"), converter=Path)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+class Runtime:
+    """The actor system of one run; a context manager that shuts it down."""
+
+    def __init__(self, transport: Transport, options: RunOptions, run_id: str) -> None:
+        self.transport = transport
+        self.options = options
+        self.run_id = run_id
+        self._actors: list[ActorRef] = []
+        self._closed = False
+
+    @property
+    def transport_name(self) -> str:
+        return self.transport.name
+
+    def spawn(self, factory: BehaviourFactory, *, name: str) -> ActorRef:
+        ref = self.transport.spawn(factory, name=name, timeout=self.options.ask_timeout)
+        self._actors.append(ref)
+        return ref
+
+    def ask(self, ref: ActorRef, request: Any) -> Any:
+        return self.transport.ask(ref, request, timeout=self.options.ask_timeout)
+
+    def stop_all(self) -> None:
+        """Stop every actor of the run, keeping the system up for new ones."""
+        while self._actors:
+            self.transport.stop(self._actors.pop())
+
+    def shutdown(self) -> None:
+        global _current
+        if self._closed:
+            return
+        self._closed = True
+        self._actors.clear()
+        self.transport.shutdown()
+        if _current is self:
+            _current = None
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+
+_current: Runtime | None = None
+
+
+def init(
+    transport: str | None = None,
+    *,
+    address: str | None = None,
+    ask_timeout: float = 60.0,
+    step_timeout: float = 600.0,
+    log_dir: str | os.PathLike[str] = "logs",
+) -> Runtime:
+    """Start the run that `create_component(..., remote=True)` will use.
+
+    `transport` is "local", "thespian" or "ray" (default: $ACTORSIM_TRANSPORT,
+    else "local"); `address` joins an existing Ray cluster. The run is shut
+    down by `shutdown()`, by leaving the `with` block, or at interpreter exit.
+    """
+    global _current
+    name = transport or os.environ.get(TRANSPORT_VARIABLE) or "local"
+    if name not in TRANSPORTS:
+        raise ValueError(f"unknown transport {name!r}; choose one of {', '.join(TRANSPORTS)}")
+    if address is not None and name != "ray":
+        raise ValueError(f"address= is for the 'ray' transport, not {name!r}")
+    options = RunOptions(ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=Path(log_dir))
+    if _current is not None:
+        raise RuntimeError(
+            f"actorsim is already initialised with the {_current.transport_name!r} transport; "
+            "call actorsim.shutdown() first"
+        )
+    run_id = new_run_id()
+    backend_options: dict[str, Any] = {}
+    if name == "thespian":
+        backend_options["output_path"] = options.log_dir / f"{run_id}.out"
+    elif name == "ray":
+        backend_options["address"] = address
+    _current = Runtime(load_transport(name, **backend_options), options, run_id)
+    atexit.register(_current.shutdown)
+    return _current
+
+
+def shutdown() -> None:
+    """Shut the current run down; nothing it started keeps running."""
+    if _current is not None:
+        _current.shutdown()
+
+
+def current_runtime() -> Runtime:
+    """The current run, started from $ACTORSIM_TRANSPORT on first use."""
+    return _current if _current is not None else init()

@@ -1,0 +1,130 @@
+"""Agents: plain classes that turn received messages into a reply.
+
+They know nothing of actors. `create_component(RolePlay, ..., remote=True)`
+runs one inside an actor; `remote=False` gives the object itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from typing import Any
+
+from actorsim._envelope import Message
+from actorsim.llm import ChatMessage, ChatModel, build_chat_model
+from actorsim.memory import Memory
+
+HUMAN_INPUT_MODES = ("CLOSE", "ON", "TERMINAL")
+
+
+class Agent:
+    """An agent with a role, an instruction, a model and its own memory.
+
+    `human_input_mode="ON"` makes a human player whose replies come as
+    `step(user_response=...)`; `"TERMINAL"` reads them from the driver's
+    terminal. A watcher (`is_watcher=True`) reads the whole history and never
+    publishes. Override `build_prompt` to change how messages become a prompt.
+    """
+
+    def __init__(
+        self,
+        name: str = "assistant",
+        *,
+        role: str | None = None,
+        llm: Mapping[str, Any] | ChatModel | None = None,
+        instruction: str = "",
+        function_list: Sequence[Any] = (),
+        human_input_mode: str = "CLOSE",
+        is_watcher: bool = False,
+        storage_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty str, not {name!r}")
+        if human_input_mode not in HUMAN_INPUT_MODES:
+            raise ValueError(f"human_input_mode must be one of {HUMAN_INPUT_MODES}, not {human_input_mode!r}")
+        if not isinstance(instruction, str):
+            raise TypeError(f"instruction must be a str, not {type(instruction).__name__}")
+        if list(function_list):
+            raise ValueError("function_list: tool calling is not supported yet; pass an empty list")
+        if llm is None and human_input_mode == "CLOSE":
+            raise ValueError(f"agent {name!r} needs an llm config (or human_input_mode 'ON'/'TERMINAL')")
+        if is_watcher and human_input_mode != "CLOSE":
+            raise ValueError(f"agent {name!r}: a watcher cannot be a human player")
+        self.name = name
+        self.role = role or name
+        self.instruction = instruction
+        self.human_input_mode = human_input_mode
+        self.is_watcher = is_watcher
+        self.llm = build_chat_model(llm) if llm is not None else None
+        self.memory = Memory(storage_path)
+
+    @property
+    def is_human(self) -> bool:
+        return self.human_input_mode != "CLOSE"
+
+    def get_history(self) -> list[ChatMessage]:
+        return self.memory.get_history()
+
+    def system_prompt(self) -> str:
+        return f"{self.instruction}\nYou are {self.role}.".strip()
+
+    def user_turn(self, received: Sequence[Message], task: str | None) -> str:
+        lines = [f"{message.sent_from}: {message.content}" for message in received]
+        if task:
+            lines.append(f"Task: {task}")
+        return "\n".join(lines) or "It is your turn to speak."
+
+    def build_prompt(self, received: Sequence[Message], task: str | None) -> list[ChatMessage]:
+        return [
+            ChatMessage("system", self.system_prompt()),
+            *self.memory.get_history(),
+            ChatMessage("user", self.user_turn(received, task)),
+        ]
+
+    def run(self, user_input: str, history: Sequence[ChatMessage] = ()) -> Iterator[str]:
+        """The seed's single-agent call: stream a reply to one input."""
+        model = self._model()
+        return model.stream(
+            [ChatMessage("system", self.system_prompt()), *history, ChatMessage("user", user_input)]
+        )
+
+    def _model(self) -> ChatModel:
+        if self.llm is None:
+            raise ValueError(f"agent {self.role!r} is a human player and has no model")
+        return self.llm
+
+    def step(
+        self,
+        received: Sequence[Message],
+        *,
+        task: str | None = None,
+        user_response: str | None = None,
+    ) -> Generator[str, None, str]:
+        """Stream a reply to what arrived; return the whole reply and remember it.
+
+        A human's reply is `user_response` and nothing is streamed for it.
+        Messages already handled (seen again, for a watcher) are left out.
+        """
+        fresh = [message for message in received if not self.memory.has_handled(message.message_id)]
+        if self.is_human:
+            if user_response is None:
+                raise ValueError(f"human agent {self.role!r} responds in this step: pass user_response")
+            reply = user_response
+            prompt_turn = self.user_turn(fresh, task)
+        else:
+            prompt = self.build_prompt(fresh, task)
+            parts = []
+            for chunk in self._model().stream(prompt):
+                parts.append(chunk)
+                yield chunk
+            reply = "".join(parts)
+            prompt_turn = prompt[-1].content
+        self.memory.update_history(
+            [ChatMessage("user", prompt_turn), ChatMessage("assistant", reply)],
+            handled=[message.message_id for message in fresh],
+        )
+        return reply
+
+
+class RolePlay(Agent):
+    """The seed's role-playing agent: an instruction describes who it plays."""

@@ -1,0 +1,70 @@
+"""Chat models: one protocol, backends chosen by the seed's `llm` dict.
+
+``{"model_server": "scripted", "replies": [...]}`` is offline and
+deterministic; ``"openai"`` talks to any OpenAI-compatible server;
+``"dashscope"`` takes the seed's config and goes through DashScope's
+OpenAI-compatible endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from actorsim.llm._openai import OpenAIChatModel, OpenAIConfig
+from actorsim.llm._protocol import ChatMessage, ChatModel
+from actorsim.llm._scripted import ScriptedConfig, ScriptedModel
+
+DASHSCOPE_API_BASE = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+MODEL_SERVERS = ("scripted", "openai", "dashscope")
+
+
+def _config(config_class: type[Any], server: str, options: Mapping[str, Any]) -> Any:
+    """Build an attrs config, naming the bad key rather than failing deep inside."""
+    known = {field.name for field in attrs.fields(config_class)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(
+            f"llm config for model_server {server!r}: unknown key(s) {unknown}; known: {sorted(known)}"
+        )
+    try:
+        return config_class(**options)
+    except TypeError as error:
+        raise ValueError(f"llm config for model_server {server!r}: {error}") from error
+
+
+def build_chat_model(llm: Mapping[str, Any] | ChatModel) -> ChatModel:
+    """Make the model an `llm` config describes; a ready `ChatModel` passes through."""
+    if isinstance(llm, ChatModel):
+        return llm
+    if not isinstance(llm, Mapping):
+        raise TypeError(f"llm must be a dict config or a ChatModel, not {type(llm).__name__}")
+    options = dict(llm)
+    server = options.pop("model_server", None)
+    if server == "scripted":
+        return ScriptedModel(_config(ScriptedConfig, server, options))
+    if server == "openai":
+        options.setdefault("api_key", os.environ.get("OPENAI_API_KEY"))
+        return OpenAIChatModel(_config(OpenAIConfig, server, options))
+    if server == "dashscope":
+        options.setdefault("api_base", DASHSCOPE_API_BASE)
+        options["api_key"] = options.get("api_key") or os.environ.get("DASHSCOPE_API_KEY")
+        if not options["api_key"]:
+            raise ValueError("llm config for model_server 'dashscope' needs api_key or DASHSCOPE_API_KEY")
+        return OpenAIChatModel(_config(OpenAIConfig, server, options))
+    raise ValueError(f"llm config: model_server must be one of {list(MODEL_SERVERS)}, got {server!r}")
+
+
+__all__ = [
+    "MODEL_SERVERS",
+    "ChatMessage",
+    "ChatModel",
+    "OpenAIChatModel",
+    "OpenAIConfig",
+    "ScriptedConfig",
+    "ScriptedModel",
+    "build_chat_model",
+]

@@ -1,0 +1,125 @@
+"""Any OpenAI-compatible chat-completions server, streamed over server-sent events.
+
+vLLM, Ollama, llama.cpp's server and OpenAI speak this protocol; DashScope
+does too, through its compatible-mode endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import attrs
+import httpx
+import tenacity
+import structlog
+from httpx_sse import connect_sse
+
+from actorsim._errors import LLMError
+from actorsim.llm._protocol import ChatMessage
+
+logger = structlog.get_logger(__name__)
+
+_TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value}")
+
+
+@attrs.frozen
+class OpenAIConfig:
+    """Where the server is and how hard to try.
+
+    A call is tried at most `max_attempts` times and for at most
+    `max_retry_seconds`, waiting exponentially longer (from
+    `retry_initial_wait`, at most `retry_max_wait`, with jitter) between tries.
+    """
+
+    model: str
+    api_base: str = "https://api.openai.com/v1"
+    api_key: str | None = attrs.field(default=None, repr=False)
+    timeout: float = attrs.field(default=60.0, validator=_positive)
+    max_attempts: int = attrs.field(default=5, validator=_positive)
+    max_retry_seconds: float = attrs.field(default=120.0, validator=_positive)
+    retry_initial_wait: float = attrs.field(default=0.5, validator=_positive)
+    retry_max_wait: float = attrs.field(default=10.0, validator=_positive)
+    temperature: float | None = None
+
+
+class TransientServerError(LLMError):
+    """A failure worth another try: the server was busy, or down for a moment."""
+
+
+def _is_transient(error: BaseException) -> bool:
+    return isinstance(error, TransientServerError | httpx.TransportError)
+
+
+class OpenAIChatModel:
+    """Streams replies from a chat-completions endpoint, retrying transient failures."""
+
+    def __init__(self, config: OpenAIConfig, *, sleep: Callable[[float], None] = tenacity.nap.sleep) -> None:
+        self.config = config
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        self._client = httpx.Client(
+            base_url=config.api_base.rstrip("/") + "/", headers=headers, timeout=config.timeout
+        )
+        self._retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(config.max_attempts)
+            | tenacity.stop_after_delay(config.max_retry_seconds),
+            wait=tenacity.wait_exponential_jitter(
+                initial=config.retry_initial_wait, max=config.retry_max_wait
+            ),
+            retry=tenacity.retry_if_exception(_is_transient),
+            before_sleep=tenacity.before_sleep_log(logger, logging.WARNING),
+            sleep=sleep,
+            reraise=True,
+        )
+
+    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": [message.to_dict() for message in messages],
+            "stream": True,
+        }
+        if self.config.temperature is not None:
+            body["temperature"] = self.config.temperature
+        with contextlib.ExitStack() as stack:
+            try:
+                events = self._retrying(self._open, stack, body)
+            except httpx.TransportError as error:
+                raise LLMError(f"model server at {self.config.api_base} unreachable: {error}") from error
+            yield from self._contents(events)
+
+    def _open(self, stack: contextlib.ExitStack, body: dict[str, Any]) -> Any:
+        """Connect and check the status; what fails here may be tried again."""
+        event_source = stack.enter_context(connect_sse(self._client, "POST", "chat/completions", json=body))
+        response = event_source.response
+        if response.status_code != 200:
+            detail = response.read().decode(errors="replace")[:500]
+            stack.close()
+            problem = f"model server at {self.config.api_base} answered {response.status_code}: {detail}"
+            if response.status_code in _TRANSIENT_STATUS:
+                raise TransientServerError(problem)
+            raise LLMError(problem)
+        return event_source.iter_sse()
+
+    def _contents(self, events: Iterator[Any]) -> Iterator[str]:
+        for event in events:
+            if event.data == "[DONE]":
+                return
+            try:
+                choices = json.loads(event.data).get("choices") or []
+            except json.JSONDecodeError as error:
+                raise LLMError(f"model server sent an event that is not JSON: {event.data[:200]!r}") from error
+            for choice in choices:
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    yield content
+
+    def close(self) -> None:
+        self._client.close()

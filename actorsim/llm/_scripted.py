@@ -1,0 +1,54 @@
+"""An offline, deterministic model for demos, tests and benchmarks."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import attrs
+
+from actorsim.llm._protocol import ChatMessage
+
+_WORD_WITH_SPACE = re.compile(r"\S+\s*|\s+")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
+
+
+def _some_replies(instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]) -> None:
+    if not value or not all(isinstance(reply, str) for reply in value):
+        raise ValueError("replies must be a non-empty list of strings")
+
+
+@attrs.frozen
+class ScriptedConfig:
+    """`replies` are used in order, cycling; each is streamed word by word.
+
+    `reply_latency` is waited before the first chunk and `chunk_latency`
+    before each later one, to behave like a real model.
+    """
+
+    replies: tuple[str, ...] = attrs.field(converter=tuple, validator=_some_replies)
+    reply_latency: float = attrs.field(default=0.0, validator=_non_negative)
+    chunk_latency: float = attrs.field(default=0.0, validator=_non_negative)
+
+
+class ScriptedModel:
+    """Streams the next scripted reply, whatever the prompt."""
+
+    def __init__(self, config: ScriptedConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self._replies = itertools.cycle(config.replies)
+        self._sleep = sleep
+
+    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        reply = next(self._replies)
+        for index, chunk in enumerate(_WORD_WITH_SPACE.findall(reply)):
+            latency = self.config.chunk_latency if index else self.config.reply_latency
+            if latency:
+                self._sleep(latency)
+            yield chunk

@@ -1,0 +1,276 @@
+"""The task center: drives a task through the Environment and the agents.
+
+It lives in the driver and owns nothing that must survive: queues and history
+belong to the Environment actor, memories to the agents.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from actorsim._actors.agent_host import AgentHost, Chunk, Describe, Reply, RunStep
+from actorsim._actors.environment import (
+    Acknowledge,
+    AddRoles,
+    Environment,
+    GetHistory,
+    GetPending,
+    GetUserRequirements,
+    PendingRoles,
+    Publish,
+    Release,
+    TakePending,
+)
+from actorsim._actors.registry import AgentInfo, FindAgent, ListAgents, Register, Registry
+from actorsim._component import AgentHandle
+from actorsim._envelope import USER_REQUIREMENT, Frame, Message
+from actorsim._roles import ALL, check_known, resolve_recipients, role_list
+from actorsim._runtime import RunOptions, Runtime, current_runtime, new_run_id
+from actorsim.agents import Agent
+from actorsim.transport import ActorRef, load_transport
+
+
+class EnvironmentView:
+    """Reads the Environment's state, for users and tests."""
+
+    def __init__(self, runtime: Runtime, ref: ActorRef) -> None:
+        self._runtime = runtime
+        self._ref = ref
+
+    def history(self, role: str | None = None) -> list[Message]:
+        """Every message in order, or those `role` sent or received."""
+        return list(self._runtime.ask(self._ref, GetHistory(role)))
+
+    def pending_roles(self) -> list[str]:
+        return list(self._runtime.ask(self._ref, PendingRoles()))
+
+    def pending(self, role: str) -> list[Message]:
+        return list(self._runtime.ask(self._ref, GetPending(role)))
+
+    def user_requirements(self) -> list[Message]:
+        return list(self._runtime.ask(self._ref, GetUserRequirements()))
+
+
+class RegistryView:
+    """Reads the agent registry."""
+
+    def __init__(self, runtime: Runtime, ref: ActorRef) -> None:
+        self._runtime = runtime
+        self._ref = ref
+
+    def agents(self) -> list[AgentInfo]:
+        return list(self._runtime.ask(self._ref, ListAgents()))
+
+    def find(self, role: str) -> AgentInfo:
+        info: AgentInfo = self._runtime.ask(self._ref, FindAgent(role))
+        return info
+
+
+class TaskCenter:
+    """The seed's task center: `add_agents`, `send_task_request`, `step`."""
+
+    def __init__(self, name: str = "task_center", *, remote: bool = False, runtime: Runtime | None = None) -> None:
+        if remote:
+            self.runtime = runtime or current_runtime()
+        else:
+            self.runtime = Runtime(load_transport("inline"), RunOptions(), new_run_id())
+        self.name = name
+        self.remote = remote
+        env_ref = self.runtime.spawn(Environment, name=f"{name}/environment")
+        registry_ref = self.runtime.spawn(Registry, name=f"{name}/registry")
+        self._env_ref = env_ref
+        self.environment = EnvironmentView(self.runtime, env_ref)
+        self.registry = RegistryView(self.runtime, registry_ref)
+        self._registry_ref = registry_ref
+        self._agents: dict[str, tuple[ActorRef, AgentInfo]] = {}
+        self._trace_id: str | None = None
+        self._round = 0
+
+    # -- setting up
+
+    def add_agents(self, agents: Sequence[AgentHandle | Agent]) -> None:
+        """Register agents; their roles join the Environment in this order."""
+        if isinstance(agents, AgentHandle | Agent) or not isinstance(agents, Iterable):
+            raise TypeError("add_agents takes a list of agents")
+        members = [self._member(agent) for agent in agents]
+        roles = [info.role for _, info in members]
+        for role in roles:
+            if role in self._agents or roles.count(role) > 1:
+                raise ValueError(f"add_agents: role {role!r} is already taken")
+        self._ask_env(AddRoles(
+            tuple(info.role for _, info in members if not info.is_watcher),
+            tuple(info.role for _, info in members if info.is_watcher),
+        ))
+        for ref, info in members:
+            self.runtime.ask(self._registry_ref, Register(info))
+            self._agents[info.role] = (ref, info)
+
+    def _member(self, agent: AgentHandle | Agent) -> tuple[ActorRef, AgentInfo]:
+        if isinstance(agent, AgentHandle):
+            if not self.remote or agent.runtime is not self.runtime:
+                raise TypeError(
+                    f"agent {agent.role!r} runs on the {agent.runtime.transport_name!r} transport; "
+                    "create the task center with remote=True on the same run"
+                )
+            return agent.ref, agent.info
+        if isinstance(agent, Agent):
+            if self.remote:
+                raise TypeError(
+                    f"agent {agent.role!r} was made with remote=False; the task center is remote: "
+                    "create both the same way"
+                )
+            ref = self.runtime.spawn(functools.partial(AgentHost, agent), name=agent.name)
+            return ref, self.runtime.ask(ref, Describe())
+        raise TypeError(f"add_agents: expected agents from create_component, got {agent!r}")
+
+    @property
+    def roles(self) -> list[str]:
+        """Roles in registration order."""
+        return list(self._agents)
+
+    def _queue_roles(self) -> list[str]:
+        return [role for role, (_, info) in self._agents.items() if not info.is_watcher]
+
+    def _ask_env(self, request: Any) -> Any:
+        return self.runtime.ask(self._env_ref, request)
+
+    # -- the task
+
+    def send_task_request(
+        self, task: str, send_to: str | Sequence[str] = ALL, send_from: str = USER_REQUIREMENT
+    ) -> Message:
+        """Record `task` in the Environment for `send_to`; a user requirement opens a new trace."""
+        if not isinstance(task, str):
+            raise TypeError(f"task must be a str, not {type(task).__name__}")
+        if not isinstance(send_from, str):
+            raise TypeError(f"send_from must be a role name, not {send_from!r}")
+        if send_from != USER_REQUIREMENT:
+            check_known([send_from], known=self.roles, argument="send_from")
+        recipients = resolve_recipients(send_to, sender=send_from, roles=self._queue_roles(), argument="send_to")
+        if send_from == USER_REQUIREMENT or self._trace_id is None:
+            message = Message(task, send_from, recipients, round=self._round)
+            self._trace_id = message.trace_id
+        else:
+            message = Message(task, send_from, recipients, trace_id=self._trace_id, round=self._round)
+        self._ask_env(Publish(message))
+        return message
+
+    def step(
+        self,
+        task: str | None = None,
+        round: int = 1,
+        send_to: str | Sequence[str] = ALL,
+        allowed_roles: str | Sequence[str] | None = None,
+        user_response: str | None = None,
+    ) -> Iterator[Frame]:
+        """Let this step's responders answer at once; yield their frames as they come.
+
+        Responders are `allowed_roles`, else the roles with pending messages.
+        Arguments are checked here, before any step runs.
+        """
+        if task is not None and not isinstance(task, str):
+            raise TypeError(f"task must be a str or None, not {type(task).__name__}")
+        if not isinstance(round, int) or isinstance(round, bool) or round < 1:
+            raise TypeError(f"round must be an int >= 1, not {round!r}")
+        if user_response is not None and not isinstance(user_response, str):
+            raise TypeError(f"user_response must be a str or None, not {type(user_response).__name__}")
+        if send_to != ALL:
+            check_known(role_list(send_to, argument="send_to"), known=self._queue_roles(), argument="send_to")
+        allowed = None
+        if allowed_roles is not None:
+            allowed = role_list(allowed_roles, argument="allowed_roles")
+            check_known(allowed, known=self.roles, argument="allowed_roles")
+            for role in allowed:
+                info = self._agents[role][1]
+                if info.human_input_mode == "ON" and user_response is None:
+                    raise ValueError(f"allowed_roles: human agent {role!r} responds: pass user_response")
+        return self._steps(task, round, send_to, allowed, user_response)
+
+    def _steps(
+        self,
+        task: str | None,
+        rounds: int,
+        send_to: str | Sequence[str],
+        allowed: tuple[str, ...] | None,
+        user_response: str | None,
+    ) -> Iterator[Frame]:
+        for _ in range(rounds):
+            yield from self._one_step(task, send_to, allowed, user_response)
+
+    def _responders(self, allowed: tuple[str, ...] | None, user_response: str | None) -> list[str]:
+        if allowed is not None:
+            return list(allowed)
+        pending = self._ask_env(PendingRoles())
+        # A human with nothing to say yet keeps its messages until it speaks.
+        return [
+            role for role in pending
+            if self._agents[role][1].human_input_mode != "ON" or user_response is not None
+        ]
+
+    def _one_step(
+        self,
+        task: str | None,
+        send_to: str | Sequence[str],
+        allowed: tuple[str, ...] | None,
+        user_response: str | None,
+    ) -> Iterator[Frame]:
+        responders = self._responders(allowed, user_response)
+        if not responders:
+            return
+        self._round += 1
+        readers = [role for role in responders if not self._agents[role][1].is_watcher]
+        watchers = [role for role in responders if self._agents[role][1].is_watcher]
+        received: dict[str, tuple[Message, ...]] = dict(self._ask_env(TakePending(tuple(readers))))
+        if watchers:
+            history = self._ask_env(GetHistory())
+            received.update((role, history) for role in watchers)
+        calls = [(self._agents[role][0], self._run_step(role, received[role], task, send_to, user_response))
+                 for role in responders]
+        owed = set(readers)
+        try:
+            for _, item in self.runtime.transport.stream(calls, timeout=self.runtime.options.step_timeout):
+                if isinstance(item, Chunk):
+                    yield Frame(item.role, item.text, item.message_id)
+                elif isinstance(item, Reply):
+                    self._finish(item, received)
+                    owed.discard(item.message.sent_from)
+        finally:
+            if owed:
+                self._ask_env(Release(tuple(owed)))
+
+    def _run_step(
+        self,
+        role: str,
+        received: tuple[Message, ...],
+        task: str | None,
+        send_to: str | Sequence[str],
+        user_response: str | None,
+    ) -> RunStep:
+        info = self._agents[role][1]
+        if info.human_input_mode == "TERMINAL" and user_response is None:
+            user_response = input(f"<{role}>: ")
+        return RunStep(
+            received=received,
+            send_to=resolve_recipients(send_to, sender=role, roles=self._queue_roles(), argument="send_to"),
+            trace_id=self._trace_id,
+            round=self._round,
+            task=task,
+            user_response=user_response if info.is_human else None,
+        )
+
+    def _finish(self, reply: Reply, received: dict[str, tuple[Message, ...]]) -> None:
+        """Publish a responder's reply, then let go of the messages it answered."""
+        role = reply.message.sent_from
+        if reply.publish:
+            self._ask_env(Publish(reply.message))
+        if not self._agents[role][1].is_watcher:
+            self._ask_env(Acknowledge(role, tuple(m.message_id for m in received[role])))
+
+    def close(self) -> None:
+        """Stop the Environment, the Registry and the agents of this task center."""
+        for ref, _ in self._agents.values():
+            self.runtime.transport.stop(ref)
+        self.runtime.transport.stop(self._env_ref)
+        self.runtime.transport.stop(self._registry_ref)

@@ -1,0 +1,82 @@
+"""No actors at all: the seed's `remote=False` mode.
+
+Behaviours are plain objects called in the caller's thread. Only a step's
+responders run on short-lived threads, so that they answer concurrently as
+on every other transport.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from actorsim._errors import ActorStoppedError
+from actorsim.transport._base import (
+    ActorRef,
+    Behaviour,
+    BehaviourFactory,
+    merge_sink,
+    run_into_sink,
+)
+
+
+class InlineTransport:
+    """Calls behaviours directly; a lock per behaviour keeps one call at a time."""
+
+    name = "inline"
+
+    def __init__(self) -> None:
+        self._behaviours: dict[str, tuple[Behaviour, threading.Lock]] = {}
+
+    def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
+        if name in self._behaviours:
+            raise ValueError(f"a component named {name!r} already exists")
+        self._behaviours[name] = (factory(), threading.Lock())
+        return ActorRef(name, name)
+
+    def _entry(self, ref: ActorRef) -> tuple[Behaviour, threading.Lock]:
+        try:
+            return self._behaviours[ref.name]
+        except KeyError:
+            raise ActorStoppedError(f"component {ref.name!r} is stopped") from None
+
+    def tell(self, to: ActorRef, request: Any) -> None:
+        self.ask(to, request, timeout=0)
+
+    def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
+        behaviour, lock = self._entry(to)
+        with lock:
+            return behaviour.receive(request)
+
+    def stream(
+        self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
+    ) -> Iterator[tuple[ActorRef, Any]]:
+        sink: queue.Queue[tuple[ActorRef, Any]] = queue.Queue()
+        for ref, request in calls:
+            behaviour, lock = self._entry(ref)
+            threading.Thread(
+                target=self._locked_run, args=(behaviour, lock, ref, request, sink), daemon=True
+            ).start()
+        return merge_sink(sink, [ref for ref, _ in calls], timeout)
+
+    @staticmethod
+    def _locked_run(
+        behaviour: Behaviour,
+        lock: threading.Lock,
+        ref: ActorRef,
+        request: Any,
+        sink: queue.Queue[tuple[ActorRef, Any]],
+    ) -> None:
+        with lock:
+            run_into_sink(behaviour, ref, request, sink)
+
+    def stop(self, ref: ActorRef) -> None:
+        self._behaviours.pop(ref.name, None)
+
+    def shutdown(self) -> None:
+        self._behaviours.clear()
+
+
+transport_class = InlineTransport

@@ -1,0 +1,121 @@
+"""Actors as threads with mailboxes, in the calling process.
+
+For tests and debugging: the same one-message-at-a-time semantics as the
+multiprocess transports, with nothing to start and tracebacks in one place.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import attrs
+
+from actorsim._errors import ActorStoppedError, AskTimeoutError
+from actorsim.transport._base import (
+    ActorRef,
+    Behaviour,
+    BehaviourFactory,
+    Failure,
+    merge_sink,
+    run_into_sink,
+)
+
+_Sink = queue.Queue[tuple[ActorRef, Any]]
+
+
+@attrs.frozen
+class _Delivery:
+    request: Any
+    sink: _Sink | None
+    streamed: bool
+
+
+class _Stop:
+    """Ends a mailbox loop."""
+
+
+class _Mailbox:
+    def __init__(self, ref: ActorRef, behaviour: Behaviour) -> None:
+        self.ref = ref
+        self.behaviour = behaviour
+        self.inbox: queue.Queue[_Delivery | _Stop] = queue.Queue()
+        self.thread = threading.Thread(target=self._loop, name=f"actorsim:{ref.name}", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not isinstance(delivery := self.inbox.get(), _Stop):
+            if delivery.streamed:
+                assert delivery.sink is not None
+                run_into_sink(self.behaviour, self.ref, delivery.request, delivery.sink)
+                continue
+            try:
+                result: Any = self.behaviour.receive(delivery.request)
+            except Exception as error:
+                result = Failure.capture(error)
+            if delivery.sink is not None:
+                delivery.sink.put((self.ref, result))
+
+
+class LocalTransport:
+    """Each actor is a thread that handles one request at a time."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._mailboxes: dict[str, _Mailbox] = {}
+        self._lock = threading.Lock()
+
+    def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
+        with self._lock:
+            if name in self._mailboxes:
+                raise ValueError(f"an actor named {name!r} already exists in this run")
+            ref = ActorRef(name, name)
+            self._mailboxes[name] = _Mailbox(ref, factory())
+        return ref
+
+    def _mailbox(self, ref: ActorRef) -> _Mailbox:
+        mailbox = self._mailboxes.get(ref.name)
+        if mailbox is None or mailbox.ref is not ref:
+            raise ActorStoppedError(f"actor {ref.name!r} is stopped")
+        return mailbox
+
+    def tell(self, to: ActorRef, request: Any) -> None:
+        self._mailbox(to).inbox.put(_Delivery(request, None, streamed=False))
+
+    def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
+        sink: _Sink = queue.Queue()
+        self._mailbox(to).inbox.put(_Delivery(request, sink, streamed=False))
+        try:
+            _, result = sink.get(timeout=timeout)
+        except queue.Empty:
+            raise AskTimeoutError(f"actor {to.name!r} did not answer within {timeout} s") from None
+        if isinstance(result, Failure):
+            raise result.error()
+        return result
+
+    def stream(
+        self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
+    ) -> Iterator[tuple[ActorRef, Any]]:
+        sink: _Sink = queue.Queue()
+        for ref, request in calls:
+            self._mailbox(ref).inbox.put(_Delivery(request, sink, streamed=True))
+        return merge_sink(sink, [ref for ref, _ in calls], timeout)
+
+    def stop(self, ref: ActorRef) -> None:
+        with self._lock:
+            mailbox = self._mailboxes.get(ref.name)
+            if mailbox is None or mailbox.ref is not ref:
+                return
+            del self._mailboxes[ref.name]
+        mailbox.inbox.put(_Stop())
+        mailbox.thread.join()
+
+    def shutdown(self) -> None:
+        for mailbox in list(self._mailboxes.values()):
+            self.stop(mailbox.ref)
+
+
+transport_class = LocalTransport

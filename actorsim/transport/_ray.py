@@ -1,0 +1,143 @@
+"""Actors on a Ray cluster, or on a private Ray instance started for this run.
+
+Plain `ray.init()` attaches to whatever cluster already runs on the machine;
+without an address we start our own (`address="local"`) in a temp dir of our
+own, so parallel runs never meet, and stop it at `shutdown()`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from actorsim._errors import ActorStoppedError, AskTimeoutError
+from actorsim.transport._base import ActorRef, Behaviour, BehaviourFactory
+
+
+class RayShell:
+    """The Ray actor that hosts one behaviour."""
+
+    def __init__(self) -> None:
+        self._behaviour: Behaviour | None = None
+
+    def start(self, factory: BehaviourFactory) -> None:
+        self._behaviour = factory()
+
+    def ask(self, request: Any) -> Any:
+        assert self._behaviour is not None, "request before start"
+        return self._behaviour.receive(request)
+
+    def stream(self, request: Any) -> Iterator[Any]:
+        assert self._behaviour is not None, "request before start"
+        yield from self._behaviour.receive(request)
+
+
+_RemoteShell = ray.remote(num_cpus=0, max_restarts=0)(RayShell)
+
+
+def _unwrap(error: RayTaskError) -> BaseException:
+    """Raise the actor's own exception type, as a user calling plainly expects."""
+    cause = error.cause
+    return cause if isinstance(cause, BaseException) else error
+
+
+class RayTransport:
+    """Every actor is a Ray actor in this run's own namespace."""
+
+    name = "ray"
+
+    def __init__(self, *, address: str | None = None, num_cpus: int | None = None) -> None:
+        self._owns_cluster = address is None
+        self._temp_dir = tempfile.mkdtemp(prefix="actorsim-ray-") if self._owns_cluster else None
+        self._namespace = f"actorsim-{uuid.uuid4().hex[:12]}"
+        ray.init(
+            address=address or "local",
+            namespace=self._namespace,
+            include_dashboard=False if self._owns_cluster else None,
+            num_cpus=num_cpus if self._owns_cluster else None,
+            _temp_dir=self._temp_dir,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+        self._refs: dict[str, ActorRef] = {}
+        self._spawned = itertools.count(1)
+
+    def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
+        if name in self._refs:
+            raise ValueError(f"an actor named {name!r} already exists in this run")
+        # A suffix keeps Ray's name free at once for an actor that reuses a stopped one's name.
+        ray_name = f"{name}-{next(self._spawned)}"
+        handle = _RemoteShell.options(name=ray_name).remote()  # type: ignore[attr-defined]
+        ref = ActorRef(name, handle)
+        try:
+            self._get(ref, handle.start.remote(factory), timeout)
+        except BaseException:
+            ray.kill(handle)
+            raise
+        self._refs[name] = ref
+        return ref
+
+    def _handle(self, ref: ActorRef) -> Any:
+        if self._refs.get(ref.name) is not ref:
+            raise ActorStoppedError(f"actor {ref.name!r} is stopped")
+        return ref.address
+
+    @staticmethod
+    def _get(ref: ActorRef, object_ref: Any, timeout: float) -> Any:
+        try:
+            return ray.get(object_ref, timeout=timeout)
+        except GetTimeoutError:
+            raise AskTimeoutError(f"actor {ref.name!r} did not answer within {timeout} s") from None
+        except RayActorError as error:
+            raise ActorStoppedError(f"actor {ref.name!r} died: {error}") from error
+        except RayTaskError as error:
+            raise _unwrap(error) from None
+
+    def tell(self, to: ActorRef, request: Any) -> None:
+        self._handle(to).ask.remote(request)
+
+    def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
+        return self._get(to, self._handle(to).ask.remote(request), timeout)
+
+    def stream(
+        self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
+    ) -> Iterator[tuple[ActorRef, Any]]:
+        generators = {
+            self._handle(ref).stream.options(num_returns="streaming").remote(request): ref
+            for ref, request in calls
+        }
+        while generators:
+            ready, _ = ray.wait(list(generators), num_returns=1, timeout=timeout)
+            if not ready:
+                names = sorted(ref.name for ref in generators.values())
+                raise AskTimeoutError(f"no item from {names} within {timeout} s")
+            for generator in ready:
+                ref = generators[generator]
+                try:
+                    object_ref = next(generator)
+                except StopIteration:
+                    del generators[generator]
+                    continue
+                yield ref, self._get(ref, object_ref, timeout)
+
+    def stop(self, ref: ActorRef) -> None:
+        if self._refs.get(ref.name) is ref:
+            del self._refs[ref.name]
+            ray.kill(ref.address)
+
+    def shutdown(self) -> None:
+        for ref in list(self._refs.values()):
+            self.stop(ref)
+        ray.shutdown()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+
+
+transport_class = RayTransport

@@ -1,0 +1,86 @@
+"""One suite, every transport.
+
+`runtime` runs a test on local, thespian and ray; `make` builds components in
+each of the seed's modes: plain objects (`remote=False`) and actors on each
+transport. One actor system per transport serves the whole session (Ray takes
+seconds to start); only one is up at a time, and every actor a test started is
+stopped after it, so names can be reused and nothing leaks between tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import actorsim
+from actorsim import Runtime, create_component
+
+
+def _available(name: str) -> bool:
+    return name == "local" or importlib.util.find_spec(name) is not None
+
+
+TRANSPORT_PARAMS = [
+    pytest.param(name, id=name, marks=pytest.mark.skipif(not _available(name), reason=f"{name} is not installed"))
+    for name in actorsim.TRANSPORTS
+]
+
+_live: dict[str, Runtime] = {}
+
+
+def _runtime_for(name: str, log_dir: Path) -> Runtime:
+    """The session's runtime for `name`, shutting down another transport's first."""
+    if name not in _live:
+        for other in list(_live):
+            _live.pop(other).shutdown()
+        _live[name] = actorsim.init(transport=name, ask_timeout=60, step_timeout=120, log_dir=log_dir)
+    return _live[name]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shutdown_runtimes() -> Iterator[None]:
+    yield
+    for name in list(_live):
+        _live.pop(name).shutdown()
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session", params=TRANSPORT_PARAMS)
+def transport_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def runtime(transport_name: str, log_dir: Path) -> Iterator[Runtime]:
+    live = _runtime_for(transport_name, log_dir)
+    yield live
+    live.stop_all()
+
+
+@pytest.fixture(scope="session", params=[pytest.param("plain", id="plain"), *TRANSPORT_PARAMS])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+Make = Callable[..., Any]
+
+
+@pytest.fixture
+def make(mode: str, log_dir: Path) -> Iterator[Make]:
+    """`make(cls, name, **options)`: `create_component` in this test's mode."""
+    live = None if mode == "plain" else _runtime_for(mode, log_dir)
+
+    def build(cls: type, name: str, **options: Any) -> Any:
+        return create_component(cls, name=name, remote=live is not None, runtime=live, **options)
+
+    yield build
+    if live is not None:
+        live.stop_all()
