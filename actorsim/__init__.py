@@ -21,8 +21,6 @@ from actorsim.transport import TRANSPORTS
 __version__ = "0.1.0"
 
 __all__ = [
-    "TRANSPORTS",
-    "USER_REQUIREMENT",
     "ActorStoppedError",
     "ActorsimError",
     "Agent",
@@ -40,8 +38,10 @@ __all__ = [
     "RemoteError",
     "RolePlay",
     "Runtime",
+    "TRANSPORTS",
     "TaskCenter",
     "TransportUnavailableError",
+    "USER_REQUIREMENT",
     "create_component",
     "current_runtime",
     "init",

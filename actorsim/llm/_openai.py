@@ -72,7 +72,9 @@ class OpenAIChatModel:
             stop=tenacity.stop_after_attempt(config.max_attempts)
             | tenacity.stop_after_delay(config.max_retry_seconds),
             wait=tenacity.wait_exponential_jitter(
-                initial=config.retry_initial_wait, max=config.retry_max_wait
+                multiplier=config.retry_initial_wait,
+                jitter=config.retry_initial_wait,
+                max=config.retry_max_wait,
             ),
             retry=tenacity.retry_if_exception(_is_transient),
             before_sleep=tenacity.before_sleep_log(logger, logging.WARNING),

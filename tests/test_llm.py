@@ -1,0 +1,122 @@
+"""Model backends: the scripted model, and OpenAI-compatible servers over HTTP."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from actorsim import ChatMessage, LLMError, RolePlay, TaskCenter
+from actorsim.llm import OpenAIChatModel, OpenAIConfig, ScriptedConfig, ScriptedModel, build_chat_model
+from tests.conftest import Make
+from tests.helpers import TASK, texts_by_role
+from tests.openai_server import OpenAIServer
+
+PROMPT = [ChatMessage("system", "You are terse."), ChatMessage("user", "Hello?")]
+
+
+def fast_retries(server: OpenAIServer, **options: object) -> OpenAIConfig:
+    return OpenAIConfig(model="test-model", api_base=server.api_base, retry_initial_wait=0.01, retry_max_wait=0.05, **options)
+
+
+class TestScriptedModel:
+    def test_replies_stream_word_by_word_and_cycle(self) -> None:
+        """Chunks join back into the reply; replies repeat in order."""
+        model = ScriptedModel(ScriptedConfig(["Fly me to the Moon.", "Next."]))
+        assert list(model.stream(PROMPT)) == ["Fly ", "me ", "to ", "the ", "Moon."]
+        assert ["".join(model.stream(PROMPT)) for _ in range(3)] == ["Next.", "Fly me to the Moon.", "Next."]
+
+    def test_latencies_are_waited_per_reply_and_per_chunk(self) -> None:
+        """reply_latency comes before the first chunk, chunk_latency before each later one."""
+        waits: list[float] = []
+        model = ScriptedModel(ScriptedConfig(["a b c"], reply_latency=0.5, chunk_latency=0.1), sleep=waits.append)
+        assert list(model.stream(PROMPT)) == ["a ", "b ", "c"]
+        assert waits == [0.5, 0.1, 0.1]
+
+    def test_config_is_checked(self) -> None:
+        with pytest.raises(ValueError, match="replies must be a non-empty list of strings"):
+            ScriptedConfig([])
+        with pytest.raises(ValueError, match="chunk_latency must be >= 0"):
+            ScriptedConfig(["a"], chunk_latency=-1)
+
+
+class TestOpenAIBackend:
+    def test_a_reply_streams_from_the_server(self) -> None:
+        """The prompt goes out as chat messages with stream=true; the reply comes back in pieces."""
+        with OpenAIServer(["Use a big rocket."], api_key="sk-test") as server:
+            model = OpenAIChatModel(fast_retries(server, api_key="sk-test"))
+            assert list(model.stream(PROMPT)) == ["Use ", "a ", "big ", "rocket."]
+        assert server.requests == [{
+            "model": "test-model",
+            "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hello?"}],
+            "stream": True,
+        }]
+
+    def test_transient_failures_are_retried(self) -> None:
+        """500 twice, then 200: the call succeeds after two backoff waits."""
+        waits: list[float] = []
+        with OpenAIServer(["Third time lucky."], failures=[500, 500]) as server:
+            model = OpenAIChatModel(fast_retries(server), sleep=waits.append)
+            assert "".join(model.stream(PROMPT)) == "Third time lucky."
+        assert server.statuses == [500, 500, 200]
+        assert len(waits) == 2 and all(0 < wait <= 0.05 for wait in waits)
+
+    def test_retries_are_bounded(self) -> None:
+        """A server that keeps failing is given up on after max_attempts, with its status in the error."""
+        with OpenAIServer(["never"], failures=[503] * 5) as server:
+            model = OpenAIChatModel(fast_retries(server, max_attempts=3), sleep=lambda _: None)
+            with pytest.raises(LLMError, match="answered 503"):
+                list(model.stream(PROMPT))
+        assert server.statuses == [503, 503, 503]
+
+    def test_a_refused_key_fails_at_once(self) -> None:
+        """401 is not retried, and the error says what the server answered."""
+        with OpenAIServer(["never"], api_key="sk-right") as server:
+            model = OpenAIChatModel(fast_retries(server, api_key="sk-wrong"), sleep=lambda _: None)
+            with pytest.raises(LLMError, match="answered 401"):
+                list(model.stream(PROMPT))
+        assert server.statuses == [401]
+
+    def test_an_unreachable_server(self) -> None:
+        """Connection errors are retried, then reported as unreachable."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        config = OpenAIConfig(model="m", api_base=f"http://127.0.0.1:{port}/v1", max_attempts=2, retry_initial_wait=0.01)
+        with pytest.raises(LLMError, match="unreachable"):
+            list(OpenAIChatModel(config, sleep=lambda _: None).stream(PROMPT))
+
+
+class TestConfigs:
+    def test_dashscope_needs_a_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+        with pytest.raises(ValueError, match="needs api_key or DASHSCOPE_API_KEY"):
+            build_chat_model({"model": "qwen-max", "model_server": "dashscope"})
+
+    def test_dashscope_speaks_the_openai_protocol(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The seed's dashscope config, its key from the environment, pointed at a local server."""
+        monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-dash")
+        with OpenAIServer(["Ni hao."], api_key="sk-dash") as server:
+            model = build_chat_model({"model": "qwen-max", "model_server": "dashscope", "api_base": server.api_base})
+            assert "".join(model.stream(PROMPT)) == "Ni hao."
+        assert server.requests[0]["model"] == "qwen-max"
+
+    def test_dashscope_default_endpoint(self) -> None:
+        model = build_chat_model({"model": "qwen-max", "model_server": "dashscope", "api_key": "k"})
+        assert isinstance(model, OpenAIChatModel)
+        assert model.config.api_base == "https://dashscope.aliyuncs.com/compatible-mode/v1"
+
+
+class TestAgentsOnARealServer:
+    def test_a_debate_over_http(self, make: Make) -> None:
+        """Agents in every mode stream their replies from the server; prompts carry the task."""
+        with OpenAIServer(["Rockets, obviously.", "Balloons, clearly."]) as server:
+            llm = {"model_server": "openai", "model": "local-model", "api_base": server.api_base}
+            task_center = make(TaskCenter, "task_center")
+            task_center.add_agents([make(RolePlay, "joe_biden", llm=llm), make(RolePlay, "donald_trump", llm=llm)])
+            task_center.send_task_request(TASK, send_to="joe_biden")
+            assert texts_by_role(task_center.step()) == {"joe_biden": "Rockets, obviously."}
+            assert texts_by_role(task_center.step()) == {"donald_trump": "Balloons, clearly."}
+        first_prompt = server.requests[0]["messages"]
+        assert first_prompt[-1] == {"role": "user", "content": f"user_requirement: {TASK}"}
+        assert server.requests[1]["messages"][-1]["content"] == "joe_biden: Rockets, obviously."

@@ -1,0 +1,86 @@
+"""Processes: nothing a run starts outlives it, and a piped driver never hangs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from actorsim._runtime import RunOptions, Runtime
+from actorsim.transport import load_transport
+from tests.actors import GetPid, Recorder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead but not yet reaped by its parent.
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def wait_until_gone(pids: list[int], timeout: float) -> list[int]:
+    """Poll until every process has exited; return those still alive at the deadline."""
+    deadline = time.monotonic() + timeout
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+class TestThespianProcesses:
+    def test_shutdown_ends_every_process(self, tmp_path: Path) -> None:
+        """After shutdown() the actor processes and the admin are gone."""
+        runtime = Runtime(load_transport("thespian", output_path=tmp_path / "out"), RunOptions(), "test")
+        try:
+            actor_pids = [runtime.ask(runtime.spawn(Recorder, name=f"r{n}"), GetPid()) for n in range(3)]
+            admin_pid = int(Path(f"/proc/{actor_pids[0]}/stat").read_text().split()[3])
+            assert admin_pid != os.getpid()
+        finally:
+            runtime.shutdown()
+        assert wait_until_gone([*actor_pids, admin_pid], timeout=10) == []
+
+    def test_a_killed_driver_takes_its_run_down(self, tmp_path: Path) -> None:
+        """SIGKILL of the driver: its actors and admin exit by themselves within seconds."""
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "tests.orphan_driver", str(tmp_path)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        try:
+            assert driver.stdout is not None
+            pids = [int(pid) for pid in driver.stdout.readline().split()]
+            assert len(pids) == 4 and all(alive(pid) for pid in pids[1:])
+        finally:
+            driver.send_signal(signal.SIGKILL)
+            driver.wait(10)
+        assert wait_until_gone(pids[1:], timeout=15) == []
+
+
+@pytest.mark.parametrize("transport", ["local", "thespian", "ray"])
+def test_the_debate_example_runs_with_piped_output(transport: str, tmp_path: Path) -> None:
+    """examples/debate.py ends on its own when its output is a pipe, as under CI."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "debate.py"), "--transport", transport, "--rounds", "4",
+         "--chunk-latency", "0"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "<joe_biden>: We go to the Moon with NASA" in result.stdout
+    assert "<donald_trump>: Nobody builds rockets like we do" in result.stdout
+    assert f"5 messages on the {transport} transport." in result.stdout
+
+
+def test_two_thespian_runs_at_once_do_not_meet(tmp_path: Path) -> None:
+    """Two drivers on one machine each get their own actor system."""
+    command = [sys.executable, str(ROOT / "examples" / "debate.py"), "--transport", "thespian", "--rounds", "2"]
+    runs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0]
+    assert all("3 messages on the thespian transport." in output for output in outputs)
