@@ -12,7 +12,6 @@ from typing import Any
 
 from actorsim._actors.agent_host import AgentHost, Chunk, Describe, Reply, RunStep
 from actorsim._actors.environment import (
-    Acknowledge,
     AddRoles,
     Environment,
     GetHistory,
@@ -199,15 +198,21 @@ class TaskCenter:
         for _ in range(rounds):
             yield from self._one_step(task, send_to, allowed, user_response)
 
-    def _responders(self, allowed: tuple[str, ...] | None, user_response: str | None) -> list[str]:
-        if allowed is not None:
-            return list(allowed)
-        pending = self._ask_env(PendingRoles())
-        # A human with nothing to say yet keeps its messages until it speaks.
-        return [
-            role for role in pending
-            if self._agents[role][1].human_input_mode != "ON" or user_response is not None
-        ]
+    def _take_messages(
+        self, allowed: tuple[str, ...] | None, user_response: str | None
+    ) -> dict[str, tuple[Message, ...]]:
+        """This step's responders, in registration order, with the messages they pull."""
+        if allowed is None:
+            # A human with nothing to say yet keeps its messages until it speaks.
+            silent = () if user_response is not None else tuple(
+                role for role, (_, info) in self._agents.items() if info.human_input_mode == "ON"
+            )
+            taken: dict[str, tuple[Message, ...]] = self._ask_env(TakePending(passed_over=silent))
+            return {role: taken[role] for role in self._agents if role in taken}
+        readers = tuple(role for role in allowed if not self._agents[role][1].is_watcher)
+        taken = self._ask_env(TakePending(readers)) if readers else {}
+        history = self._ask_env(GetHistory()) if len(readers) < len(allowed) else ()
+        return {role: taken.get(role, history) for role in allowed}
 
     def _one_step(
         self,
@@ -216,25 +221,22 @@ class TaskCenter:
         allowed: tuple[str, ...] | None,
         user_response: str | None,
     ) -> Iterator[Frame]:
-        responders = self._responders(allowed, user_response)
-        if not responders:
+        received = self._take_messages(allowed, user_response)
+        if not received:
             return
         self._round += 1
-        readers = [role for role in responders if not self._agents[role][1].is_watcher]
-        watchers = [role for role in responders if self._agents[role][1].is_watcher]
-        received: dict[str, tuple[Message, ...]] = dict(self._ask_env(TakePending(tuple(readers))))
-        if watchers:
-            history = self._ask_env(GetHistory())
-            received.update((role, history) for role in watchers)
-        calls = [(self._agents[role][0], self._run_step(role, received[role], task, send_to, user_response))
-                 for role in responders]
-        owed = set(readers)
+        calls = [
+            (self._agents[role][0], self._run_step(role, messages, task, send_to, user_response))
+            for role, messages in received.items()
+        ]
+        owed = {role for role in received if not self._agents[role][1].is_watcher}
         try:
             for _, item in self.runtime.transport.stream(calls, timeout=self.runtime.options.step_timeout):
                 if isinstance(item, Chunk):
                     yield Frame(item.role, item.text, item.message_id)
-                elif isinstance(item, Reply):
-                    self._finish(item, received)
+                elif isinstance(item, Reply) and item.publish:
+                    answered = tuple(m.message_id for m in received[item.message.sent_from])
+                    self._ask_env(Publish(item.message, answers=answered))
                     owed.discard(item.message.sent_from)
         finally:
             if owed:
@@ -260,16 +262,11 @@ class TaskCenter:
             user_response=user_response if info.is_human else None,
         )
 
-    def _finish(self, reply: Reply, received: dict[str, tuple[Message, ...]]) -> None:
-        """Publish a responder's reply, then let go of the messages it answered."""
-        role = reply.message.sent_from
-        if reply.publish:
-            self._ask_env(Publish(reply.message))
-        if not self._agents[role][1].is_watcher:
-            self._ask_env(Acknowledge(role, tuple(m.message_id for m in received[role])))
-
     def close(self) -> None:
         """Stop the Environment, the Registry and the agents of this task center."""
+        if not self.remote:
+            self.runtime.shutdown()
+            return
         for ref, _ in self._agents.values():
             self.runtime.transport.stop(ref)
         self.runtime.transport.stop(self._env_ref)

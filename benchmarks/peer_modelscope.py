@@ -118,18 +118,17 @@ def run(mode: str, n_agents: int, n_steps: int) -> Dict[str, Any]:
             return frames
 
         setup_s = time.perf_counter() - t0
-        expected = n_agents * len(REPLY_WORDS)
-        start = time.perf_counter()
-        frames = step()  # warm-up, not timed
-        print(f'setup {setup_s:.2f}s; warm-up step {time.perf_counter() - start:.3f}s,'
-              f' {frames} frames', file=sys.stderr)
+        expected = n_agents * len(REPLY_WORDS)  # every agent answers every step
         times: List[float] = []
-        for i in range(n_steps):
+        for i in range(n_steps + 1):  # step 0 is the warm-up, not timed
             start = time.perf_counter()
             frames = step()
             times.append(time.perf_counter() - start)
             if frames != expected:
                 raise RuntimeError(f'step {i}: {frames} frames, expected {expected}')
+        print(f'setup {setup_s:.2f}s; warm-up {times[0]:.4f}s; steps '
+              + ' '.join(f'{t:.4f}' for t in times[1:]), file=sys.stderr)
+        times = times[1:]
         return {'peer': PEER, 'version': VERSION, 'mode': mode, 'agents': n_agents,
                 'steps': n_steps, 'mean_step_s': statistics.mean(times),
                 'median_step_s': statistics.median(times), 'setup_s': setup_s}
@@ -141,14 +140,14 @@ def run(mode: str, n_agents: int, n_steps: int) -> Dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--mode', choices=['local', 'ray'], default='local')
-    parser.add_argument('--agents', type=int, default=2)
-    parser.add_argument('--steps', type=int, default=20)
-    args = parser.parse_args()
-    exit_on_sigterm()
     real_stdout = sys.stdout
     try:
+        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        parser.add_argument('--mode', choices=['local', 'ray'], default='local')
+        parser.add_argument('--agents', type=int, default=2)
+        parser.add_argument('--steps', type=int, default=20)
+        args = parser.parse_args()
+        exit_on_sigterm()
         with contextlib.redirect_stdout(sys.stderr):  # peer/Ray prints stay off stdout
             result = run(args.mode, args.agents, args.steps)
     finally:

@@ -20,22 +20,24 @@ class AddRoles:
 
 @attrs.frozen
 class Publish:
+    """Store `message`; the sender's owed messages it answers (`answers`) are done with.
+
+    One request for both, so that a reply costs one round trip.
+    """
+
     message: Message
+    answers: tuple[str, ...] = ()
 
 
 @attrs.frozen
 class TakePending:
-    """Move each role's queued messages to its owed list and return them."""
+    """Move queued messages to their role's owed list and return them, by role.
 
-    roles: tuple[str, ...]
+    `roles=None` takes every role with pending messages but those `passed_over`.
+    """
 
-
-@attrs.frozen
-class Acknowledge:
-    """The role's reply is published: its owed messages are done with."""
-
-    role: str
-    message_ids: tuple[str, ...]
+    roles: tuple[str, ...] | None = None
+    passed_over: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -106,22 +108,25 @@ class Environment:
             self._requirements.append(message)
         for role in message.send_to:
             self._queues[role].append(message)
+        if request.answers:
+            done = set(request.answers)
+            owed = self._owed[message.sent_from]
+            owed[:] = [m for m in owed if m.message_id not in done]
 
     @receive.register
     def _take_pending(self, request: TakePending) -> dict[str, tuple[Message, ...]]:
-        check_known(request.roles, known=list(self._queues), argument="roles")
+        if request.roles is None:
+            roles = [role for role, queue in self._queues.items() if queue and role not in request.passed_over]
+        else:
+            check_known(request.roles, known=list(self._queues), argument="roles")
+            roles = list(request.roles)
         taken = {}
-        for role in request.roles:
+        for role in roles:
             queue = self._queues[role]
             taken[role] = tuple(queue)
             self._owed[role].extend(queue)
             queue.clear()
         return taken
-
-    @receive.register
-    def _acknowledge(self, request: Acknowledge) -> None:
-        done = set(request.message_ids)
-        self._owed[request.role] = [m for m in self._owed[request.role] if m.message_id not in done]
 
     @receive.register
     def _release(self, request: Release) -> None:

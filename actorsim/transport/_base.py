@@ -106,7 +106,7 @@ class StreamEnd:
 
 
 def merge_sink(
-    sink: queue.Queue[tuple[ActorRef, Any]], refs: Sequence[ActorRef], timeout: float
+    sink: queue.SimpleQueue[tuple[ActorRef, Any]], refs: Sequence[ActorRef], timeout: float
 ) -> Iterator[tuple[ActorRef, Any]]:
     """Yield the items that producers put into `sink` until every call to `refs` has ended.
 
@@ -129,7 +129,7 @@ def merge_sink(
 
 
 def run_into_sink(
-    behaviour: Behaviour, ref: ActorRef, request: Any, sink: queue.Queue[tuple[ActorRef, Any]]
+    behaviour: Behaviour, ref: ActorRef, request: Any, sink: queue.SimpleQueue[tuple[ActorRef, Any]]
 ) -> None:
     """Run one streamed request and put its items, then its end, into `sink`."""
     try:

@@ -1,12 +1,13 @@
 """No actors at all: the seed's `remote=False` mode.
 
 Behaviours are plain objects called in the caller's thread. Only a step's
-responders run on short-lived threads, so that they answer concurrently as
-on every other transport.
+responders run on pooled threads, so that they answer concurrently as on
+every other transport.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,8 @@ class InlineTransport:
 
     def __init__(self) -> None:
         self._behaviours: dict[str, tuple[Behaviour, threading.Lock]] = {}
+        # Threads are reused across steps; the bound is far above any step's responders.
+        self._workers = concurrent.futures.ThreadPoolExecutor(max_workers=4096, thread_name_prefix="actorsim")
 
     def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
         if name in self._behaviours:
@@ -53,12 +56,10 @@ class InlineTransport:
     def stream(
         self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
     ) -> Iterator[tuple[ActorRef, Any]]:
-        sink: queue.Queue[tuple[ActorRef, Any]] = queue.Queue()
+        sink: queue.SimpleQueue[tuple[ActorRef, Any]] = queue.SimpleQueue()
         for ref, request in calls:
             behaviour, lock = self._entry(ref)
-            threading.Thread(
-                target=self._locked_run, args=(behaviour, lock, ref, request, sink), daemon=True
-            ).start()
+            self._workers.submit(self._locked_run, behaviour, lock, ref, request, sink)
         return merge_sink(sink, [ref for ref, _ in calls], timeout)
 
     @staticmethod
@@ -67,7 +68,7 @@ class InlineTransport:
         lock: threading.Lock,
         ref: ActorRef,
         request: Any,
-        sink: queue.Queue[tuple[ActorRef, Any]],
+        sink: queue.SimpleQueue[tuple[ActorRef, Any]],
     ) -> None:
         with lock:
             run_into_sink(behaviour, ref, request, sink)
@@ -77,6 +78,7 @@ class InlineTransport:
 
     def shutdown(self) -> None:
         self._behaviours.clear()
+        self._workers.shutdown(wait=False)
 
 
 transport_class = InlineTransport

@@ -23,7 +23,7 @@ from actorsim.transport._base import (
     run_into_sink,
 )
 
-_Sink = queue.Queue[tuple[ActorRef, Any]]
+_Sink = queue.SimpleQueue[tuple[ActorRef, Any]]
 
 
 @attrs.frozen
@@ -41,7 +41,7 @@ class _Mailbox:
     def __init__(self, ref: ActorRef, behaviour: Behaviour) -> None:
         self.ref = ref
         self.behaviour = behaviour
-        self.inbox: queue.Queue[_Delivery | _Stop] = queue.Queue()
+        self.inbox: queue.SimpleQueue[_Delivery | _Stop] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._loop, name=f"actorsim:{ref.name}", daemon=True)
         self.thread.start()
 
@@ -86,7 +86,7 @@ class LocalTransport:
         self._mailbox(to).inbox.put(_Delivery(request, None, streamed=False))
 
     def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
-        sink: _Sink = queue.Queue()
+        sink: _Sink = queue.SimpleQueue()
         self._mailbox(to).inbox.put(_Delivery(request, sink, streamed=False))
         try:
             _, result = sink.get(timeout=timeout)
@@ -99,7 +99,7 @@ class LocalTransport:
     def stream(
         self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
     ) -> Iterator[tuple[ActorRef, Any]]:
-        sink: _Sink = queue.Queue()
+        sink: _Sink = queue.SimpleQueue()
         for ref, request in calls:
             self._mailbox(ref).inbox.put(_Delivery(request, sink, streamed=True))
         return merge_sink(sink, [ref for ref, _ in calls], timeout)

@@ -62,6 +62,8 @@ class RayTransport:
             namespace=self._namespace,
             include_dashboard=False if self._owns_cluster else None,
             num_cpus=num_cpus if self._owns_cluster else None,
+            # Our own instance serves this machine only: keep it on loopback.
+            _node_ip_address="127.0.0.1" if self._owns_cluster else None,
             _temp_dir=self._temp_dir,
             log_to_driver=False,
             configure_logging=False,
