@@ -17,7 +17,6 @@ import contextlib
 import json
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -178,7 +177,8 @@ def main() -> None:
     for transport in [mode for mode in args.modes if mode in raw]:
         raw_ms = median_ms(raw[transport](args.round_trips))
         our_ms = median_ms(actorsim_round_trip(transport, args.round_trips))
-        print(f"{transport:<10} raw {raw_ms:.3f} ms  actorsim {our_ms:.3f} ms  ratio {our_ms / raw_ms:.2f}x", flush=True)
+        ratio = our_ms / raw_ms
+        print(f"{transport:<10} raw {raw_ms:.3f} ms  actorsim {our_ms:.3f} ms  ratio {ratio:.2f}x", flush=True)
 
     print("\nAgainst the peer modelscope-agent 0.7.2 (ratio = actorsim mean / peer mean; < 1 is faster)")
     if not PEER_PYTHON.exists():

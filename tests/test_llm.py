@@ -16,7 +16,9 @@ PROMPT = [ChatMessage("system", "You are terse."), ChatMessage("user", "Hello?")
 
 
 def fast_retries(server: OpenAIServer, **options: object) -> OpenAIConfig:
-    return OpenAIConfig(model="test-model", api_base=server.api_base, retry_initial_wait=0.01, retry_max_wait=0.05, **options)
+    return OpenAIConfig(
+        model="test-model", api_base=server.api_base, retry_initial_wait=0.01, retry_max_wait=0.05, **options
+    )
 
 
 class TestScriptedModel:
@@ -46,11 +48,13 @@ class TestOpenAIBackend:
         with OpenAIServer(["Use a big rocket."], api_key="sk-test") as server:
             model = OpenAIChatModel(fast_retries(server, api_key="sk-test"))
             assert list(model.stream(PROMPT)) == ["Use ", "a ", "big ", "rocket."]
-        assert server.requests == [{
-            "model": "test-model",
-            "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hello?"}],
-            "stream": True,
-        }]
+        assert server.requests == [
+            {
+                "model": "test-model",
+                "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hello?"}],
+                "stream": True,
+            }
+        ]
 
     def test_transient_failures_are_retried(self) -> None:
         """500 twice, then 200: the call succeeds after two backoff waits."""
@@ -82,7 +86,9 @@ class TestOpenAIBackend:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        config = OpenAIConfig(model="m", api_base=f"http://127.0.0.1:{port}/v1", max_attempts=2, retry_initial_wait=0.01)
+        config = OpenAIConfig(
+            model="m", api_base=f"http://127.0.0.1:{port}/v1", max_attempts=2, retry_initial_wait=0.01
+        )
         with pytest.raises(LLMError, match="unreachable"):
             list(OpenAIChatModel(config, sleep=lambda _: None).stream(PROMPT))
 

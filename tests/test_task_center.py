@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ def debate(make: Make, *roles: str) -> tuple[TaskCenter, dict[str, object]]:
     """A task center whose agents answer "<role> reply <n>." in turn."""
     task_center = make(TaskCenter, "task_center")
     agents = {
-        role: make(RolePlay, role, llm=scripted(*(f"{role} reply {n}." for n in range(1, 6))), instruction=f"You are {role}.")
+        role: make(
+            RolePlay, role, llm=scripted(*(f"{role} reply {n}." for n in range(1, 6))), instruction=f"You are {role}."
+        )
         for role in roles
     }
     task_center.add_agents(list(agents.values()))
@@ -42,7 +45,7 @@ class TestTwoAgentDebate:
             ("joe_biden", ("donald_trump",)),
             ("donald_trump", ("joe_biden",)),
         ]
-        for cause, reply in zip(history, history[1:]):
+        for cause, reply in itertools.pairwise(history):
             assert reply.parent_ids == (cause.message_id,)
         assert {m.trace_id for m in history} == {history[0].message_id}
 
@@ -71,8 +74,15 @@ class TestTwoAgentDebate:
         task_center, _ = debate(make, "joe_biden", "donald_trump")
         task_center.send_task_request(TASK, send_to="joe_biden")
         frames = list(task_center.step(round=3))
-        assert [m.sent_from for m in task_center.environment.history()[1:]] == ["joe_biden", "donald_trump", "joe_biden"]
-        assert texts_by_role(frames) == {"joe_biden": "joe_biden reply 1.joe_biden reply 2.", "donald_trump": "donald_trump reply 1."}
+        assert [m.sent_from for m in task_center.environment.history()[1:]] == [
+            "joe_biden",
+            "donald_trump",
+            "joe_biden",
+        ]
+        assert texts_by_role(frames) == {
+            "joe_biden": "joe_biden reply 1.joe_biden reply 2.",
+            "donald_trump": "donald_trump reply 1.",
+        }
 
     def test_no_pending_message_means_no_responder(self, make: Make) -> None:
         """A step with nobody to answer yields nothing and stores nothing."""
@@ -126,7 +136,9 @@ class TestThreeManDebate:
         assert whisper.send_to == ("hillary_clinton",)
         assert task_center.environment.pending_roles() == ["hillary_clinton"]
 
-        assert texts_by_role(task_center.step(allowed_roles="donald_trump")) == {"donald_trump": "donald_trump reply 1."}
+        assert texts_by_role(task_center.step(allowed_roles="donald_trump")) == {
+            "donald_trump": "donald_trump reply 1."
+        }
         assert texts_by_role(task_center.step()) == {
             "joe_biden": "joe_biden reply 2.",
             "hillary_clinton": "hillary_clinton reply 1.",
@@ -154,7 +166,9 @@ class TestHumanAgent:
         assert set(texts_by_role(task_center.step())) == {"joe_biden"}
 
         result = ""
-        for frame in task_center.step(allowed_roles="user", user_response="I dont agree with you about the landing project"):
+        for frame in task_center.step(
+            allowed_roles="user", user_response="I dont agree with you about the landing project"
+        ):
             result += frame
         assert result == ""
         said = task_center.environment.history()[-1]
@@ -184,6 +198,20 @@ class TestHumanAgent:
             task_center.step(allowed_roles="user")
 
 
+class TestTerminalHuman:
+    def test_a_terminal_player_is_asked_in_the_driver(self, make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+        """human_input_mode="TERMINAL": the driver prompts with the role and publishes what is typed."""
+        prompts: list[str] = []
+        monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or "Balloons are safer.")
+        task_center, _ = debate(make, "joe_biden")
+        task_center.add_agents([make(RolePlay, "player", human_input_mode="TERMINAL")])
+        task_center.send_task_request(TASK, send_to="player")
+        assert list(task_center.step()) == []
+        assert prompts == ["<player>: "]
+        said = task_center.environment.history()[-1]
+        assert (said.sent_from, said.content, said.send_to) == ("player", "Balloons are safer.", ("joe_biden",))
+
+
 class TestWatcher:
     def test_a_watcher_sees_everything_and_never_publishes(self, make: Make) -> None:
         """A watcher's prompt holds the whole history, whispers too; its reply is yielded, not stored."""
@@ -200,7 +228,7 @@ class TestWatcher:
         assert "watcher" not in task_center.environment.pending_roles()
 
     def test_messages_are_not_sent_to_a_watcher(self, make: Make) -> None:
-        """"all" leaves the watcher out, and naming it is an error."""
+        """ "all" leaves the watcher out, and naming it is an error."""
         task_center, _ = debate(make, "joe_biden", "donald_trump")
         task_center.add_agents([make(RolePlay, "watcher", llm=scripted("ok"), is_watcher=True)])
         assert task_center.send_task_request(TASK).send_to == ("joe_biden", "donald_trump")
@@ -215,7 +243,9 @@ class TestRegistry:
         task_center.add_agents([make(RolePlay, "user", human_input_mode="ON")])
         infos = task_center.registry.agents()
         assert [(i.role, i.is_human, i.status) for i in infos] == [
-            ("joe_biden", False, "ready"), ("donald_trump", False, "ready"), ("user", True, "ready")
+            ("joe_biden", False, "ready"),
+            ("donald_trump", False, "ready"),
+            ("user", True, "ready"),
         ]
         assert task_center.registry.find("donald_trump").agent_class == "actorsim.agents.RolePlay"
         assert task_center.roles == ["joe_biden", "donald_trump", "user"]
@@ -230,6 +260,8 @@ class TestPersistentMemory:
         task_center.add_agents([joe])
         task_center.send_task_request(TASK)
         list(task_center.step())
-        assert Memory(path).get_history() == joe.get_history() == [
-            ChatMessage("user", f"{USER_REQUIREMENT}: {TASK}"), ChatMessage("assistant", "Rockets.")
-        ]
+        assert (
+            Memory(path).get_history()
+            == joe.get_history()
+            == [ChatMessage("user", f"{USER_REQUIREMENT}: {TASK}"), ChatMessage("assistant", "Rockets.")]
+        )

@@ -8,9 +8,9 @@ from typing import Any
 
 import attrs
 
+from actorsim._actors.registry import AgentInfo
 from actorsim._envelope import Message
 from actorsim._ids import new_id
-from actorsim._actors.registry import AgentInfo
 from actorsim.agents import Agent
 from actorsim.llm import ChatMessage
 

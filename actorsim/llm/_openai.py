@@ -14,8 +14,8 @@ from typing import Any
 
 import attrs
 import httpx
-import tenacity
 import structlog
+import tenacity
 from httpx_sse import connect_sse
 
 from actorsim._errors import LLMError
@@ -26,7 +26,7 @@ logger = structlog.get_logger(__name__)
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
         raise ValueError(f"{attribute.name} must be > 0, got {value}")
 

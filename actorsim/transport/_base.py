@@ -84,8 +84,9 @@ class Failure:
     @classmethod
     def capture(cls, error: BaseException) -> Failure:
         trace = "".join(traceback.format_exception(error))
+        payload: bytes | None
         try:
-            payload: bytes | None = pickle.dumps(error)
+            payload = pickle.dumps(error)
             pickle.loads(payload)
         except Exception:
             payload = None

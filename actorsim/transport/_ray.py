@@ -39,7 +39,7 @@ class RayShell:
         yield from self._behaviour.receive(request)
 
 
-_RemoteShell = ray.remote(num_cpus=0, max_restarts=0)(RayShell)
+_RemoteShell: Any = ray.remote(num_cpus=0, max_restarts=0)(RayShell)
 
 
 def _unwrap(error: RayTaskError) -> BaseException:
@@ -76,7 +76,7 @@ class RayTransport:
             raise ValueError(f"an actor named {name!r} already exists in this run")
         # A suffix keeps Ray's name free at once for an actor that reuses a stopped one's name.
         ray_name = f"{name}-{next(self._spawned)}"
-        handle = _RemoteShell.options(name=ray_name).remote()  # type: ignore[attr-defined]
+        handle: Any = _RemoteShell.options(name=ray_name).remote()
         ref = ActorRef(name, handle)
         try:
             self._get(ref, handle.start.remote(factory), timeout)
@@ -111,7 +111,7 @@ class RayTransport:
     def stream(
         self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
     ) -> Iterator[tuple[ActorRef, Any]]:
-        generators = {
+        generators: dict[Any, ActorRef] = {
             self._handle(ref).stream.options(num_returns="streaming").remote(request): ref
             for ref, request in calls
         }
@@ -122,6 +122,7 @@ class RayTransport:
                 raise AskTimeoutError(f"no item from {names} within {timeout} s")
             for generator in ready:
                 ref = generators[generator]
+                assert isinstance(generator, ray.ObjectRefGenerator)
                 try:
                     object_ref = next(generator)
                 except StopIteration:
