@@ -90,14 +90,21 @@ class TaskCenter:
     # -- setting up
 
     def add_agents(self, agents: Sequence[AgentHandle | Agent]) -> None:
-        """Register agents; their roles join the Environment in this order."""
+        """Register agents; their roles join the Environment in this order.
+
+        Everything is checked before anything starts, so a refused batch leaves
+        no trace.
+        """
         if isinstance(agents, AgentHandle | Agent) or not isinstance(agents, Iterable):
             raise TypeError("add_agents takes a list of agents")
-        members = [self._member(agent) for agent in agents]
-        roles = [info.role for _, info in members]
+        agents = list(agents)
+        for agent in agents:
+            self._check_mode(agent)
+        roles = [agent.role for agent in agents]
         for role in roles:
             if role in self._agents or roles.count(role) > 1:
                 raise ValueError(f"add_agents: role {role!r} is already taken")
+        members = [self._start(agent) for agent in agents]
         self._ask_env(AddRoles(
             tuple(info.role for _, info in members if not info.is_watcher),
             tuple(info.role for _, info in members if info.is_watcher),
@@ -106,23 +113,28 @@ class TaskCenter:
             self.runtime.ask(self._registry_ref, Register(info))
             self._agents[info.role] = (ref, info)
 
-    def _member(self, agent: AgentHandle | Agent) -> tuple[ActorRef, AgentInfo]:
+    def _check_mode(self, agent: object) -> None:
         if isinstance(agent, AgentHandle):
             if not self.remote or agent.runtime is not self.runtime:
                 raise TypeError(
                     f"agent {agent.role!r} runs on the {agent.runtime.transport_name!r} transport; "
                     "create the task center with remote=True on the same run"
                 )
-            return agent.ref, agent.info
-        if isinstance(agent, Agent):
+        elif isinstance(agent, Agent):
             if self.remote:
                 raise TypeError(
                     f"agent {agent.role!r} was made with remote=False; the task center is remote: "
                     "create both the same way"
                 )
-            ref = self.runtime.spawn(functools.partial(AgentHost, agent), name=agent.name)
-            return ref, self.runtime.ask(ref, Describe())
-        raise TypeError(f"add_agents: expected agents from create_component, got {agent!r}")
+        else:
+            raise TypeError(f"add_agents: expected agents from create_component, got {agent!r}")
+
+    def _start(self, agent: AgentHandle | Agent) -> tuple[ActorRef, AgentInfo]:
+        """The agent's actor, started here for a plain agent."""
+        if isinstance(agent, AgentHandle):
+            return agent.ref, agent.info
+        ref = self.runtime.spawn(functools.partial(AgentHost, agent), name=agent.name)
+        return ref, self.runtime.ask(ref, Describe())
 
     @property
     def roles(self) -> list[str]:

@@ -54,6 +54,8 @@ class TestDuplicates:
             task_center.add_agents([newcomer, twin])
         assert task_center.roles == ["joe_biden"]
         assert [info.role for info in task_center.registry.agents()] == ["joe_biden"]
+        task_center.add_agents([newcomer])
+        assert task_center.roles == ["joe_biden", "donald_trump"]
 
     def test_a_component_name_is_used_once(self, runtime: object) -> None:
         """Two actors of one run cannot share a name."""
