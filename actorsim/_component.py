@@ -37,7 +37,7 @@ class AgentHandle:
         return history
 
     def stop(self) -> None:
-        self.runtime.transport.stop(self.ref)
+        self.runtime.stop(self.ref)
 
     def __repr__(self) -> str:
         return f"<AgentHandle {self.role!r} on {self.runtime.transport_name}>"

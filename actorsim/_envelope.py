@@ -29,7 +29,10 @@ class Message:
 
     `trace_id` is shared by everything that follows from one task request;
     `parent_ids` name the messages that caused this one (for an agent's reply:
-    the messages it pulled in that step).
+    the messages it pulled in that step). `step` counts the task center's
+    steps, `round` is the repetition within one `step(round=N)` call, and
+    `clock` is a Lamport clock: a message's clock exceeds its causes', so
+    causal order needs no trust in wall clocks across machines.
     """
 
     content: str
@@ -38,7 +41,9 @@ class Message:
     message_id: str = attrs.field(factory=new_id)
     trace_id: str = attrs.field()
     parent_ids: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
-    round: int = 0
+    step: int = 0
+    round: int = 1
+    clock: int = 0
     created_at: float = attrs.field(factory=time.time)
 
     @trace_id.default

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import secrets
+import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -12,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from actorsim._runlog import LoggedBehaviour, RunLogConfig, close_run_log, open_run_log
 from actorsim.transport import TRANSPORTS, ActorRef, BehaviourFactory, Transport, load_transport
 
 TRANSPORT_VARIABLE = "ACTORSIM_TRANSPORT"
@@ -28,7 +32,15 @@ class RunOptions:
 
     ask_timeout: float = attrs.field(default=60.0, validator=_positive)
     step_timeout: float = attrs.field(default=600.0, validator=_positive)
-    log_dir: Path = attrs.field(default=Path("logs"), converter=Path)
+    log_dir: Path | None = attrs.field(
+        default=Path("logs"), converter=attrs.converters.optional(Path)
+    )
+
+
+def _version() -> str:
+    from actorsim import __version__
+
+    return __version__
 
 
 def new_run_id() -> str:
@@ -44,15 +56,36 @@ class Runtime:
         self.run_id = run_id
         self._actors: list[ActorRef] = []
         self._closed = False
+        self.log_config = None if options.log_dir is None else RunLogConfig(run_id, options.log_dir / run_id)
+        self._log = None if self.log_config is None else open_run_log(self.log_config, process="driver")
+        self.log(
+            "run.started",
+            transport=transport.name,
+            argv=sys.argv,
+            cwd=os.getcwd(),
+            python=sys.version.split()[0],
+            actorsim=_version(),
+        )
+
+    def log(self, event: str, **fields: Any) -> None:
+        """Record a driver-side event in this run's log (no-op without a log)."""
+        if self._log is not None:
+            self._log.event(event, **fields)
 
     @property
     def transport_name(self) -> str:
         return self.transport.name
 
     def spawn(self, factory: BehaviourFactory, *, name: str) -> ActorRef:
+        if self.log_config is not None:
+            factory = functools.partial(LoggedBehaviour, self.log_config, name, factory)
         ref = self.transport.spawn(factory, name=name, timeout=self.options.ask_timeout)
         self._actors.append(ref)
         return ref
+
+    def stop(self, ref: ActorRef) -> None:
+        self.transport.stop(ref)
+        self.log("actor.stopped", actor=ref.name)
 
     def ask(self, ref: ActorRef, request: Any) -> Any:
         return self.transport.ask(ref, request, timeout=self.options.ask_timeout)
@@ -60,7 +93,7 @@ class Runtime:
     def stop_all(self) -> None:
         """Stop every actor of the run, keeping the system up for new ones."""
         while self._actors:
-            self.transport.stop(self._actors.pop())
+            self.stop(self._actors.pop())
 
     def shutdown(self) -> None:
         global _current
@@ -69,6 +102,8 @@ class Runtime:
         self._closed = True
         self._actors.clear()
         self.transport.shutdown()
+        self.log("run.stopped")
+        close_run_log(self.run_id)
         if _current is self:
             _current = None
 
@@ -90,12 +125,13 @@ def init(
     address: str | None = None,
     ask_timeout: float = 60.0,
     step_timeout: float = 600.0,
-    log_dir: str | os.PathLike[str] = "logs",
+    log_dir: str | os.PathLike[str] | None = "logs",
 ) -> Runtime:
     """Start the run that `create_component(..., remote=True)` will use.
 
     `transport` is "local", "thespian" or "ray" (default: $ACTORSIM_TRANSPORT,
-    else "local"); `address` joins an existing Ray cluster. The run is shut
+    else "local"); `address` joins an existing Ray cluster. Every process of
+    the run logs to `log_dir/<run_id>/` (`log_dir=None`: no run log). The run is shut
     down by `shutdown()`, by leaving the `with` block, or at interpreter exit.
     """
     global _current
@@ -104,7 +140,7 @@ def init(
         raise ValueError(f"unknown transport {name!r}; choose one of {', '.join(TRANSPORTS)}")
     if address is not None and name != "ray":
         raise ValueError(f"address= is for the 'ray' transport, not {name!r}")
-    options = RunOptions(ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=Path(log_dir))
+    options = RunOptions(ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=log_dir)
     if _current is not None:
         raise RuntimeError(
             f"actorsim is already initialised with the {_current.transport_name!r} transport; "
@@ -113,7 +149,8 @@ def init(
     run_id = new_run_id()
     backend_options: dict[str, Any] = {}
     if name == "thespian":
-        backend_options["output_path"] = options.log_dir / f"{run_id}.out"
+        output_dir = options.log_dir / run_id if options.log_dir is not None else Path(tempfile.gettempdir())
+        backend_options["output_path"] = output_dir / f"thespian-{run_id}.out"
     elif name == "ray":
         backend_options["address"] = address
     _current = Runtime(load_transport(name, **backend_options), options, run_id)

@@ -7,10 +7,12 @@ runs one inside an actor; `remote=False` gives the object itself.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 from actorsim._envelope import Message
+from actorsim._runlog import log_event
 from actorsim.llm import ChatMessage, ChatModel, build_chat_model
 from actorsim.memory import Memory
 
@@ -113,16 +115,33 @@ class Agent:
             prompt_turn = self.user_turn(fresh, task)
         else:
             prompt = self.build_prompt(fresh, task)
-            parts = []
-            for chunk in self._model().stream(prompt):
-                parts.append(chunk)
-                yield chunk
-            reply = "".join(parts)
+            reply = yield from self._call_model(prompt)
             prompt_turn = prompt[-1].content
         self.memory.update_history(
             [ChatMessage("user", prompt_turn), ChatMessage("assistant", reply)],
             handled=[message.message_id for message in fresh],
         )
+        return reply
+
+
+    def _call_model(self, prompt: Sequence[ChatMessage]) -> Generator[str, None, str]:
+        """Stream the model's reply, recording the call in the run log."""
+        model = self._model()
+        name = getattr(getattr(model, "config", None), "model", type(model).__name__)
+        log_event("llm.call.started", role=self.role, model=name, prompt=[turn.to_dict() for turn in prompt])
+        started = time.perf_counter()
+        parts = []
+        try:
+            for chunk in model.stream(prompt):
+                parts.append(chunk)
+                yield chunk
+        except Exception as error:
+            log_event("llm.call.failed", role=self.role, model=name, error=repr(error),
+                      latency_s=time.perf_counter() - started)
+            raise
+        reply = "".join(parts)
+        log_event("llm.call.finished", role=self.role, model=name, reply=reply, chunks=len(parts),
+                  latency_s=time.perf_counter() - started)
         return reply
 
 

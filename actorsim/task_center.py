@@ -7,6 +7,7 @@ belong to the Environment actor, memories to the agents.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -70,11 +71,20 @@ class RegistryView:
 class TaskCenter:
     """The seed's task center: `add_agents`, `send_task_request`, `step`."""
 
-    def __init__(self, name: str = "task_center", *, remote: bool = False, runtime: Runtime | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "task_center",
+        *,
+        remote: bool = False,
+        runtime: Runtime | None = None,
+        log_dir: str | os.PathLike[str] | None = "logs",
+    ) -> None:
+        """`log_dir` is where a plain (`remote=False`) task center logs its run; a
+        remote one logs to its runtime's (see `actorsim.init`)."""
         if remote:
             self.runtime = runtime or current_runtime()
         else:
-            self.runtime = Runtime(load_transport("inline"), RunOptions(), new_run_id())
+            self.runtime = Runtime(load_transport("inline"), RunOptions(log_dir=log_dir), new_run_id())
         self.name = name
         self.remote = remote
         env_ref = self.runtime.spawn(Environment, name=f"{name}/environment")
@@ -85,7 +95,8 @@ class TaskCenter:
         self._registry_ref = registry_ref
         self._agents: dict[str, tuple[ActorRef, AgentInfo]] = {}
         self._trace_id: str | None = None
-        self._round = 0
+        self._step = 0
+        self._clock = 0  # Lamport clock of the driver: after every reply it has seen
 
     # -- setting up
 
@@ -160,11 +171,14 @@ class TaskCenter:
         if send_from != USER_REQUIREMENT:
             check_known([send_from], known=self.roles, argument="send_from")
         recipients = resolve_recipients(send_to, sender=send_from, roles=self._queue_roles(), argument="send_to")
+        self._clock += 1
         if send_from == USER_REQUIREMENT or self._trace_id is None:
-            message = Message(task, send_from, recipients, round=self._round)
+            message = Message(task, send_from, recipients, step=self._step, clock=self._clock)
             self._trace_id = message.trace_id
         else:
-            message = Message(task, send_from, recipients, trace_id=self._trace_id, round=self._round)
+            message = Message(
+                task, send_from, recipients, trace_id=self._trace_id, step=self._step, clock=self._clock
+            )
         self._ask_env(Publish(message))
         return message
 
@@ -207,8 +221,8 @@ class TaskCenter:
         allowed: tuple[str, ...] | None,
         user_response: str | None,
     ) -> Iterator[Frame]:
-        for _ in range(rounds):
-            yield from self._one_step(task, send_to, allowed, user_response)
+        for round_index in range(1, rounds + 1):
+            yield from self._one_step(task, send_to, allowed, user_response, round_index)
 
     def _take_messages(
         self, allowed: tuple[str, ...] | None, user_response: str | None
@@ -232,13 +246,15 @@ class TaskCenter:
         send_to: str | Sequence[str],
         allowed: tuple[str, ...] | None,
         user_response: str | None,
+        round_index: int,
     ) -> Iterator[Frame]:
         received = self._take_messages(allowed, user_response)
         if not received:
             return
-        self._round += 1
+        self._step += 1
+        self.runtime.log("step.started", step=self._step, round=round_index, responders=list(received))
         calls = [
-            (self._agents[role][0], self._run_step(role, messages, task, send_to, user_response))
+            (self._agents[role][0], self._run_step(role, messages, task, send_to, user_response, round_index))
             for role, messages in received.items()
         ]
         owed = {role for role in received if not self._agents[role][1].is_watcher}
@@ -246,13 +262,19 @@ class TaskCenter:
             for _, item in self.runtime.transport.stream(calls, timeout=self.runtime.options.step_timeout):
                 if isinstance(item, Chunk):
                     yield Frame(item.role, item.text, item.message_id)
-                elif isinstance(item, Reply) and item.publish:
-                    answered = tuple(m.message_id for m in received[item.message.sent_from])
-                    self._ask_env(Publish(item.message, answers=answered))
-                    owed.discard(item.message.sent_from)
+                elif isinstance(item, Reply):
+                    self._clock = max(self._clock, item.message.clock)
+                    if item.publish:
+                        answered = tuple(m.message_id for m in received[item.message.sent_from])
+                        self._ask_env(Publish(item.message, answers=answered))
+                        owed.discard(item.message.sent_from)
+        except BaseException as error:
+            self.runtime.log("step.failed", step=self._step, error=repr(error), unanswered=sorted(owed))
+            raise
         finally:
             if owed:
                 self._ask_env(Release(tuple(owed)))
+        self.runtime.log("step.finished", step=self._step)
 
     def _run_step(
         self,
@@ -261,6 +283,7 @@ class TaskCenter:
         task: str | None,
         send_to: str | Sequence[str],
         user_response: str | None,
+        round_index: int,
     ) -> RunStep:
         info = self._agents[role][1]
         if info.human_input_mode == "TERMINAL" and user_response is None:
@@ -269,7 +292,9 @@ class TaskCenter:
             received=received,
             send_to=resolve_recipients(send_to, sender=role, roles=self._queue_roles(), argument="send_to"),
             trace_id=self._trace_id,
-            round=self._round,
+            step=self._step,
+            round=round_index,
+            clock=self._clock,
             task=task,
             user_response=user_response if info.is_human else None,
         )
@@ -280,6 +305,6 @@ class TaskCenter:
             self.runtime.shutdown()
             return
         for ref, _ in self._agents.values():
-            self.runtime.transport.stop(ref)
-        self.runtime.transport.stop(self._env_ref)
-        self.runtime.transport.stop(self._registry_ref)
+            self.runtime.stop(ref)
+        self.runtime.stop(self._env_ref)
+        self.runtime.stop(self._registry_ref)

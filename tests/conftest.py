@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import actorsim
-from actorsim import Runtime, create_component
+from actorsim import Runtime, TaskCenter, create_component
 
 
 def _available(name: str) -> bool:
@@ -79,6 +79,8 @@ def make(mode: str, log_dir: Path) -> Iterator[Make]:
     live = None if mode == "plain" else _runtime_for(mode, log_dir)
 
     def build(cls: type, name: str, **options: Any) -> Any:
+        if live is None and issubclass(cls, TaskCenter):
+            options.setdefault("log_dir", log_dir)
         return create_component(cls, name=name, remote=live is not None, runtime=live, **options)
 
     yield build

@@ -95,7 +95,7 @@ class TestWrongTypes:
         remote_center = create_component(TaskCenter, name="task_center", remote=True, runtime=runtime)
         with pytest.raises(TypeError, match="remote=False"):
             remote_center.add_agents([RolePlay("plain", llm=scripted("hi"))])
-        plain_center = TaskCenter("plain_center")
+        plain_center = TaskCenter("plain_center", log_dir=None)
         remote_agent = create_component(RolePlay, name="remote", remote=True, runtime=runtime, llm=scripted("hi"))
         with pytest.raises(TypeError, match="remote=True"):
             plain_center.add_agents([remote_agent])

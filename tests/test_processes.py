@@ -38,7 +38,8 @@ def wait_until_gone(pids: list[int], timeout: float) -> list[int]:
 class TestThespianProcesses:
     def test_shutdown_ends_every_process(self, tmp_path: Path) -> None:
         """After shutdown() the actor processes and the admin are gone."""
-        runtime = Runtime(load_transport("thespian", output_path=tmp_path / "out"), RunOptions(), "test")
+        transport = load_transport("thespian", output_path=tmp_path / "out")
+        runtime = Runtime(transport, RunOptions(log_dir=tmp_path), "test")
         try:
             actor_pids = [runtime.ask(runtime.spawn(Recorder, name=f"r{n}"), GetPid()) for n in range(3)]
             admin_pid = int(Path(f"/proc/{actor_pids[0]}/stat").read_text().split()[3])

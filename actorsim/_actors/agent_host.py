@@ -11,6 +11,7 @@ import attrs
 from actorsim._actors.registry import AgentInfo
 from actorsim._envelope import Message
 from actorsim._ids import new_id
+from actorsim._runlog import log_event
 from actorsim.agents import Agent
 from actorsim.llm import ChatMessage
 
@@ -22,7 +23,9 @@ class RunStep:
     received: tuple[Message, ...]
     send_to: tuple[str, ...]
     trace_id: str | None
+    step: int
     round: int
+    clock: int
     task: str | None = None
     user_response: str | None = None
 
@@ -57,6 +60,7 @@ class AgentHost:
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
+        self._clock = 0
 
     @classmethod
     def build(cls, agent_class: type[Agent], options: Mapping[str, Any]) -> AgentHost:
@@ -69,7 +73,11 @@ class AgentHost:
     @receive.register
     def _run_step(self, request: RunStep) -> Iterator[Chunk | Reply]:
         agent = self.agent
+        received = request.received
         message_id = new_id()
+        self._clock = max(self._clock, request.clock, *(m.clock for m in received)) + 1
+        log_event("message.delivered", role=agent.role, message_ids=[m.message_id for m in received],
+                  reply_id=message_id, step=request.step)
         texts = agent.step(request.received, task=request.task, user_response=request.user_response)
         while True:
             try:
@@ -78,7 +86,6 @@ class AgentHost:
                 reply: str = done.value
                 break
             yield Chunk(agent.role, text, message_id)
-        received = request.received
         message = Message(
             content=reply,
             sent_from=agent.role,
@@ -86,7 +93,9 @@ class AgentHost:
             message_id=message_id,
             trace_id=received[0].trace_id if received else request.trace_id or message_id,
             parent_ids=[m.message_id for m in received],
+            step=request.step,
             round=request.round,
+            clock=self._clock,
         )
         yield Reply(message, publish=not agent.is_watcher)
 

@@ -10,6 +10,7 @@ import attrs
 
 from actorsim._envelope import USER_REQUIREMENT, Message
 from actorsim._roles import check_known
+from actorsim._runlog import log_event
 
 
 @attrs.frozen
@@ -108,6 +109,7 @@ class Environment:
             self._requirements.append(message)
         for role in message.send_to:
             self._queues[role].append(message)
+        log_event("message.published", message=message.to_dict())
         if request.answers:
             done = set(request.answers)
             owed = self._owed[message.sent_from]
@@ -126,6 +128,7 @@ class Environment:
             taken[role] = tuple(queue)
             self._owed[role].extend(queue)
             queue.clear()
+            log_event("message.pulled", role=role, message_ids=[m.message_id for m in taken[role]])
         return taken
 
     @receive.register

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
 import httpx
-import structlog
 import tenacity
 from httpx_sse import connect_sse
 
 from actorsim._errors import LLMError
+from actorsim._runlog import log_event
 from actorsim.llm._protocol import ChatMessage
-
-logger = structlog.get_logger(__name__)
 
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -77,9 +74,19 @@ class OpenAIChatModel:
                 max=config.retry_max_wait,
             ),
             retry=tenacity.retry_if_exception(_is_transient),
-            before_sleep=tenacity.before_sleep_log(logger, logging.WARNING),
+            before_sleep=self._log_retry,
             sleep=sleep,
             reraise=True,
+        )
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log_event(
+            "llm.call.retry",
+            api_base=self.config.api_base,
+            attempt=state.attempt_number,
+            wait_s=state.upcoming_sleep,
+            error=repr(error),
         )
 
     def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
