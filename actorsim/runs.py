@@ -1,0 +1,146 @@
+"""Reading run logs back: one run is the folder `logs/<run_id>/`, its files merged in time order."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import orjson
+
+from actorsim._envelope import Message
+from actorsim._errors import ActorsimError
+from actorsim._runlog import FORMAT_VERSION
+
+ERROR_EVENTS = frozenset({"actor.failed", "llm.call.failed", "step.failed"})
+
+
+class RunLogError(ActorsimError, ValueError):
+    """A run log that cannot be read: missing, truncated, corrupt, or from another version."""
+
+
+@attrs.frozen
+class Run:
+    """The events of one run, from every process, in time order."""
+
+    run_id: str
+    directory: Path
+    events: tuple[dict[str, Any], ...]
+
+    def of_type(self, *names: str) -> list[dict[str, Any]]:
+        return [event for event in self.events if event["event"] in names]
+
+    @property
+    def started_at(self) -> float:
+        return float(self.events[0]["ts"]) if self.events else 0.0
+
+    @property
+    def transport(self) -> str:
+        started = self.of_type("run.started")
+        return str(started[0]["transport"]) if started else "?"
+
+    @property
+    def agents(self) -> list[str]:
+        return sorted({e["actor"] for e in self.of_type("actor.started") if e.get("behaviour") == "AgentHost"})
+
+    @property
+    def messages(self) -> list[Message]:
+        """Every published message, in publication order."""
+        return [Message.from_dict(event["message"]) for event in self.of_type("message.published")]
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return [event for event in self.events if event["event"] in ERROR_EVENTS]
+
+    @property
+    def processes(self) -> set[int]:
+        return {int(event["pid"]) for event in self.events}
+
+
+def _read_file(path: Path) -> Iterable[dict[str, Any]]:
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines:
+        raise RunLogError(f"{path}:{len(lines)}: truncated line (the process may have died while writing)")
+    for number, line in enumerate(lines, start=1):
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError as error:
+            raise RunLogError(f"{path}:{number}: not a JSON event ({error})") from None
+        if not isinstance(event, dict) or "event" not in event or "ts" not in event:
+            raise RunLogError(f"{path}:{number}: not an actorsim event")
+        if event.get("v") != FORMAT_VERSION:
+            raise RunLogError(
+                f"{path}:{number}: log format version {event.get('v')!r}; this actorsim reads {FORMAT_VERSION}"
+            )
+        yield event
+
+
+def read_run(directory: str | os.PathLike[str]) -> Run:
+    """Read a run folder; errors name the file and line."""
+    folder = Path(directory)
+    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+    if not files:
+        raise RunLogError(f"{folder}: no run log here (expected a folder of .jsonl files)")
+    events = [event for path in files for event in _read_file(path)]
+    events.sort(key=lambda event: event["ts"])
+    return Run(folder.name, folder, tuple(events))
+
+
+def find_run(log_dir: str | os.PathLike[str], run: str) -> Path:
+    """A run by folder path, by id, or by a unique prefix of its id; "latest" is the newest."""
+    if Path(run).is_dir():
+        return Path(run)
+    folders = sorted(path for path in Path(log_dir).glob("*") if path.is_dir() and any(path.glob("*.jsonl")))
+    if run == "latest" and folders:
+        return folders[-1]
+    matches = [path for path in folders if path.name.startswith(run)]
+    if len(matches) != 1:
+        known = ", ".join(path.name for path in folders[-5:]) or "none"
+        problem = "no run" if not matches else f"{len(matches)} runs"
+        raise RunLogError(f"{problem} matching {run!r} in {log_dir} (latest: {known})")
+    return matches[0]
+
+
+def list_runs(log_dir: str | os.PathLike[str]) -> list[Run]:
+    folders = sorted(path for path in Path(log_dir).glob("*") if path.is_dir() and any(path.glob("*.jsonl")))
+    return [read_run(folder) for folder in folders]
+
+
+class Causality:
+    """Which message caused which, from the messages' parent ids."""
+
+    def __init__(self, messages: Iterable[Message]) -> None:
+        self.messages = {message.message_id: message for message in messages}
+        self.children: dict[str, list[Message]] = {}
+        for message in self.messages.values():
+            for parent in message.parent_ids:
+                self.children.setdefault(parent, []).append(message)
+
+    def get(self, message_id: str) -> Message:
+        matches = [m for m in self.messages.values() if m.message_id.startswith(message_id)]
+        if len(matches) != 1:
+            raise RunLogError(f"{len(matches) or 'no'} messages with id {message_id!r} in this run")
+        return matches[0]
+
+    def roots(self) -> list[Message]:
+        return [m for m in self.messages.values() if not any(p in self.messages for p in m.parent_ids)]
+
+    def causes(self, message: Message) -> list[Message]:
+        """Every message this one follows from, earliest first."""
+        seen: dict[str, Message] = {}
+        frontier = list(message.parent_ids)
+        while frontier:
+            parent = self.messages.get(frontier.pop())
+            if parent is not None and parent.message_id not in seen:
+                seen[parent.message_id] = parent
+                frontier.extend(parent.parent_ids)
+        return sorted(seen.values(), key=lambda m: (m.clock, m.created_at))
+
+    def effects(self, message: Message) -> list[Message]:
+        """The messages that answered this one directly."""
+        return self.children.get(message.message_id, [])

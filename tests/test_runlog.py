@@ -1,0 +1,195 @@
+"""Run logs: every process's events, message causality, and reading logs back."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from actorsim import RolePlay, TaskCenter
+from actorsim.cli import main
+from actorsim.runs import Causality, RunLogError, read_run
+from tests.conftest import Make
+from tests.helpers import TASK
+from tests.openai_server import OpenAIServer
+from tests.test_task_center import debate
+
+
+def events_since(task_center: TaskCenter, started: float) -> list[dict[str, Any]]:
+    """This test's events: the session's runtime is shared, so older ones are left out."""
+    directory = task_center.runtime.log_config.directory  # type: ignore[union-attr]
+    return [event for event in read_run(directory).events if event["ts"] >= started]
+
+
+def whispered_debate(make: Make) -> TaskCenter:
+    task_center, _ = debate(make, "joe_biden", "donald_trump", "hillary_clinton")
+    task_center.send_task_request(TASK, send_to="joe_biden")
+    list(task_center.step(send_to="hillary_clinton"))
+    list(task_center.step(allowed_roles="donald_trump"))
+    list(task_center.step())
+    return task_center
+
+
+class TestEvents:
+    def test_a_run_logs_every_kind_of_event(self, make: Make, mode: str) -> None:
+        """Publishing, pulling, delivering, model calls, steps and actors all appear."""
+        started = time.time()
+        task_center = whispered_debate(make)
+        kinds = {event["event"] for event in events_since(task_center, started)}
+        assert {
+            "actor.started",
+            "message.published",
+            "message.pulled",
+            "message.delivered",
+            "llm.call.started",
+            "llm.call.finished",
+            "step.started",
+            "step.finished",
+        } <= kinds
+
+    def test_child_processes_log_too(self, make: Make, mode: str) -> None:
+        """On Thespian and Ray the Environment and agents log from their own processes."""
+        started = time.time()
+        events = events_since(whispered_debate(make), started)
+        by_kind = {event["event"]: event for event in events}
+        actor_pids = {by_kind["message.published"]["pid"], by_kind["llm.call.finished"]["pid"]}
+        if mode in ("thespian", "ray"):
+            assert os.getpid() not in actor_pids
+        else:
+            assert actor_pids == {os.getpid()}
+        assert all(event["run_id"] == events[0]["run_id"] for event in events)
+
+    def test_model_calls_record_prompt_reply_and_latency(self, make: Make) -> None:
+        started = time.time()
+        task_center, _ = debate(make, "joe_biden")
+        task_center.send_task_request(TASK)
+        list(task_center.step())
+        finished = [e for e in events_since(task_center, started) if e["event"] == "llm.call.finished"]
+        assert [(e["role"], e["reply"], e["actor"]) for e in finished] == [
+            ("joe_biden", "joe_biden reply 1.", "joe_biden")
+        ]
+        assert finished[0]["latency_s"] >= 0
+        begun = [e for e in events_since(task_center, started) if e["event"] == "llm.call.started"]
+        assert begun[0]["prompt"][-1] == {"role": "user", "content": f"user_requirement: {TASK}"}
+
+    def test_failures_are_logged_with_their_traceback(self, make: Make) -> None:
+        """A model that refuses the key: the agent's failure and the failed step are in the log."""
+        started = time.time()
+        with OpenAIServer(["never"], api_key="right") as server:
+            llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "api_key": "wrong"}
+            task_center = make(TaskCenter, "task_center")
+            task_center.add_agents([make(RolePlay, "joe_biden", llm=llm)])
+            task_center.send_task_request(TASK)
+            with pytest.raises(Exception, match="answered 401"):
+                list(task_center.step())
+        events = events_since(task_center, started)
+        failed = [e for e in events if e["event"] == "actor.failed"]
+        assert failed and "answered 401" in failed[0]["exception"] and "Traceback" in failed[0]["exception"]
+        assert [e["event"] for e in events if e["event"] in ("llm.call.failed", "step.failed")] == [
+            "llm.call.failed",
+            "step.failed",
+        ]
+        assert task_center.environment.pending_roles() == ["joe_biden"], "the unanswered task waits again"
+
+    def test_retries_are_logged(self, make: Make) -> None:
+        started = time.time()
+        with OpenAIServer(["ok"], failures=[500, 500]) as server:
+            llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "retry_initial_wait": 0.01}
+            task_center = make(TaskCenter, "task_center")
+            task_center.add_agents([make(RolePlay, "joe_biden", llm=llm)])
+            task_center.send_task_request(TASK)
+            assert "".join(f.content for f in task_center.step()) == "ok"
+        retries = [e for e in events_since(task_center, started) if e["event"] == "llm.call.retry"]
+        assert [e["attempt"] for e in retries] == [1, 2]
+        assert all("500" in e["error"] for e in retries)
+
+
+class TestCausality:
+    def test_a_reply_names_exactly_the_messages_its_author_pulled(self, make: Make) -> None:
+        """In the three-man debate each reply's parents are what its author pulled for that step."""
+        started = time.time()
+        task_center = whispered_debate(make)
+        events = events_since(task_center, started)
+        delivered = {e["reply_id"]: e["message_ids"] for e in events if e["event"] == "message.delivered"}
+        pulled = [e for e in events if e["event"] == "message.pulled"]
+        replies = [m for m in task_center.environment.history() if m.sent_from != "user_requirement"]
+        assert len(replies) == 4
+        for reply in replies:
+            assert list(reply.parent_ids) == delivered[reply.message_id]
+            assert any(p["role"] == reply.sent_from and p["message_ids"] == list(reply.parent_ids) for p in pulled)
+
+    def test_clocks_follow_causes(self, make: Make) -> None:
+        """Every message's Lamport clock is above its causes' clocks."""
+        task_center = whispered_debate(make)
+        history = {m.message_id: m for m in task_center.environment.history()}
+        for message in history.values():
+            assert all(message.clock > history[parent].clock for parent in message.parent_ids)
+        assert len({m.trace_id for m in history.values()}) == 1
+
+    def test_a_whisper_is_answered_only_by_its_recipient(self, make: Make) -> None:
+        """What the whisper caused comes from hillary alone."""
+        task_center = whispered_debate(make)
+        graph = Causality(task_center.environment.history())
+        whisper = next(m for m in graph.messages.values() if m.send_to == ("hillary_clinton",))
+        assert {m.sent_from for m in graph.effects(whisper)} == {"hillary_clinton"}
+        assert [m.sent_from for m in graph.causes(whisper)] == ["user_requirement"]
+
+
+class TestReadingLogs:
+    def write(self, folder: Path, text: str) -> Path:
+        folder.mkdir()
+        (folder / "driver-1.jsonl").write_text(text)
+        return folder
+
+    def test_a_corrupt_line_is_named(self, tmp_path: Path) -> None:
+        folder = self.write(tmp_path / "run", '{"v": 1, "event": "run.started", "ts": 1}\nnot json\n')
+        with pytest.raises(RunLogError, match=r"driver-1.jsonl:2: not a JSON event"):
+            read_run(folder)
+
+    def test_a_truncated_log_is_named(self, tmp_path: Path) -> None:
+        folder = self.write(tmp_path / "run", '{"v": 1, "event": "run.started", "ts": 1}\n{"v": 1, "ev')
+        with pytest.raises(RunLogError, match=r"driver-1.jsonl:2: truncated line"):
+            read_run(folder)
+
+    def test_another_version_is_refused(self, tmp_path: Path) -> None:
+        folder = self.write(tmp_path / "run", '{"v": 99, "event": "run.started", "ts": 1}\n')
+        with pytest.raises(RunLogError, match=r"driver-1.jsonl:1: log format version 99; this actorsim reads 1"):
+            read_run(folder)
+
+    def test_not_a_run(self, tmp_path: Path) -> None:
+        with pytest.raises(RunLogError, match="no run log here"):
+            read_run(tmp_path)
+
+
+class TestCommandLine:
+    def test_runs_and_trace(self, tmp_path: Path) -> None:
+        """`actorsim runs` lists a run; `actorsim trace --message` shows its causes and effects."""
+
+        def plain(cls: type, name: str, **options: Any) -> Any:
+            return cls(name=name, log_dir=tmp_path) if cls is TaskCenter else cls(name=name, **options)
+
+        task_center = whispered_debate(plain)
+        task_center.close()
+        runner = CliRunner()
+        listed = runner.invoke(main, ["--log-dir", str(tmp_path), "runs"], terminal_width=200)
+        assert listed.exit_code == 0, listed.output
+        assert task_center.runtime.run_id in listed.output and "inline" in listed.output
+        messages = read_run(tmp_path / task_center.runtime.run_id).messages
+        whisper = next(m for m in messages if m.send_to == ("hillary_clinton",))
+        traced = runner.invoke(
+            main,
+            ["--log-dir", str(tmp_path), "trace", "latest", "--message", whisper.message_id[:24]],
+            terminal_width=200,
+        )
+        assert traced.exit_code == 0, traced.output
+        assert "caused by" in traced.output and TASK in traced.output
+        assert "hillary_clinton reply 1." in traced.output and "donald_trump reply 1." not in traced.output
+
+    def test_an_unknown_run_is_a_clear_error(self, tmp_path: Path) -> None:
+        result = CliRunner().invoke(main, ["--log-dir", str(tmp_path), "trace", "nope"])
+        assert result.exit_code == 1
+        assert "no run matching 'nope'" in result.output
