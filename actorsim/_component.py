@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from actorsim._actors.agent_host import AgentHost, Describe, GetMemory
 from actorsim._actors.registry import AgentInfo
+from actorsim._replay import active_replay
 from actorsim._runtime import Runtime, current_runtime
 from actorsim.agents import Agent
 from actorsim.llm import ChatMessage
@@ -61,6 +62,9 @@ def create_component(
         return cls(name=name, remote=remote, runtime=runtime, **kwargs)
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
         raise TypeError(f"create_component makes a TaskCenter or an Agent subclass, not {cls!r}")
+    replay = active_replay()
+    if replay is not None and kwargs.get("llm") is not None:
+        kwargs["llm"] = replay.model_for(kwargs.get("role") or name)
     if not remote:
         return cls(name=name, **kwargs)
     runtime = runtime or current_runtime()

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from actorsim._replay import REPLAY_VARIABLE
 from actorsim._runlog import LoggedBehaviour, RunLogConfig, close_run_log, open_run_log
 from actorsim.transport import TRANSPORTS, ActorRef, BehaviourFactory, Transport, load_transport
 
@@ -65,6 +66,7 @@ class Runtime:
             cwd=os.getcwd(),
             python=sys.version.split()[0],
             actorsim=_version(),
+            replay_of=os.environ.get(REPLAY_VARIABLE) and Path(os.environ[REPLAY_VARIABLE]).name,
         )
 
     def log(self, event: str, **fields: Any) -> None:

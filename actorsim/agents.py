@@ -140,7 +140,7 @@ class Agent:
                       latency_s=time.perf_counter() - started)
             raise
         reply = "".join(parts)
-        log_event("llm.call.finished", role=self.role, model=name, reply=reply, chunks=len(parts),
+        log_event("llm.call.finished", role=self.role, model=name, reply=reply, chunk_texts=parts,
                   latency_s=time.perf_counter() - started)
         return reply
 

@@ -1,16 +1,24 @@
-"""The `actorsim` command: list runs and show what caused what."""
+"""The `actorsim` command: list runs, show what caused what, replay a run from its log."""
 
 from __future__ import annotations
 
 import datetime
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import click
+import orjson
 from rich.console import Console
 from rich.table import Column, Table
+from rich.text import Text
 from rich.tree import Tree
 
 from actorsim._envelope import Message
+from actorsim._replay import REPLAY_VARIABLE, REPORT_VARIABLE, UNTIL_VARIABLE
 from actorsim.runs import Causality, RunLogError, find_run, list_runs, read_run
 
 console = Console()
@@ -26,8 +34,9 @@ def _label(message: Message, start: float) -> str:
 
 
 @click.group()
-@click.option("--log-dir", default="logs", show_default=True, type=click.Path(path_type=Path),
-              help="Where runs are logged.")
+@click.option(
+    "--log-dir", default="logs", show_default=True, type=click.Path(path_type=Path), help="Where runs are logged."
+)
 @click.pass_context
 def main(context: click.Context, log_dir: Path) -> None:
     """Inspect actorsim runs from their logs."""
@@ -46,8 +55,10 @@ def runs(log_dir: Path) -> None:
         raise click.ClickException(str(error)) from None
     for run in found:
         started = datetime.datetime.fromtimestamp(run.started_at).strftime("%m-%d %H:%M:%S")
-        table.add_row(run.run_id, started, run.transport, str(len(run.agents)), str(len(run.messages)),
-                      str(len(run.errors)))
+        name = run.run_id if run.replay_of is None else f"{run.run_id}\n(replay of {run.replay_of})"
+        table.add_row(
+            name, started, run.transport, str(len(run.agents)), str(len(run.messages)), str(len(run.errors))
+        )
     console.print(table if found else f"no runs in {log_dir}")
 
 
@@ -87,3 +98,66 @@ def trace(log_dir: Path, run: str, message_id: str | None, role: str | None) -> 
     for root in roots:
         grow(tree, root, seen)
     console.print(tree)
+
+
+def _lines(value: object) -> list[str]:
+    """One row per prompt turn or message field, so the two sides line up."""
+    if isinstance(value, list):
+        return [str(item) for item in value]
+    if isinstance(value, dict):
+        return [f"{key}: {item}" for key, item in value.items()]
+    return [str(value)]
+
+
+@main.command()
+@click.argument("run")
+@click.option("--until", "until", help="Stop when this recorded message is replayed and show the state.")
+def replay(run: str, until: str | None) -> None:
+    """Re-run RUN's program with every model output taken from its log.
+
+    No model is called. Each message the replay publishes is checked against
+    the recording; the first difference stops it and is shown side by side.
+    """
+    log_dir = click.get_current_context().find_root().obj
+    try:
+        record = read_run(find_run(log_dir, run))
+    except RunLogError as error:
+        raise click.ClickException(str(error)) from None
+    started = record.of_type("run.started")
+    if not started or not started[0].get("argv"):
+        raise click.ClickException(f"{record.directory}: the log does not say which program ran")
+    argv, cwd = started[0]["argv"], started[0]["cwd"]
+    with tempfile.TemporaryDirectory(prefix="actorsim-replay-") as scratch:
+        report_path = Path(scratch) / "report.json"
+        environment = {
+            **os.environ,
+            REPLAY_VARIABLE: str(record.directory.absolute()),
+            REPORT_VARIABLE: str(report_path),
+        }
+        if until:
+            environment[UNTIL_VARIABLE] = until
+        console.print(f"[dim]replaying {record.run_id}: {' '.join(argv)} (in {cwd})[/]")
+        completed = subprocess.run([sys.executable, *argv], cwd=cwd, env=environment, check=False)
+        report = orjson.loads(report_path.read_bytes()) if report_path.exists() else None
+    if report is None:
+        raise click.ClickException(f"the replayed program exited with {completed.returncode} before any message")
+    divergence = report.get("divergence")
+    if divergence is not None:
+        table = Table(
+            Column("recorded", ratio=1, overflow="fold"),
+            Column("replayed", ratio=1, overflow="fold"),
+            title=divergence["what"],
+            show_lines=True,
+        )
+        for recorded, replayed in itertools.zip_longest(
+            _lines(divergence["recorded"]), _lines(divergence["replayed"]), fillvalue=""
+        ):
+            style = "" if recorded == replayed else "bold red"
+            table.add_row(Text(recorded, style=style), Text(replayed, style=style))
+        console.print(table)
+        raise click.ClickException(f"replay diverged after matching {report['matched']} messages")
+    if completed.returncode != 0:
+        raise click.ClickException(f"the replayed program exited with {completed.returncode}")
+    if until is None and report["matched"] != report["recorded"]:
+        raise click.ClickException(f"replay matched {report['matched']} of {report['recorded']} recorded messages")
+    console.print(f"replay matched {report['matched']} messages")

@@ -42,6 +42,12 @@ class Run:
         return str(started[0]["transport"]) if started else "?"
 
     @property
+    def replay_of(self) -> str | None:
+        """The run this one replayed, for a replay."""
+        started = self.of_type("run.started")
+        return started[0].get("replay_of") if started else None
+
+    @property
     def agents(self) -> list[str]:
         return sorted({e["actor"] for e in self.of_type("actor.started") if e.get("behaviour") == "AgentHost"})
 
@@ -92,12 +98,17 @@ def read_run(directory: str | os.PathLike[str]) -> Run:
 
 
 def find_run(log_dir: str | os.PathLike[str], run: str) -> Path:
-    """A run by folder path, by id, or by a unique prefix of its id; "latest" is the newest."""
+    """A run by folder path, by id, or by a unique prefix of its id.
+
+    "latest" is the newest run that is not itself a replay.
+    """
     if Path(run).is_dir():
         return Path(run)
     folders = sorted(path for path in Path(log_dir).glob("*") if path.is_dir() and any(path.glob("*.jsonl")))
-    if run == "latest" and folders:
-        return folders[-1]
+    if run == "latest":
+        originals = [path for path in folders if read_run(path).replay_of is None]
+        if originals:
+            return originals[-1]
     matches = [path for path in folders if path.name.startswith(run)]
     if len(matches) != 1:
         known = ", ".join(path.name for path in folders[-5:]) or "none"

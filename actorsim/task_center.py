@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from actorsim._actors.agent_host import AgentHost, Chunk, Describe, Reply, RunStep
+from actorsim._actors.agent_host import AgentHost, Chunk, Describe, GetMemory, Reply, RunStep
 from actorsim._actors.environment import (
     AddRoles,
     Environment,
@@ -26,6 +26,7 @@ from actorsim._actors.environment import (
 from actorsim._actors.registry import AgentInfo, FindAgent, ListAgents, Register, Registry
 from actorsim._component import AgentHandle
 from actorsim._envelope import USER_REQUIREMENT, Frame, Message
+from actorsim._replay import ReplayDivergence, active_replay
 from actorsim._roles import ALL, check_known, resolve_recipients, role_list
 from actorsim._runtime import RunOptions, Runtime, current_runtime, new_run_id
 from actorsim.agents import Agent
@@ -97,6 +98,7 @@ class TaskCenter:
         self._trace_id: str | None = None
         self._step = 0
         self._clock = 0  # Lamport clock of the driver: after every reply it has seen
+        self._replay = active_replay()
 
     # -- setting up
 
@@ -179,8 +181,33 @@ class TaskCenter:
             message = Message(
                 task, send_from, recipients, trace_id=self._trace_id, step=self._step, clock=self._clock
             )
-        self._ask_env(Publish(message))
+        self._publish(message)
         return message
+
+    def _publish(self, message: Message, answers: tuple[str, ...] = ()) -> None:
+        self._ask_env(Publish(message, answers=answers))
+        if self._replay is not None:
+            recorded = self._replay.check(message)
+            if self._replay.until is not None and recorded.message_id.startswith(self._replay.until):
+                self._show_state(recorded)
+                raise SystemExit(0)
+
+    def _show_state(self, reached: Message) -> None:
+        """What `actorsim replay --until` prints: queues, memories and history at that message."""
+        from rich.console import Console
+        from rich.pretty import Pretty
+
+        console = Console()
+        console.line()
+        console.rule(f"replay stopped at {reached.message_id} ({reached.sent_from})")
+        for role, (ref, info) in self._agents.items():
+            pending = [] if info.is_watcher else self.environment.pending(role)
+            console.print(f"[bold]{role}[/] pending: {[f'{m.sent_from}: {m.content}' for m in pending]}")
+            memory = self.runtime.ask(ref, GetMemory())
+            console.print(Pretty([f"{turn.role}: {turn.content}" for turn in memory]))
+        console.print("[bold]history[/]")
+        for message in self.environment.history():
+            console.print(f"  {message.sent_from} -> {', '.join(message.send_to)}: {message.content}")
 
     def step(
         self,
@@ -266,9 +293,11 @@ class TaskCenter:
                     self._clock = max(self._clock, item.message.clock)
                     if item.publish:
                         answered = tuple(m.message_id for m in received[item.message.sent_from])
-                        self._ask_env(Publish(item.message, answers=answered))
+                        self._publish(item.message, answers=answered)
                         owed.discard(item.message.sent_from)
         except BaseException as error:
+            if isinstance(error, ReplayDivergence) and self._replay is not None:
+                self._replay.write_report(error)
             self.runtime.log("step.failed", step=self._step, error=repr(error), unanswered=sorted(owed))
             raise
         finally:
@@ -287,7 +316,8 @@ class TaskCenter:
     ) -> RunStep:
         info = self._agents[role][1]
         if info.human_input_mode == "TERMINAL" and user_response is None:
-            user_response = input(f"<{role}>: ")
+            user_response = self._replay.human_input(role) if self._replay else input(f"<{role}>: ")
+            self.runtime.log("human.input", role=role, text=user_response)
         return RunStep(
             received=received,
             send_to=resolve_recipients(send_to, sender=role, roles=self._queue_roles(), argument="send_to"),

@@ -1,0 +1,167 @@
+"""Replaying a recorded run: models answer from the log, messages are checked against it.
+
+`actorsim replay RUN` re-runs the recorded program (its argv and cwd are in
+the `run.started` event) with ACTORSIM_REPLAY naming the run folder. In that
+process every agent's model is swapped for a `ReplayModel` holding that
+role's recorded calls, so no model is ever called; the task center checks
+every message it publishes against the recording, sender by sender.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import orjson
+
+from actorsim._envelope import Message
+from actorsim._errors import ActorsimError
+from actorsim.llm import ChatMessage
+
+REPLAY_VARIABLE = "ACTORSIM_REPLAY"
+UNTIL_VARIABLE = "ACTORSIM_REPLAY_UNTIL"
+REPORT_VARIABLE = "ACTORSIM_REPLAY_REPORT"
+
+
+class ReplayDivergence(ActorsimError):
+    """The replay did something the recording did not."""
+
+    def __init__(self, what: str, recorded: Any, replayed: Any) -> None:
+        super().__init__(f"replay diverged: {what}")
+        self.what = what
+        self.recorded = recorded
+        self.replayed = replayed
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ReplayDivergence, (self.what, self.recorded, self.replayed))
+
+
+@attrs.frozen
+class RecordedCall:
+    prompt: tuple[dict[str, str], ...]
+    chunks: tuple[str, ...]
+
+
+class ReplayModel:
+    """Answers each call with the role's next recorded reply, if the prompt is the recorded one."""
+
+    def __init__(self, role: str, calls: Sequence[RecordedCall]) -> None:
+        self.role = role
+        self._calls = list(calls)
+        self._made = 0
+
+    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        self._made += 1
+        if not self._calls:
+            raise ReplayDivergence(
+                f"{self.role} makes model call {self._made}, the recording has no more",
+                None,
+                [m.to_dict() for m in messages],
+            )
+        call = self._calls.pop(0)
+        prompt = tuple(m.to_dict() for m in messages)
+        if prompt != call.prompt:
+            raise ReplayDivergence(
+                f"the prompt of {self.role}'s model call {self._made} differs", list(call.prompt), list(prompt)
+            )
+        yield from call.chunks
+
+
+def _field(message: Message) -> dict[str, Any]:
+    return {
+        "sent_from": message.sent_from,
+        "send_to": list(message.send_to),
+        "content": message.content,
+        "step": message.step,
+        "round": message.round,
+    }
+
+
+class Replay:
+    """The recording a replayed process runs against."""
+
+    def __init__(self, directory: Path, until: str | None, report: Path | None) -> None:
+        from actorsim.runs import read_run
+
+        self.run = read_run(directory)
+        self.until = until
+        self.report_path = report
+        self._calls: dict[str, list[RecordedCall]] = {}
+        started: dict[str, list[dict[str, Any]]] = {}
+        for event in self.run.of_type("llm.call.started", "llm.call.finished", "llm.call.failed"):
+            prompts = started.setdefault(event["actor"], [])
+            if event["event"] == "llm.call.started":
+                prompts.append(event)
+            elif event["event"] == "llm.call.failed" and prompts:
+                prompts.pop(0)
+            elif prompts:
+                begun = prompts.pop(0)
+                self._calls.setdefault(event["role"], []).append(
+                    RecordedCall(tuple(begun["prompt"]), tuple(event["chunk_texts"]))
+                )
+        self._messages: dict[str, list[Message]] = {}
+        for message in self.run.messages:
+            self._messages.setdefault(message.sent_from, []).append(message)
+        self._humans: dict[str, list[str]] = {}
+        for event in self.run.of_type("human.input"):
+            self._humans.setdefault(event["role"], []).append(event["text"])
+        self.matched = 0
+
+    def model_for(self, role: str) -> dict[str, Any]:
+        return {"model_server": "replay", "role": role, "calls": self._calls.get(role, [])}
+
+    def human_input(self, role: str) -> str:
+        answers = self._humans.get(role) or []
+        if not answers:
+            raise self._diverged(ReplayDivergence(f"{role} is asked for input the recording does not have", None, role))
+        return answers.pop(0)
+
+    def check(self, message: Message) -> Message:
+        """The recorded message this one replays; a mismatch is a divergence."""
+        recorded_list = self._messages.get(message.sent_from) or []
+        if not recorded_list:
+            raise self._diverged(
+                ReplayDivergence(
+                    f"{message.sent_from} publishes a message the recording does not have", None, _field(message)
+                )
+            )
+        recorded = recorded_list.pop(0)
+        if _field(recorded) != _field(message):
+            raise self._diverged(
+                ReplayDivergence(
+                    f"message {recorded.message_id} of {recorded.sent_from} differs", _field(recorded), _field(message)
+                )
+            )
+        self.matched += 1
+        self.write_report(None)
+        return recorded
+
+    def _diverged(self, divergence: ReplayDivergence) -> ReplayDivergence:
+        self.write_report(divergence)
+        return divergence
+
+    def write_report(self, divergence: ReplayDivergence | None) -> None:
+        if self.report_path is None:
+            return
+        report: dict[str, Any] = {"matched": self.matched, "recorded": len(self.run.messages)}
+        if divergence is not None:
+            report["divergence"] = {
+                "what": divergence.what,
+                "recorded": divergence.recorded,
+                "replayed": divergence.replayed,
+            }
+        self.report_path.write_bytes(orjson.dumps(report))
+
+
+@functools.cache
+def active_replay() -> Replay | None:
+    """The replay this process runs under, from the environment; None in a normal run."""
+    directory = os.environ.get(REPLAY_VARIABLE)
+    if not directory:
+        return None
+    report = os.environ.get(REPORT_VARIABLE)
+    return Replay(Path(directory), os.environ.get(UNTIL_VARIABLE) or None, Path(report) if report else None)
