@@ -64,7 +64,7 @@ def create_component(
         raise TypeError(f"create_component makes a TaskCenter or an Agent subclass, not {cls!r}")
     replay = active_replay()
     if replay is not None and kwargs.get("llm") is not None:
-        kwargs["llm"] = replay.model_for(kwargs.get("role") or name)
+        kwargs["llm"] = replay.model_for(kwargs.get("role") or name, kwargs["llm"])
     if not remote:
         return cls(name=name, **kwargs)
     runtime = runtime or current_runtime()

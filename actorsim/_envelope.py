@@ -51,7 +51,8 @@ class Message:
         return self.message_id
 
     def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        # By hand: attrs.asdict took a third of the cost of logging a message.
+        return {name: getattr(self, name) for name in _MESSAGE_FIELDS}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Message:
@@ -63,6 +64,9 @@ class Message:
     @classmethod
     def from_json(cls, data: bytes | str) -> Message:
         return cls.from_dict(orjson.loads(data))
+
+
+_MESSAGE_FIELDS = tuple(field.name for field in attrs.fields(Message))
 
 
 class Frame(str):

@@ -25,6 +25,7 @@ from actorsim.llm import ChatMessage
 REPLAY_VARIABLE = "ACTORSIM_REPLAY"
 UNTIL_VARIABLE = "ACTORSIM_REPLAY_UNTIL"
 REPORT_VARIABLE = "ACTORSIM_REPLAY_REPORT"
+LIVE_FROM_VARIABLE = "ACTORSIM_REPLAY_LIVE_FROM"
 
 
 class ReplayDivergence(ActorsimError):
@@ -44,18 +45,32 @@ class ReplayDivergence(ActorsimError):
 class RecordedCall:
     prompt: tuple[dict[str, str], ...]
     chunks: tuple[str, ...]
+    live: bool = False  # after the fork of `--live-from`: ask the real model
 
 
 class ReplayModel:
-    """Answers each call with the role's next recorded reply, if the prompt is the recorded one."""
+    """Answers each call with the role's next recorded reply, if the prompt is the recorded one.
 
-    def __init__(self, role: str, calls: Sequence[RecordedCall]) -> None:
+    From the first call marked `live` on, the role's real model (`live`, its
+    original config) answers instead.
+    """
+
+    def __init__(self, role: str, calls: Sequence[RecordedCall], live: Any = None) -> None:
         self.role = role
         self._calls = list(calls)
         self._made = 0
+        self._live_config = live
+        self._live: Any = None
 
     def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
         self._made += 1
+        if self._live is None and self._live_config is not None and (not self._calls or self._calls[0].live):
+            from actorsim.llm import build_chat_model
+
+            self._live = build_chat_model(self._live_config)
+        if self._live is not None:
+            yield from self._live.stream(messages)
+            return
         if not self._calls:
             raise ReplayDivergence(
                 f"{self.role} makes model call {self._made}, the recording has no more",
@@ -84,12 +99,20 @@ def _field(message: Message) -> dict[str, Any]:
 class Replay:
     """The recording a replayed process runs against."""
 
-    def __init__(self, directory: Path, until: str | None, report: Path | None) -> None:
+    def __init__(self, directory: Path, until: str | None, report: Path | None, live_from: str | None = None) -> None:
         from actorsim.runs import read_run
 
         self.run = read_run(directory)
         self.until = until
         self.report_path = report
+        order = [message.message_id for message in self.run.messages]
+        fork = [index for index, message_id in enumerate(order) if live_from and message_id.startswith(live_from)]
+        if live_from and len(fork) != 1:
+            raise ReplayDivergence(f"--live-from {live_from!r} names {len(fork)} recorded messages", order, live_from)
+        # Recorded messages up to the fork are replayed and checked; the rest is left to the live run.
+        self.fork_after = fork[0] + 1 if fork else len(order)
+        replayed_ids = set(order[: self.fork_after])
+        self.forked = False
         self._calls: dict[str, list[RecordedCall]] = {}
         started: dict[str, list[dict[str, Any]]] = {}
         for event in self.run.of_type("llm.call.started", "llm.call.finished", "llm.call.failed"):
@@ -100,8 +123,9 @@ class Replay:
                 prompts.pop(0)
             elif prompts:
                 begun = prompts.pop(0)
+                live = event.get("reply_id") not in replayed_ids
                 self._calls.setdefault(event["role"], []).append(
-                    RecordedCall(tuple(begun["prompt"]), tuple(event["chunk_texts"]))
+                    RecordedCall(tuple(begun["prompt"]), tuple(event["chunk_texts"]), live)
                 )
         self._messages: dict[str, list[Message]] = {}
         for message in self.run.messages:
@@ -111,8 +135,10 @@ class Replay:
             self._humans.setdefault(event["role"], []).append(event["text"])
         self.matched = 0
 
-    def model_for(self, role: str) -> dict[str, Any]:
-        return {"model_server": "replay", "role": role, "calls": self._calls.get(role, [])}
+    def model_for(self, role: str, original: Any) -> dict[str, Any]:
+        """The replay model config for `role`; `original` answers after the fork, if any."""
+        live = original if self.fork_after < len(self.run.messages) else None
+        return {"model_server": "replay", "role": role, "calls": self._calls.get(role, []), "live": live}
 
     def human_input(self, role: str) -> str:
         answers = self._humans.get(role) or []
@@ -120,8 +146,13 @@ class Replay:
             raise self._diverged(ReplayDivergence(f"{role} is asked for input the recording does not have", None, role))
         return answers.pop(0)
 
-    def check(self, message: Message) -> Message:
-        """The recorded message this one replays; a mismatch is a divergence."""
+    def check(self, message: Message) -> Message | None:
+        """The recorded message this one replays (None past the fork); a mismatch is a divergence."""
+        if self.matched >= self.fork_after:
+            if not self.forked:
+                self.forked = True
+                self.write_report(None)
+            return None
         recorded_list = self._messages.get(message.sent_from) or []
         if not recorded_list:
             raise self._diverged(
@@ -147,7 +178,7 @@ class Replay:
     def write_report(self, divergence: ReplayDivergence | None) -> None:
         if self.report_path is None:
             return
-        report: dict[str, Any] = {"matched": self.matched, "recorded": len(self.run.messages)}
+        report: dict[str, Any] = {"matched": self.matched, "recorded": len(self.run.messages), "forked": self.forked}
         if divergence is not None:
             report["divergence"] = {
                 "what": divergence.what,
@@ -164,4 +195,9 @@ def active_replay() -> Replay | None:
     if not directory:
         return None
     report = os.environ.get(REPORT_VARIABLE)
-    return Replay(Path(directory), os.environ.get(UNTIL_VARIABLE) or None, Path(report) if report else None)
+    return Replay(
+        Path(directory),
+        os.environ.get(UNTIL_VARIABLE) or None,
+        Path(report) if report else None,
+        os.environ.get(LIVE_FROM_VARIABLE) or None,
+    )

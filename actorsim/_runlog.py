@@ -8,10 +8,15 @@ logging configuration is never touched.
 
 from __future__ import annotations
 
+import collections
+import contextvars
 import inspect
+import logging
 import os
 import socket
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -22,6 +27,7 @@ import orjson
 import structlog
 
 FORMAT_VERSION = 1
+_MOST_PENDING = 2000  # events kept in memory before they are written anyway
 
 
 def _absolute(path: str | os.PathLike[str]) -> Path:
@@ -35,10 +41,54 @@ class RunLogConfig:
 
     run_id: str
     directory: Path = attrs.field(converter=_absolute)
+    console: bool = False
+    """Also render events readably on stderr, for people watching a run."""
 
 
 def _orjson_lines(_: Any, __: str, event: MutableMapping[str, Any]) -> bytes:
-    return orjson.dumps(event, default=repr)
+    return orjson.dumps(event, default=repr, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _timestamp(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    event["ts"] = time.time()
+    return event
+
+
+def _traceback_if_any(logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    return structlog.processors.format_exc_info(logger, name, event) if "exc_info" in event else event
+
+
+class _Lines:
+    """structlog's output: lines kept in memory until `flush` writes them in one go.
+
+    Writing each event at once made actors' threads queue on the file lock and
+    the GIL (a step logged 2.7 times slower); a handled message is flushed
+    whole, before its answer leaves the actor, so nothing it logged is lost.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._flushing = threading.Lock()
+
+    def msg(self, line: bytes) -> None:
+        self._pending.append(line)
+        if len(self._pending) >= _MOST_PENDING:
+            self.flush()
+
+    info = msg
+
+    def flush(self) -> None:
+        with self._flushing:
+            lines = []
+            while self._pending:
+                lines.append(self._pending.popleft())
+            if lines:
+                os.write(self._fd, b"".join(lines))
+
+    def close(self) -> None:
+        self.flush()
+        os.close(self._fd)
 
 
 class RunLog:
@@ -49,7 +99,7 @@ class RunLog:
         config.directory.mkdir(parents=True, exist_ok=True)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in process)
         self.path = config.directory / f"{safe}-{os.getpid()}.jsonl"
-        self._file = self.path.open("ab")
+        self._lines = _Lines(self.path)
         static = {"v": FORMAT_VERSION, "run_id": config.run_id, "pid": os.getpid(),
                   "host": socket.gethostname(), "process": process}
 
@@ -59,21 +109,42 @@ class RunLog:
             return event
 
         self._logger = structlog.wrap_logger(
-            structlog.BytesLogger(self._file),
+            self._lines,
             processors=[
                 structlog.contextvars.merge_contextvars,
                 add_static,
-                structlog.processors.TimeStamper(fmt=None, key="ts"),
-                structlog.processors.format_exc_info,
+                _timestamp,
+                _traceback_if_any,
                 _orjson_lines,
             ],
+            wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+            cache_logger_on_first_use=True,
+        )
+        self.is_driver = process == "driver"
+
+        self._console = (
+            structlog.wrap_logger(
+                structlog.PrintLogger(sys.stderr),
+                processors=[
+                    structlog.contextvars.merge_contextvars,
+                    structlog.processors.TimeStamper(fmt="%H:%M:%S.%f"),
+                    structlog.dev.ConsoleRenderer(),
+                ],
+            )
+            if config.console
+            else None
         )
 
     def event(self, name: str, **fields: Any) -> None:
-        self._logger.msg(name, **fields)
+        self._logger.info(name, **fields)
+        if self._console is not None:
+            self._console.msg(name, **{key: value for key, value in fields.items() if key != "run_log"})
+
+    def flush(self) -> None:
+        self._lines.flush()
 
     def close(self) -> None:
-        self._file.close()
+        self._lines.close()
 
 
 _lock = threading.Lock()
@@ -100,6 +171,18 @@ def close_run_log(run_id: str) -> None:
             log.close()
             if _process_log is log:
                 _process_log = None
+
+
+def flush_run_logs() -> None:
+    """Write what an actor process has logged; done before the actor answers.
+
+    In the driver's own process (local and plain runs) the driver flushes at
+    each of its own events instead: per request, writing cost more than the
+    logging itself.
+    """
+    for log in list(_logs.values()):
+        if not log.is_driver:
+            log.flush()
 
 
 def log_event(name: str, **fields: Any) -> None:
@@ -129,6 +212,7 @@ class LoggedBehaviour:
         with self._bound():
             self._behaviour = factory()
             log_event("actor.started", behaviour=type(self._behaviour).__qualname__)
+        flush_run_logs()
 
     def _bound(self) -> AbstractContextManager[None]:
         return structlog.contextvars.bound_contextvars(run_log=self._run_id, actor=self._name)
@@ -140,17 +224,26 @@ class LoggedBehaviour:
             except Exception:
                 log_event("actor.failed", request=type(request).__name__, exc_info=True)
                 raise
+            finally:
+                flush_run_logs()
         return self._bound_items(result, request) if inspect.isgenerator(result) else result
 
     def _bound_items(self, items: Iterator[Any], request: Any) -> Iterator[Any]:
-        """Bind the context while the generator runs, never across its yields."""
+        """Run the generator in a context of its own with the run and actor bound.
+
+        Bound once per request rather than around every item: binding per chunk
+        cost more than the rest of the logging.
+        """
+        context = contextvars.copy_context()
+        context.run(structlog.contextvars.bind_contextvars, run_log=self._run_id, actor=self._name)
         while True:
-            with self._bound():
-                try:
-                    item = next(items)
-                except StopIteration:
-                    return
-                except Exception:
-                    log_event("actor.failed", request=type(request).__name__, exc_info=True)
-                    raise
+            try:
+                item = context.run(next, items)
+            except StopIteration:
+                flush_run_logs()
+                return
+            except Exception:
+                context.run(log_event, "actor.failed", request=type(request).__name__, exc_info=True)
+                flush_run_logs()
+                raise
             yield item

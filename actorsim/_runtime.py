@@ -33,9 +33,8 @@ class RunOptions:
 
     ask_timeout: float = attrs.field(default=60.0, validator=_positive)
     step_timeout: float = attrs.field(default=600.0, validator=_positive)
-    log_dir: Path | None = attrs.field(
-        default=Path("logs"), converter=attrs.converters.optional(Path)
-    )
+    log_dir: Path | None = attrs.field(default=Path("logs"), converter=attrs.converters.optional(Path))
+    console_log: bool = False
 
 
 def _version() -> str:
@@ -57,7 +56,9 @@ class Runtime:
         self.run_id = run_id
         self._actors: list[ActorRef] = []
         self._closed = False
-        self.log_config = None if options.log_dir is None else RunLogConfig(run_id, options.log_dir / run_id)
+        self.log_config = (
+            None if options.log_dir is None else RunLogConfig(run_id, options.log_dir / run_id, options.console_log)
+        )
         self._log = None if self.log_config is None else open_run_log(self.log_config, process="driver")
         self.log(
             "run.started",
@@ -73,6 +74,7 @@ class Runtime:
         """Record a driver-side event in this run's log (no-op without a log)."""
         if self._log is not None:
             self._log.event(event, **fields)
+            self._log.flush()
 
     @property
     def transport_name(self) -> str:
@@ -112,9 +114,7 @@ class Runtime:
     def __enter__(self) -> Runtime:
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.shutdown()
 
 
@@ -128,12 +128,14 @@ def init(
     ask_timeout: float = 60.0,
     step_timeout: float = 600.0,
     log_dir: str | os.PathLike[str] | None = "logs",
+    console_log: bool = False,
 ) -> Runtime:
     """Start the run that `create_component(..., remote=True)` will use.
 
     `transport` is "local", "thespian" or "ray" (default: $ACTORSIM_TRANSPORT,
     else "local"); `address` joins an existing Ray cluster. Every process of
-    the run logs to `log_dir/<run_id>/` (`log_dir=None`: no run log). The run is shut
+    the run logs to `log_dir/<run_id>/` (`log_dir=None`: no run log);
+    `console_log=True` also shows the events readably on stderr. The run is shut
     down by `shutdown()`, by leaving the `with` block, or at interpreter exit.
     """
     global _current
@@ -142,7 +144,7 @@ def init(
         raise ValueError(f"unknown transport {name!r}; choose one of {', '.join(TRANSPORTS)}")
     if address is not None and name != "ray":
         raise ValueError(f"address= is for the 'ray' transport, not {name!r}")
-    options = RunOptions(ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=log_dir)
+    options = RunOptions(ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=log_dir, console_log=console_log)
     if _current is not None:
         raise RuntimeError(
             f"actorsim is already initialised with the {_current.transport_name!r} transport; "

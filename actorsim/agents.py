@@ -86,9 +86,7 @@ class Agent:
     def run(self, user_input: str, history: Sequence[ChatMessage] = ()) -> Iterator[str]:
         """The seed's single-agent call: stream a reply to one input."""
         model = self._model()
-        return model.stream(
-            [ChatMessage("system", self.system_prompt()), *history, ChatMessage("user", user_input)]
-        )
+        return model.stream([ChatMessage("system", self.system_prompt()), *history, ChatMessage("user", user_input)])
 
     def _model(self) -> ChatModel:
         if self.llm is None:
@@ -101,11 +99,13 @@ class Agent:
         *,
         task: str | None = None,
         user_response: str | None = None,
+        reply_id: str | None = None,
     ) -> Generator[str, None, str]:
         """Stream a reply to what arrived; return the whole reply and remember it.
 
         A human's reply is `user_response` and nothing is streamed for it.
         Messages already handled (seen again, for a watcher) are left out.
+        `reply_id`, the id the reply will have, links the model call to it in the log.
         """
         fresh = [message for message in received if not self.memory.has_handled(message.message_id)]
         if self.is_human:
@@ -115,7 +115,7 @@ class Agent:
             prompt_turn = self.user_turn(fresh, task)
         else:
             prompt = self.build_prompt(fresh, task)
-            reply = yield from self._call_model(prompt)
+            reply = yield from self._call_model(prompt, reply_id)
             prompt_turn = prompt[-1].content
         self.memory.update_history(
             [ChatMessage("user", prompt_turn), ChatMessage("assistant", reply)],
@@ -123,12 +123,17 @@ class Agent:
         )
         return reply
 
-
-    def _call_model(self, prompt: Sequence[ChatMessage]) -> Generator[str, None, str]:
+    def _call_model(self, prompt: Sequence[ChatMessage], reply_id: str | None) -> Generator[str, None, str]:
         """Stream the model's reply, recording the call in the run log."""
         model = self._model()
         name = getattr(getattr(model, "config", None), "model", type(model).__name__)
-        log_event("llm.call.started", role=self.role, model=name, prompt=[turn.to_dict() for turn in prompt])
+        log_event(
+            "llm.call.started",
+            role=self.role,
+            model=name,
+            reply_id=reply_id,
+            prompt=[turn.to_dict() for turn in prompt],
+        )
         started = time.perf_counter()
         parts = []
         try:
@@ -136,12 +141,25 @@ class Agent:
                 parts.append(chunk)
                 yield chunk
         except Exception as error:
-            log_event("llm.call.failed", role=self.role, model=name, error=repr(error),
-                      latency_s=time.perf_counter() - started)
+            log_event(
+                "llm.call.failed",
+                role=self.role,
+                model=name,
+                error=repr(error),
+                latency_s=time.perf_counter() - started,
+            )
             raise
         reply = "".join(parts)
-        log_event("llm.call.finished", role=self.role, model=name, reply=reply, chunk_texts=parts,
-                  latency_s=time.perf_counter() - started)
+        log_event(
+            "llm.call.finished",
+            role=self.role,
+            model=name,
+            reply_id=reply_id,
+            reply=reply,
+            chunk_texts=parts,
+            usage=getattr(model, "last_usage", None),
+            latency_s=time.perf_counter() - started,
+        )
         return reply
 
 

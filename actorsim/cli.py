@@ -18,7 +18,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from actorsim._envelope import Message
-from actorsim._replay import REPLAY_VARIABLE, REPORT_VARIABLE, UNTIL_VARIABLE
+from actorsim._replay import LIVE_FROM_VARIABLE, REPLAY_VARIABLE, REPORT_VARIABLE, UNTIL_VARIABLE
 from actorsim.runs import Causality, RunLogError, find_run, list_runs, read_run
 
 console = Console()
@@ -56,9 +56,7 @@ def runs(log_dir: Path) -> None:
     for run in found:
         started = datetime.datetime.fromtimestamp(run.started_at).strftime("%m-%d %H:%M:%S")
         name = run.run_id if run.replay_of is None else f"{run.run_id}\n(replay of {run.replay_of})"
-        table.add_row(
-            name, started, run.transport, str(len(run.agents)), str(len(run.messages)), str(len(run.errors))
-        )
+        table.add_row(name, started, run.transport, str(len(run.agents)), str(len(run.messages)), str(len(run.errors)))
     console.print(table if found else f"no runs in {log_dir}")
 
 
@@ -112,11 +110,13 @@ def _lines(value: object) -> list[str]:
 @main.command()
 @click.argument("run")
 @click.option("--until", "until", help="Stop when this recorded message is replayed and show the state.")
-def replay(run: str, until: str | None) -> None:
+@click.option("--live-from", "live_from", help="Replay up to this recorded message, then call the real models.")
+def replay(run: str, until: str | None, live_from: str | None) -> None:
     """Re-run RUN's program with every model output taken from its log.
 
-    No model is called. Each message the replay publishes is checked against
-    the recording; the first difference stops it and is shown side by side.
+    No model is called (until the fork of --live-from). Each message the
+    replay publishes is checked against the recording; the first difference
+    stops it and is shown side by side.
     """
     log_dir = click.get_current_context().find_root().obj
     try:
@@ -126,6 +126,11 @@ def replay(run: str, until: str | None) -> None:
     started = record.of_type("run.started")
     if not started or not started[0].get("argv"):
         raise click.ClickException(f"{record.directory}: the log does not say which program ran")
+    for option, message_id in (("--until", until), ("--live-from", live_from)):
+        if message_id and sum(m.message_id.startswith(message_id) for m in record.messages) != 1:
+            raise click.ClickException(
+                f"{option} {message_id}: no single recorded message of {record.run_id} has that id"
+            )
     argv, cwd = started[0]["argv"], started[0]["cwd"]
     with tempfile.TemporaryDirectory(prefix="actorsim-replay-") as scratch:
         report_path = Path(scratch) / "report.json"
@@ -136,6 +141,8 @@ def replay(run: str, until: str | None) -> None:
         }
         if until:
             environment[UNTIL_VARIABLE] = until
+        if live_from:
+            environment[LIVE_FROM_VARIABLE] = live_from
         console.print(f"[dim]replaying {record.run_id}: {' '.join(argv)} (in {cwd})[/]")
         completed = subprocess.run([sys.executable, *argv], cwd=cwd, env=environment, check=False)
         report = orjson.loads(report_path.read_bytes()) if report_path.exists() else None
@@ -158,6 +165,9 @@ def replay(run: str, until: str | None) -> None:
         raise click.ClickException(f"replay diverged after matching {report['matched']} messages")
     if completed.returncode != 0:
         raise click.ClickException(f"the replayed program exited with {completed.returncode}")
+    if report["forked"]:
+        console.print(f"replay matched {report['matched']} messages, then continued live")
+        return
     if until is None and report["matched"] != report["recorded"]:
         raise click.ClickException(f"replay matched {report['matched']} of {report['recorded']} recorded messages")
     console.print(f"replay matched {report['matched']} messages")

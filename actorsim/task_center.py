@@ -188,7 +188,7 @@ class TaskCenter:
         self._ask_env(Publish(message, answers=answers))
         if self._replay is not None:
             recorded = self._replay.check(message)
-            if self._replay.until is not None and recorded.message_id.startswith(self._replay.until):
+            if recorded is not None and self._replay.until and recorded.message_id.startswith(self._replay.until):
                 self._show_state(recorded)
                 raise SystemExit(0)
 

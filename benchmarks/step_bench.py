@@ -50,18 +50,20 @@ def time_steps(task_center: TaskCenter, steps: int) -> list[float]:
     return durations
 
 
-def actorsim_steps(mode: str, agents: int, steps: int) -> dict[str, float]:
-    """`mode` is "plain" (remote=False) or a transport."""
+def actorsim_steps(mode: str, agents: int, steps: int, logged: bool = True) -> dict[str, float]:
+    """`mode` is "plain" (remote=False) or a transport; `logged=False` turns the run log off."""
     remote = mode != "plain"
-    with tempfile.TemporaryDirectory() as logs, contextlib.ExitStack() as stack:
+    with tempfile.TemporaryDirectory() as temp, contextlib.ExitStack() as stack:
+        logs = temp if logged else None
         if remote:
             stack.enter_context(actorsim.init(transport=mode, log_dir=logs))
         started = time.perf_counter()
-        task_center = create_component(TaskCenter, name="task_center", remote=remote)
+        options = {} if remote else {"log_dir": logs}
+        task_center = create_component(TaskCenter, name="task_center", remote=remote, **options)
         llm = {"model_server": "scripted", "replies": [REPLY]}
-        task_center.add_agents([
-            create_component(RolePlay, name=f"agent_{n}", remote=remote, llm=llm) for n in range(agents)
-        ])
+        task_center.add_agents(
+            [create_component(RolePlay, name=f"agent_{n}", remote=remote, llm=llm) for n in range(agents)]
+        )
         setup = time.perf_counter() - started
         task_center.send_task_request(TASK)
         durations = time_steps(task_center, steps)
@@ -139,8 +141,16 @@ def actorsim_round_trip(transport: str, count: int) -> list[float]:
 def peer_steps(mode: str, agents: int, steps: int) -> dict[str, Any] | None:
     if not PEER_PYTHON.exists():
         return None
-    command = [str(PEER_PYTHON), str(ROOT / "benchmarks" / "peer_modelscope.py"),
-               "--mode", mode, "--agents", str(agents), "--steps", str(steps)]
+    command = [
+        str(PEER_PYTHON),
+        str(ROOT / "benchmarks" / "peer_modelscope.py"),
+        "--mode",
+        mode,
+        "--agents",
+        str(agents),
+        "--steps",
+        str(steps),
+    ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     except subprocess.TimeoutExpired:
@@ -157,10 +167,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--agents", type=int, nargs="+", default=[2, 50])
     parser.add_argument("--round-trips", type=int, default=2000)
-    parser.add_argument("--modes", nargs="+", default=["plain", *actorsim.TRANSPORTS],
-                        help="plain is remote=False; the others are transports")
-    parser.add_argument("--peer-ray-agents", type=int, nargs="+", default=[2, 10],
-                        help="the peer's Ray mode needs ~1 GB per agent: 50 does not fit in 24 GiB")
+    parser.add_argument("--skip-peer", action="store_true", help="leave out the peer's rows")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["plain", *actorsim.TRANSPORTS],
+        help="plain is remote=False; the others are transports",
+    )
+    parser.add_argument(
+        "--peer-ray-agents",
+        type=int,
+        nargs="+",
+        default=[2, 10],
+        help="the peer's Ray mode needs ~1 GB per agent: 50 does not fit in 24 GiB",
+    )
     args = parser.parse_args()
 
     print(f"Step time, {args.steps} steps after a warm-up, zero-latency scripted model")
@@ -169,8 +189,11 @@ def main() -> None:
     for mode in args.modes:
         for agents in args.agents:
             row = ours[mode, agents] = actorsim_steps(mode, agents, args.steps)
-            print(f"{mode:<10} {agents:>6} {row['mean_step_s'] * 1000:>9.2f} "
-                  f"{row['median_step_s'] * 1000:>10.2f} {row['setup_s']:>8.2f}", flush=True)
+            print(
+                f"{mode:<10} {agents:>6} {row['mean_step_s'] * 1000:>9.2f} "
+                f"{row['median_step_s'] * 1000:>10.2f} {row['setup_s']:>8.2f}",
+                flush=True,
+            )
 
     print(f"\nAsk round trip, median of {args.round_trips}")
     raw = {"thespian": raw_thespian_round_trip, "ray": raw_ray_round_trip}
@@ -180,10 +203,28 @@ def main() -> None:
         ratio = our_ms / raw_ms
         print(f"{transport:<10} raw {raw_ms:.3f} ms  actorsim {our_ms:.3f} ms  ratio {ratio:.2f}x", flush=True)
 
+    print("\nRun log cost: mean step with the full run log / without it (target: at most 1.20)")
+    for mode in [mode for mode in args.modes if mode in ("plain", "local", "thespian")]:
+        agents = 10
+        without = statistics.mean(
+            actorsim_steps(mode, agents, args.steps, logged=False)["mean_step_s"] for _ in range(3)
+        )
+        logged = statistics.mean(actorsim_steps(mode, agents, args.steps)["mean_step_s"] for _ in range(3))
+        print(
+            f"{mode:<10} {agents} agents: without {without * 1000:.2f} ms  with {logged * 1000:.2f} ms  "
+            f"ratio {logged / without:.2f}",
+            flush=True,
+        )
+
     print("\nAgainst the peer modelscope-agent 0.7.2 (ratio = actorsim mean / peer mean; < 1 is faster)")
+    if args.skip_peer:
+        print("  skipped (--skip-peer)")
+        return
     if not PEER_PYTHON.exists():
-        print(f"  skipped: no peer virtualenv at {PEER_PYTHON}; create it with "
-              "python3 -m venv .peer-venv && .peer-venv/bin/pip install -r benchmarks/peer_requirements.txt")
+        print(
+            f"  skipped: no peer virtualenv at {PEER_PYTHON}; create it with "
+            "python3 -m venv .peer-venv && .peer-venv/bin/pip install -r benchmarks/peer_requirements.txt"
+        )
         return
     # In-process against the peer's local mode; multiprocess against its Ray mode, its only one.
     comparisons = [("local", mode, n) for mode in ("plain", "local") for n in args.agents]
@@ -196,8 +237,11 @@ def main() -> None:
         if (transport, agents) not in ours:
             ours[transport, agents] = actorsim_steps(transport, agents, args.steps)
         mine = ours[transport, agents]["mean_step_s"]
-        print(f"  {agents:>3} agents: actorsim {transport:<8} {mine * 1000:8.2f} ms   peer {peer_mode:<5} "
-              f"{peer['mean_step_s'] * 1000:8.2f} ms   ratio {mine / peer['mean_step_s']:.3f}", flush=True)
+        print(
+            f"  {agents:>3} agents: actorsim {transport:<8} {mine * 1000:8.2f} ms   peer {peer_mode:<5} "
+            f"{peer['mean_step_s'] * 1000:8.2f} ms   ratio {mine / peer['mean_step_s']:.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

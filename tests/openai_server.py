@@ -17,15 +17,21 @@ from typing import Any
 
 
 class OpenAIServer:
-    def __init__(self, replies: list[str], *, failures: list[int] | None = None, api_key: str | None = None) -> None:
+    def __init__(
+        self, replies: list[str], *, failures: list[int] | None = None, api_key: str | None = None, port: int = 0
+    ) -> None:
         self.replies = itertools.cycle(replies)
         self.failures = list(failures or [])
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
         self.statuses: list[int] = []
         self._lock = threading.Lock()
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._http = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._http.server_address[1])
 
     @property
     def api_base(self) -> str:
@@ -90,3 +96,11 @@ def _events(model: str, reply: str) -> Iterator[str]:
     for piece in re.findall(r"\S+\s*|\s+", reply):
         yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {"content": piece}}]})
     yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    words = len(reply.split())
+    yield json.dumps(
+        {
+            "model": model,
+            "choices": [],
+            "usage": {"prompt_tokens": 7, "completion_tokens": words, "total_tokens": 7 + words},
+        }
+    )

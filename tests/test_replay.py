@@ -112,3 +112,43 @@ def test_until_stops_and_shows_the_state(recorded_script: Path) -> None:
     assert f"replay stopped at {reply.message_id}" in replayed.stdout
     assert "donald_trump pending: ['joe_biden: One.']" in replayed.stdout
     assert "replay matched 2 messages" in replayed.stdout
+
+
+def test_live_from_forks_the_run_with_the_real_model(tmp_path: Path) -> None:
+    """Up to the fork the log answers; after it the model server does, and only for what follows."""
+    with OpenAIServer(["Rockets.", "Balloons.", "Catapults.", "Ladders."]) as server:
+        recorded = run(
+            [
+                sys.executable,
+                DEBATE,
+                "--transport",
+                "local",
+                "--rounds",
+                "4",
+                "--model-server",
+                "openai",
+                "--model",
+                "m",
+                "--api-base",
+                server.api_base,
+            ],
+            tmp_path,
+        )
+    assert recorded.returncode == 0, recorded.stderr
+    fork = read_run(find_run(tmp_path / "logs", "latest")).messages[2]
+    assert fork.content == "Balloons."
+
+    with OpenAIServer(["Live words."], port=server.port) as live_server:
+        replayed = actorsim_command(tmp_path, "replay", "latest", "--live-from", fork.message_id)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "replay matched 3 messages, then continued live" in replayed.stdout
+    assert frames(replayed.stdout)[:2] == frames(recorded.stdout)[:2]
+    assert "<joe_biden>: Live words." in replayed.stdout
+    assert len(live_server.requests) == 2, "only the two replies after the fork ask the model"
+    assert live_server.requests[0]["messages"][-1]["content"] == "donald_trump: Balloons."
+
+
+def test_an_unknown_message_id_is_refused(recorded_script: Path) -> None:
+    replayed = actorsim_command(recorded_script, "replay", "latest", "--until", "ffff")
+    assert replayed.returncode == 1
+    assert "--until ffff: no single recorded message" in replayed.stderr

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from actorsim import RolePlay, TaskCenter
+from actorsim import RolePlay, Runtime, TaskCenter, create_component
+from actorsim._runtime import RunOptions
 from actorsim.cli import main
 from actorsim.runs import Causality, RunLogError, read_run
+from actorsim.transport import load_transport
 from tests.conftest import Make
 from tests.helpers import TASK
 from tests.openai_server import OpenAIServer
@@ -103,9 +105,28 @@ class TestEvents:
             task_center.add_agents([make(RolePlay, "joe_biden", llm=llm)])
             task_center.send_task_request(TASK)
             assert "".join(f.content for f in task_center.step()) == "ok"
-        retries = [e for e in events_since(task_center, started) if e["event"] == "llm.call.retry"]
+        events = events_since(task_center, started)
+        finished = [e for e in events if e["event"] == "llm.call.finished"]
+        assert finished[0]["usage"] == {"prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8}
+        retries = [e for e in events if e["event"] == "llm.call.retry"]
         assert [e["attempt"] for e in retries] == [1, 2]
         assert all("500" in e["error"] for e in retries)
+
+
+class TestConsole:
+    def test_console_rendering_is_opt_in(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Events show on stderr for people only when asked; the file log is written either way."""
+        for console in (False, True):
+            options = RunOptions(log_dir=tmp_path / str(console), console_log=console)
+            with Runtime(load_transport("local"), options, f"console-{console}") as runtime:
+                task_center = create_component(TaskCenter, name="task_center", remote=True, runtime=runtime)
+                llm = {"model_server": "scripted", "replies": ["Hi."]}
+                task_center.add_agents([create_component(RolePlay, "joe_biden", True, runtime=runtime, llm=llm)])
+                task_center.send_task_request(TASK)
+                list(task_center.step())
+            shown = capsys.readouterr().err
+            assert ("message.published" in shown) is console
+            assert read_run(tmp_path / str(console) / f"console-{console}").messages[-1].content == "Hi."
 
 
 class TestCausality:

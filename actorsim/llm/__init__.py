@@ -58,7 +58,7 @@ def build_chat_model(llm: Mapping[str, Any] | ChatModel) -> ChatModel:
     if server == "replay":
         from actorsim._replay import ReplayModel
 
-        return ReplayModel(options["role"], options["calls"])
+        return ReplayModel(options["role"], options["calls"], options.get("live"))
     raise ValueError(f"llm config: model_server must be one of {list(MODEL_SERVERS)}, got {server!r}")
 
 

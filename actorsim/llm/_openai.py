@@ -61,6 +61,8 @@ class OpenAIChatModel:
 
     def __init__(self, config: OpenAIConfig, *, sleep: Callable[[float], None] = tenacity.nap.sleep) -> None:
         self.config = config
+        self.last_usage: dict[str, Any] | None = None
+        """Token counts of the last call, when the server sent them."""
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self._client = httpx.Client(
             base_url=config.api_base.rstrip("/") + "/", headers=headers, timeout=config.timeout
@@ -90,6 +92,7 @@ class OpenAIChatModel:
         )
 
     def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        self.last_usage = None
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": [message.to_dict() for message in messages],
@@ -122,9 +125,12 @@ class OpenAIChatModel:
             if event.data == "[DONE]":
                 return
             try:
-                choices = json.loads(event.data).get("choices") or []
+                data = json.loads(event.data)
             except json.JSONDecodeError as error:
                 raise LLMError(f"model server sent an event that is not JSON: {event.data[:200]!r}") from error
+            if data.get("usage"):
+                self.last_usage = data["usage"]
+            choices = data.get("choices") or []
             for choice in choices:
                 content = (choice.get("delta") or {}).get("content")
                 if content:
