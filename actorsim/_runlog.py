@@ -71,12 +71,10 @@ class _Lines:
         self._pending: collections.deque[bytes] = collections.deque()
         self._flushing = threading.Lock()
 
-    def msg(self, line: bytes) -> None:
+    def info(self, line: bytes) -> None:
         self._pending.append(line)
         if len(self._pending) >= _MOST_PENDING:
             self.flush()
-
-    info = msg
 
     def flush(self) -> None:
         with self._flushing:

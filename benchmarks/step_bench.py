@@ -3,7 +3,9 @@
     python benchmarks/step_bench.py [--steps 20] [--agents 2 50]
 
 Prints, from one run: the mean and median time of one step of a debate where
-every agent answers the others with a zero-latency scripted model; the
+every agent answers the others with a zero-latency scripted model (without
+the run log, as the peer runs without its file log; what the run log adds is
+printed on its own); the
 median ask round trip of actorsim against raw Thespian and raw Ray doing the
 same thing (ratio: actorsim / raw); and, when `.peer-venv` holds
 modelscope-agent (see benchmarks/peer_requirements.txt), the peer's step time
@@ -183,12 +185,12 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    print(f"Step time, {args.steps} steps after a warm-up, zero-latency scripted model")
+    print(f"Step time, {args.steps} steps after a warm-up, zero-latency scripted model, no run log")
     print(f"{'mode':<10} {'agents':>6} {'mean ms':>9} {'median ms':>10} {'setup s':>8}")
     ours: dict[tuple[str, int], dict[str, float]] = {}
     for mode in args.modes:
         for agents in args.agents:
-            row = ours[mode, agents] = actorsim_steps(mode, agents, args.steps)
+            row = ours[mode, agents] = actorsim_steps(mode, agents, args.steps, logged=False)
             print(
                 f"{mode:<10} {agents:>6} {row['mean_step_s'] * 1000:>9.2f} "
                 f"{row['median_step_s'] * 1000:>10.2f} {row['setup_s']:>8.2f}",
@@ -235,7 +237,7 @@ def main() -> None:
             print(f"  peer {peer_mode} {agents} agents: skipped ({(peer or {}).get('error', 'not installed')})")
             continue
         if (transport, agents) not in ours:
-            ours[transport, agents] = actorsim_steps(transport, agents, args.steps)
+            ours[transport, agents] = actorsim_steps(transport, agents, args.steps, logged=False)
         mine = ours[transport, agents]["mean_step_s"]
         print(
             f"  {agents:>3} agents: actorsim {transport:<8} {mine * 1000:8.2f} ms   peer {peer_mode:<5} "
