@@ -109,9 +109,11 @@ class Replay:
         fork = [index for index, message_id in enumerate(order) if live_from and message_id.startswith(live_from)]
         if live_from and len(fork) != 1:
             raise ReplayDivergence(f"--live-from {live_from!r} names {len(fork)} recorded messages", order, live_from)
-        # Recorded messages up to the fork are replayed and checked; the rest is left to the live run.
+        # Recorded messages up to the fork are replayed and checked; the rest is left to the live run,
+        # and so is every model call that finished after the fork was published (a watcher's too).
         self.fork_after = fork[0] + 1 if fork else len(order)
-        replayed_ids = set(order[: self.fork_after])
+        published = self.run.of_type("message.published")
+        fork_time = published[fork[0]]["ts"] if fork else float("inf")
         self.forked = False
         self._calls: dict[str, list[RecordedCall]] = {}
         started: dict[str, list[dict[str, Any]]] = {}
@@ -123,7 +125,7 @@ class Replay:
                 prompts.pop(0)
             elif prompts:
                 begun = prompts.pop(0)
-                live = event.get("reply_id") not in replayed_ids
+                live = event["ts"] > fork_time
                 self._calls.setdefault(event["role"], []).append(
                     RecordedCall(tuple(begun["prompt"]), tuple(event["chunk_texts"]), live)
                 )
