@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -86,6 +87,8 @@ class TaskCenter:
             self.runtime = runtime or current_runtime()
         else:
             self.runtime = Runtime(load_transport("inline"), RunOptions(log_dir=log_dir), new_run_id())
+            # A plain task center owns its run: end it (threads, log file) when the task center goes.
+            weakref.finalize(self, self.runtime.shutdown)
         self.name = name
         self.remote = remote
         env_ref = self.runtime.spawn(Environment, name=f"{name}/environment")
