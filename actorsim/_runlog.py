@@ -9,6 +9,7 @@ logging configuration is never touched.
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -17,8 +18,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, MutableMapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -207,41 +207,43 @@ class LoggedBehaviour:
         open_run_log(config, process=name)
         self._run_id = config.run_id
         self._name = name
-        with self._bound():
+        tokens = self._bind()
+        try:
             self._behaviour = factory()
             log_event("actor.started", behaviour=type(self._behaviour).__qualname__)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
         flush_run_logs()
 
-    def _bound(self) -> AbstractContextManager[None]:
-        return structlog.contextvars.bound_contextvars(run_log=self._run_id, actor=self._name)
+    def _bind(self) -> Mapping[str, contextvars.Token[Any]]:
+        return structlog.contextvars.bind_contextvars(run_log=self._run_id, actor=self._name)
 
     def receive(self, request: Any) -> Any:
-        with self._bound():
-            try:
-                result = self._behaviour.receive(request)
-            except Exception:
-                log_event("actor.failed", request=type(request).__name__, exc_info=True)
-                raise
-            finally:
-                flush_run_logs()
+        tokens = self._bind()
+        try:
+            result = self._behaviour.receive(request)
+        except Exception:
+            log_event("actor.failed", request=type(request).__name__, exc_info=True)
+            raise
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
+            flush_run_logs()
         return self._bound_items(result, request) if inspect.isgenerator(result) else result
 
     def _bound_items(self, items: Iterator[Any], request: Any) -> Iterator[Any]:
-        """Run the generator in a context of its own with the run and actor bound.
+        """Keep the run and actor bound while the generator runs.
 
-        Bound once per request rather than around every item: binding per chunk
-        cost more than the rest of the logging.
+        Bound once for the whole stream: every transport drains a stream on a
+        single thread that does nothing else meanwhile, and binding around each
+        item cost more than the logging itself.
         """
-        context = contextvars.copy_context()
-        context.run(structlog.contextvars.bind_contextvars, run_log=self._run_id, actor=self._name)
-        while True:
-            try:
-                item = context.run(next, items)
-            except StopIteration:
-                flush_run_logs()
-                return
-            except Exception:
-                context.run(log_event, "actor.failed", request=type(request).__name__, exc_info=True)
-                flush_run_logs()
-                raise
-            yield item
+        tokens = self._bind()
+        try:
+            yield from items
+        except Exception:
+            log_event("actor.failed", request=type(request).__name__, exc_info=True)
+            raise
+        finally:
+            with contextlib.suppress(ValueError):  # closed from another thread: nothing of ours is bound there
+                structlog.contextvars.reset_contextvars(**tokens)
+            flush_run_logs()
