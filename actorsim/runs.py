@@ -104,11 +104,12 @@ def find_run(log_dir: str | os.PathLike[str], run: str) -> Path:
     """
     if Path(run).is_dir():
         return Path(run)
-    folders = sorted(path for path in Path(log_dir).glob("*") if path.is_dir() and any(path.glob("*.jsonl")))
+    folders = _run_folders(log_dir)
     if run == "latest":
-        originals = [path for path in folders if read_run(path).replay_of is None]
-        if originals:
-            return originals[-1]
+        # Newest first, stopping at the first original: each look reads a whole run.
+        for path in reversed(folders):
+            if read_run(path).replay_of is None:
+                return path
     matches = [path for path in folders if path.name.startswith(run)]
     if len(matches) != 1:
         known = ", ".join(path.name for path in folders[-5:]) or "none"
@@ -117,9 +118,13 @@ def find_run(log_dir: str | os.PathLike[str], run: str) -> Path:
     return matches[0]
 
 
+def _run_folders(log_dir: str | os.PathLike[str]) -> list[Path]:
+    """Run folders in `log_dir`, oldest first (run ids begin with their start time)."""
+    return sorted(path for path in Path(log_dir).glob("*") if path.is_dir() and any(path.glob("*.jsonl")))
+
+
 def list_runs(log_dir: str | os.PathLike[str]) -> list[Run]:
-    folders = sorted(path for path in Path(log_dir).glob("*") if path.is_dir() and any(path.glob("*.jsonl")))
-    return [read_run(folder) for folder in folders]
+    return [read_run(folder) for folder in _run_folders(log_dir)]
 
 
 class Causality:

@@ -78,9 +78,7 @@ class AgentHost:
         self._clock = max(self._clock, request.clock, *(m.clock for m in received)) + 1
         log_event("message.delivered", role=agent.role, message_ids=[m.message_id for m in received],
                   reply_id=message_id, step=request.step)
-        texts = agent.step(
-            request.received, task=request.task, user_response=request.user_response, reply_id=message_id
-        )
+        texts = agent.step(received, task=request.task, user_response=request.user_response, reply_id=message_id)
         while True:
             try:
                 text = next(texts)
