@@ -49,11 +49,6 @@ def _orjson_lines(_: Any, __: str, event: MutableMapping[str, Any]) -> bytes:
     return orjson.dumps(event, default=repr, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def _timestamp(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    event["ts"] = time.time()
-    return event
-
-
 def _traceback_if_any(logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     return structlog.processors.format_exc_info(logger, name, event) if "exc_info" in event else event
 
@@ -101,23 +96,21 @@ class RunLog:
         static = {"v": FORMAT_VERSION, "run_id": config.run_id, "pid": os.getpid(),
                   "host": socket.gethostname(), "process": process}
 
-        def add_static(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-            event.pop("run_log", None)
+        def context_static_and_time(
+            logger: Any, name: str, event: MutableMapping[str, Any]
+        ) -> MutableMapping[str, Any]:
+            """structlog's context vars, the process's fields and a timestamp: one processor, not three."""
+            structlog.contextvars.merge_contextvars(logger, name, event)
             event.update(static)
+            event["ts"] = time.time()
             return event
 
+        # Bound once: calls on wrap_logger's lazy proxy each went through its `__getattr__`.
         self._logger = structlog.wrap_logger(
             self._lines,
-            processors=[
-                structlog.contextvars.merge_contextvars,
-                add_static,
-                _timestamp,
-                _traceback_if_any,
-                _orjson_lines,
-            ],
+            processors=[context_static_and_time, _traceback_if_any, _orjson_lines],
             wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
-            cache_logger_on_first_use=True,
-        )
+        ).bind()
         self.is_driver = process == "driver"
 
         self._console = (
@@ -136,7 +129,7 @@ class RunLog:
     def event(self, name: str, **fields: Any) -> None:
         self._logger.info(name, **fields)
         if self._console is not None:
-            self._console.msg(name, **{key: value for key, value in fields.items() if key != "run_log"})
+            self._console.msg(name, **fields)
 
     def flush(self) -> None:
         self._lines.flush()
@@ -148,6 +141,9 @@ class RunLog:
 _lock = threading.Lock()
 _logs: dict[str, RunLog] = {}
 _process_log: RunLog | None = None
+# The run whose actor is handling a message here: routes events when one process serves several runs.
+# A ContextVar of our own, not a structlog one, so it is not written into every event.
+_bound_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("actorsim_bound_run", default=None)
 
 
 def open_run_log(config: RunLogConfig, process: str) -> RunLog:
@@ -186,10 +182,10 @@ def flush_run_logs() -> None:
 def log_event(name: str, **fields: Any) -> None:
     """Record an event in the log of the run whose actor is running, if there is one.
 
-    An actor's messages are handled with `run_log` bound in structlog's context
-    vars (see `LoggedBehaviour`); a process serving one run needs no binding.
+    An actor's messages are handled with its run bound (see `LoggedBehaviour`);
+    a process serving one run needs no binding.
     """
-    run_id = structlog.contextvars.get_contextvars().get("run_log")
+    run_id = _bound_run.get()
     log = _logs.get(run_id) if run_id is not None else _process_log
     if log is not None:
         log.event(name, **fields)
@@ -212,11 +208,16 @@ class LoggedBehaviour:
             self._behaviour = factory()
             log_event("actor.started", behaviour=type(self._behaviour).__qualname__)
         finally:
-            structlog.contextvars.reset_contextvars(**tokens)
+            self._unbind(tokens)
         flush_run_logs()
 
-    def _bind(self) -> Mapping[str, contextvars.Token[Any]]:
-        return structlog.contextvars.bind_contextvars(run_log=self._run_id, actor=self._name)
+    def _bind(self) -> tuple[Mapping[str, contextvars.Token[Any]], contextvars.Token[str | None]]:
+        return structlog.contextvars.bind_contextvars(actor=self._name), _bound_run.set(self._run_id)
+
+    @staticmethod
+    def _unbind(tokens: tuple[Mapping[str, contextvars.Token[Any]], contextvars.Token[str | None]]) -> None:
+        structlog.contextvars.reset_contextvars(**tokens[0])
+        _bound_run.reset(tokens[1])
 
     def receive(self, request: Any) -> Any:
         tokens = self._bind()
@@ -226,7 +227,7 @@ class LoggedBehaviour:
             log_event("actor.failed", request=type(request).__name__, exc_info=True)
             raise
         finally:
-            structlog.contextvars.reset_contextvars(**tokens)
+            self._unbind(tokens)
             flush_run_logs()
         return self._bound_items(result, request) if inspect.isgenerator(result) else result
 
@@ -245,5 +246,5 @@ class LoggedBehaviour:
             raise
         finally:
             with contextlib.suppress(ValueError):  # closed from another thread: nothing of ours is bound there
-                structlog.contextvars.reset_contextvars(**tokens)
+                self._unbind(tokens)
             flush_run_logs()

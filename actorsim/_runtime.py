@@ -70,11 +70,15 @@ class Runtime:
             replay_of=os.environ.get(REPLAY_VARIABLE) and Path(os.environ[REPLAY_VARIABLE]).name,
         )
 
-    def log(self, event: str, **fields: Any) -> None:
-        """Record a driver-side event in this run's log (no-op without a log)."""
+    def log(self, event: str, *, flush: bool = True, **fields: Any) -> None:
+        """Record a driver-side event in this run's log (no-op without a log).
+
+        `flush=False` leaves the write to the next event that flushes: one write a step, not two.
+        """
         if self._log is not None:
             self._log.event(event, **fields)
-            self._log.flush()
+            if flush:
+                self._log.flush()
 
     @property
     def transport_name(self) -> str:

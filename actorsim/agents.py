@@ -59,6 +59,7 @@ class Agent:
         self.is_watcher = is_watcher
         self.llm = build_chat_model(llm) if llm is not None else None
         self.memory = Memory(storage_path)
+        self._logged_prompt: list[ChatMessage] = []  # the last prompt in the log, which the next one extends
 
     @property
     def is_human(self) -> bool:
@@ -127,12 +128,17 @@ class Agent:
         """Stream the model's reply, recording the call in the run log."""
         model = self._model()
         name = getattr(getattr(model, "config", None), "model", type(model).__name__)
+        # A prompt repeats the one before it and adds a turn or two: the log holds only what is
+        # new, so a call costs the log the same on round 200 as on round 1. `read_run` rebuilds it.
+        reused = _common_prefix(self._logged_prompt, prompt)
+        self._logged_prompt = list(prompt)
         log_event(
             "llm.call.started",
             role=self.role,
             model=name,
             reply_id=reply_id,
-            prompt=[turn.to_dict() for turn in prompt],
+            prompt_reused=reused,
+            prompt_new=[turn.to_dict() for turn in prompt[reused:]],
         )
         started = time.perf_counter()
         parts = []
@@ -161,6 +167,18 @@ class Agent:
             latency_s=time.perf_counter() - started,
         )
         return reply
+
+
+def _common_prefix(before: Sequence[ChatMessage], now: Sequence[ChatMessage]) -> int:
+    shortest = min(len(before), len(now))
+    if list(before[:shortest]) == list(now[:shortest]):  # the usual case; list equality tries identity first
+        return shortest
+    reused = 0
+    for old, new in zip(before, now, strict=False):
+        if old != new:
+            break
+        reused += 1
+    return reused
 
 
 class RolePlay(Agent):

@@ -72,6 +72,7 @@ def _read_file(path: Path) -> Iterable[dict[str, Any]]:
         lines.pop()
     elif lines:
         raise RunLogError(f"{path}:{len(lines)}: truncated line (the process may have died while writing)")
+    prompts: dict[str, list[Any]] = {}
     for number, line in enumerate(lines, start=1):
         try:
             event = orjson.loads(line)
@@ -83,7 +84,21 @@ def _read_file(path: Path) -> Iterable[dict[str, Any]]:
             raise RunLogError(
                 f"{path}:{number}: log format version {event.get('v')!r}; this actorsim reads {FORMAT_VERSION}"
             )
+        if event["event"] == "llm.call.started" and "prompt_new" in event:
+            _rebuild_prompt(event, prompts, f"{path}:{number}")
         yield event
+
+
+def _rebuild_prompt(event: dict[str, Any], prompts: dict[str, list[Any]], where: str) -> None:
+    """Give a model call its whole `prompt`: the part it shares with its actor's previous call, then the rest.
+
+    An actor's calls are all in its own process's file, so the chain never crosses files.
+    """
+    before = prompts.get(event.get("actor", ""), [])
+    reused = event.get("prompt_reused", 0)
+    if not isinstance(reused, int) or not 0 <= reused <= len(before):
+        raise RunLogError(f"{where}: a model call reuses {reused!r} turns of a previous prompt of {len(before)}")
+    event["prompt"] = prompts[event.get("actor", "")] = before[:reused] + list(event["prompt_new"])
 
 
 def read_run(directory: str | os.PathLike[str]) -> Run:

@@ -282,7 +282,7 @@ class TaskCenter:
         if not received:
             return
         self._step += 1
-        self.runtime.log("step.started", step=self._step, round=round_index, responders=list(received))
+        self.runtime.log("step.started", flush=False, step=self._step, round=round_index, responders=list(received))
         calls = [
             (self._agents[role][0], self._run_step(role, messages, task, send_to, user_response, round_index))
             for role, messages in received.items()

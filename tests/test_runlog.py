@@ -78,6 +78,23 @@ class TestEvents:
         begun = [e for e in events_since(task_center, started) if e["event"] == "llm.call.started"]
         assert begun[0]["prompt"][-1] == {"role": "user", "content": f"user_requirement: {TASK}"}
 
+    def test_each_logged_prompt_is_the_one_the_model_received(self, make: Make) -> None:
+        """Prompts are logged as what is new since the agent's last call, and read back whole."""
+        started = time.time()
+        with OpenAIServer(["One.", "Two.", "Three."]) as server:
+            llm = {"model_server": "openai", "model": "m", "api_base": server.api_base}
+            task_center = make(TaskCenter, "task_center")
+            task_center.add_agents([make(RolePlay, "joe_biden", llm=llm), make(RolePlay, "donald_trump", llm=llm)])
+            task_center.send_task_request(TASK)
+            for _ in range(3):
+                list(task_center.step())
+        events = events_since(task_center, started)
+        begun = [e for e in events if e["event"] == "llm.call.started"]
+        logged, received = (e["prompt"] for e in begun), (r["messages"] for r in server.requests)
+        assert sorted(map(repr, logged)) == sorted(map(repr, received))
+        last = max((e for e in begun if e["role"] == "joe_biden"), key=lambda e: e["ts"])
+        assert last["prompt_reused"] == len(last["prompt"]) - 2, "only the last reply and the new turn are written"
+
     def test_failures_are_logged_with_their_traceback(self, make: Make) -> None:
         """A model that refuses the key: the agent's failure and the failed step are in the log."""
         started = time.time()
@@ -136,12 +153,12 @@ class TestCausality:
         task_center = whispered_debate(make)
         events = events_since(task_center, started)
         delivered = {e["reply_id"]: e["message_ids"] for e in events if e["event"] == "message.delivered"}
-        pulled = [e for e in events if e["event"] == "message.pulled"]
+        pulled = [taken for e in events if e["event"] == "message.pulled" for taken in e["taken"].items()]
         replies = [m for m in task_center.environment.history() if m.sent_from != "user_requirement"]
         assert len(replies) == 4
         for reply in replies:
             assert list(reply.parent_ids) == delivered[reply.message_id]
-            assert any(p["role"] == reply.sent_from and p["message_ids"] == list(reply.parent_ids) for p in pulled)
+            assert (reply.sent_from, list(reply.parent_ids)) in pulled
 
     def test_clocks_follow_causes(self, make: Make) -> None:
         """Every message's Lamport clock is above its causes' clocks."""
@@ -179,6 +196,12 @@ class TestReadingLogs:
     def test_another_version_is_refused(self, tmp_path: Path) -> None:
         folder = self.write(tmp_path / "run", '{"v": 99, "event": "run.started", "ts": 1}\n')
         with pytest.raises(RunLogError, match=r"driver-1.jsonl:1: log format version 99; this actorsim reads 1"):
+            read_run(folder)
+
+    def test_a_prompt_that_reuses_a_missing_one_is_named(self, tmp_path: Path) -> None:
+        line = '{"v": 1, "event": "llm.call.started", "ts": 1, "actor": "a", "prompt_reused": 3, "prompt_new": []}\n'
+        folder = self.write(tmp_path / "run", line)
+        with pytest.raises(RunLogError, match=r"driver-1.jsonl:1: a model call reuses 3 turns of a previous prompt"):
             read_run(folder)
 
     def test_not_a_run(self, tmp_path: Path) -> None:

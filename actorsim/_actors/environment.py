@@ -128,7 +128,9 @@ class Environment:
             taken[role] = tuple(queue)
             self._owed[role].extend(queue)
             queue.clear()
-            log_event("message.pulled", role=role, message_ids=[m.message_id for m in taken[role]])
+        if taken:
+            # One event per take, not per role: a swarm's step pulls for hundreds of roles at once.
+            log_event("message.pulled", taken={role: [m.message_id for m in got] for role, got in taken.items()})
         return taken
 
     @receive.register
