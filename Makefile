@@ -21,6 +21,7 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/step_bench.py
+	$(BIN)/python benchmarks/recovery_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

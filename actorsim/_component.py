@@ -7,8 +7,10 @@ from typing import Any, TypeVar
 
 from actorsim._actors.agent_host import AgentHost, Describe, GetMemory
 from actorsim._actors.registry import AgentInfo
+from actorsim._errors import AgentFailedError
 from actorsim._replay import active_replay
 from actorsim._runtime import Runtime, current_runtime
+from actorsim._supervision import supervision_from
 from actorsim.agents import Agent
 from actorsim.llm import ChatMessage
 from actorsim.transport import ActorRef
@@ -68,5 +70,10 @@ def create_component(
     if not remote:
         return cls(name=name, **kwargs)
     runtime = runtime or current_runtime()
-    ref = runtime.spawn(functools.partial(AgentHost.build, cls, {"name": name, **kwargs}), name=name)
+    ref = runtime.spawn(
+        functools.partial(AgentHost.build, cls, {"name": name, **kwargs}),
+        name=name,
+        supervision=supervision_from(kwargs.get("supervision")),
+        failure_type=AgentFailedError,
+    )
     return AgentHandle(runtime, ref, runtime.ask(ref, Describe()))

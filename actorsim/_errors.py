@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ActorsimError(Exception):
     """Base class of every error raised by actorsim itself."""
@@ -9,6 +11,42 @@ class ActorsimError(Exception):
 
 class ActorStoppedError(ActorsimError):
     """The actor was stopped or died; it takes no more messages."""
+
+
+class ActorDiedError(ActorStoppedError):
+    """The actor's process is gone without being stopped (killed, crashed); its supervisor restarts it."""
+
+
+class ComponentFailedError(ActorsimError):
+    """A component crashed more often than its restart budget allows; its supervisor gave up on it.
+
+    `log_line` is where the run log records the giving up (`path:line`), or None without a log.
+    """
+
+    kind = "component"
+
+    def __init__(self, name: str, cause: BaseException, restarts: int, log_line: str | None) -> None:
+        where = f"; see {log_line}" if log_line else ""
+        super().__init__(
+            f"{self.kind} {name!r} failed after {restarts} restarts: {type(cause).__name__}: {cause}{where}"
+        )
+        self.name = name
+        self.cause = cause
+        self.restarts = restarts
+        self.log_line = log_line
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.cause, self.restarts, self.log_line))
+
+
+class AgentFailedError(ComponentFailedError):
+    """An agent is past its restart budget: the step that needed its `role` could not be answered."""
+
+    kind = "agent"
+
+    @property
+    def role(self) -> str:
+        return self.name
 
 
 class AskTimeoutError(ActorsimError, TimeoutError):

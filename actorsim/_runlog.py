@@ -65,11 +65,17 @@ class _Lines:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._pending: collections.deque[bytes] = collections.deque()
         self._flushing = threading.Lock()
+        self._taking = threading.Lock()
+        self.count = 0  # lines taken so far: the number of the last one in the file
 
-    def info(self, line: bytes) -> None:
-        self._pending.append(line)
+    def info(self, line: bytes) -> int:
+        with self._taking:
+            self._pending.append(line)
+            self.count += 1
+            number = self.count
         if len(self._pending) >= _MOST_PENDING:
             self.flush()
+        return number
 
     def flush(self) -> None:
         with self._flushing:
@@ -126,10 +132,12 @@ class RunLog:
             else None
         )
 
-    def event(self, name: str, **fields: Any) -> None:
-        self._logger.info(name, **fields)
+    def event(self, name: str, **fields: Any) -> str:
+        """Log one event; returns where it is, `path:line`, for errors that point at it."""
+        number = self._logger.info(name, **fields)
         if self._console is not None:
             self._console.msg(name, **fields)
+        return f"{self.path}:{number}"
 
     def flush(self) -> None:
         self._lines.flush()
@@ -147,13 +155,19 @@ _bound_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("actorsi
 
 
 def open_run_log(config: RunLogConfig, process: str) -> RunLog:
-    """This process's log for the run, opened on first use."""
+    """This process's log for the run, opened on first use.
+
+    In an actor's own process it also takes the events logged outside any
+    bound handling (a model's retries on a worker thread, say); never in the
+    driver, which may run other task centers with no log, or another log.
+    """
     global _process_log
     with _lock:
         log = _logs.get(config.run_id)
         if log is None:
             log = _logs[config.run_id] = RunLog(config, process)
-        _process_log = log
+        if not log.is_driver:
+            _process_log = log
         return log
 
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import attrs
 
+from actorsim._errors import ActorDiedError, ComponentFailedError
 from actorsim._replay import REPLAY_VARIABLE
 from actorsim._runlog import LoggedBehaviour, RunLogConfig, close_run_log, open_run_log
+from actorsim._supervision import Durable, Supervision, Supervisor
 from actorsim.transport import TRANSPORTS, ActorRef, BehaviourFactory, Transport, load_transport
 
 TRANSPORT_VARIABLE = "ACTORSIM_TRANSPORT"
@@ -54,7 +56,8 @@ class Runtime:
         self.transport = transport
         self.options = options
         self.run_id = run_id
-        self._actors: list[ActorRef] = []
+        self.supervisor = Supervisor(self)
+        self._actors: list[str] = []
         self._closed = False
         self.log_config = (
             None if options.log_dir is None else RunLogConfig(run_id, options.log_dir / run_id, options.console_log)
@@ -70,38 +73,65 @@ class Runtime:
             replay_of=os.environ.get(REPLAY_VARIABLE) and Path(os.environ[REPLAY_VARIABLE]).name,
         )
 
-    def log(self, event: str, *, flush: bool = True, **fields: Any) -> None:
-        """Record a driver-side event in this run's log (no-op without a log).
+    def log(self, event: str, *, flush: bool = True, **fields: Any) -> str | None:
+        """Record a driver-side event in this run's log; where it is (`path:line`), or None without a log.
 
         `flush=False` leaves the write to the next event that flushes: one write a step, not two.
         """
-        if self._log is not None:
-            self._log.event(event, **fields)
-            if flush:
-                self._log.flush()
+        if self._log is None:
+            return None
+        line = self._log.event(event, **fields)
+        if flush:
+            self._log.flush()
+        return line
 
     @property
     def transport_name(self) -> str:
         return self.transport.name
 
-    def spawn(self, factory: BehaviourFactory, *, name: str) -> ActorRef:
+    def spawn(
+        self,
+        factory: BehaviourFactory,
+        *,
+        name: str,
+        supervision: Supervision | None = None,
+        failure_type: type[ComponentFailedError] = ComponentFailedError,
+    ) -> ActorRef:
+        """Start an actor under the run's supervisor."""
         if self.log_config is not None:
             factory = functools.partial(LoggedBehaviour, self.log_config, name, factory)
-        ref = self.transport.spawn(factory, name=name, timeout=self.options.ask_timeout)
-        self._actors.append(ref)
+        ref = self.supervisor.spawn(factory, name, supervision or Supervision(), failure_type)
+        self._actors.append(name)
         return ref
 
     def stop(self, ref: ActorRef) -> None:
-        self.transport.stop(ref)
+        self.transport.stop(self.supervisor.forget(ref.name) or ref)
         self.log("actor.stopped", actor=ref.name)
 
     def ask(self, ref: ActorRef, request: Any) -> Any:
-        return self.transport.ask(ref, request, timeout=self.options.ask_timeout)
+        """Ask the actor that now bears `ref`'s name; one whose process died is restarted first.
+
+        A `Durable` request that succeeds is journaled, to be replayed into a successor.
+        """
+        while True:
+            current = self.supervisor.current(ref.name)
+            try:
+                answer = self.transport.ask(current, request, timeout=self.options.ask_timeout)
+            except ActorDiedError as died:
+                self.supervisor.crashed(current, died)
+                continue
+            if isinstance(request, Durable):
+                self.supervisor.journal(ref.name, request)
+            return answer
 
     def stop_all(self) -> None:
         """Stop every actor of the run, keeping the system up for new ones."""
         while self._actors:
-            self.stop(self._actors.pop())
+            name = self._actors.pop()
+            ref = self.supervisor.forget(name)
+            if ref is not None:
+                self.transport.stop(ref)
+                self.log("actor.stopped", actor=name)
 
     def shutdown(self) -> None:
         global _current

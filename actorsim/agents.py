@@ -13,6 +13,7 @@ from typing import Any
 
 from actorsim._envelope import Message
 from actorsim._runlog import log_event
+from actorsim._supervision import Supervision, supervision_from
 from actorsim.llm import ChatMessage, ChatModel, build_chat_model
 from actorsim.memory import Memory
 
@@ -26,6 +27,7 @@ class Agent:
     `step(user_response=...)`; `"TERMINAL"` reads them from the driver's
     terminal. A watcher (`is_watcher=True`) reads the whole history and never
     publishes. Override `build_prompt` to change how messages become a prompt.
+    `supervision` says how its crashes are handled (see `Supervision`).
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class Agent:
         human_input_mode: str = "CLOSE",
         is_watcher: bool = False,
         storage_path: str | os.PathLike[str] | None = None,
+        supervision: Supervision | Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, not {name!r}")
@@ -59,6 +62,7 @@ class Agent:
         self.is_watcher = is_watcher
         self.llm = build_chat_model(llm) if llm is not None else None
         self.memory = Memory(storage_path)
+        self.supervision = supervision_from(supervision)
         self._logged_prompt: list[ChatMessage] = []  # the last prompt in the log, which the next one extends
 
     @property

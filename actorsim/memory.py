@@ -6,9 +6,22 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import attrs
 import orjson
 
 from actorsim.llm import ChatMessage
+
+
+@attrs.frozen
+class MemoryState:
+    """A memory's content, or what one step added to it.
+
+    Replies carry what their step added to the driver, which keeps the sum:
+    an agent restarted after a crash is given it back.
+    """
+
+    turns: tuple[ChatMessage, ...] = ()
+    handled: tuple[str, ...] = ()
 
 
 class Memory:
@@ -35,6 +48,23 @@ class Memory:
 
     def get_history(self) -> list[ChatMessage]:
         return list(self._history)
+
+    @property
+    def turn_count(self) -> int:
+        return len(self._history)
+
+    def turns_since(self, count: int) -> tuple[ChatMessage, ...]:
+        return tuple(self._history[count:])
+
+    def state(self) -> MemoryState:
+        return MemoryState(tuple(self._history), tuple(sorted(self._handled)))
+
+    def restore(self, state: MemoryState) -> None:
+        """Become `state`, as the memory was after the last step its agent finished."""
+        self._history = list(state.turns)
+        self._handled = set(state.handled)
+        if self.path is not None:
+            self._save(self.path)
 
     def has_handled(self, message_id: str) -> bool:
         return message_id in self._handled

@@ -14,7 +14,7 @@ from actorsim._envelope import Message
 from actorsim._errors import ActorsimError
 from actorsim._runlog import FORMAT_VERSION
 
-ERROR_EVENTS = frozenset({"actor.failed", "llm.call.failed", "step.failed"})
+ERROR_EVENTS = frozenset({"actor.failed", "actor.crashed", "actor.given_up", "llm.call.failed", "step.failed"})
 
 
 class RunLogError(ActorsimError, ValueError):

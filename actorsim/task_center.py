@@ -9,13 +9,27 @@ from __future__ import annotations
 import functools
 import os
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import Any
 
-from actorsim._actors.agent_host import AgentHost, Chunk, Describe, GetMemory, Reply, RunStep
+import attrs
+
+from actorsim._actors.agent_host import (
+    AgentHost,
+    Chunk,
+    Describe,
+    GetMemory,
+    GetMemoryState,
+    Reply,
+    RestoreMemory,
+    RunStep,
+)
 from actorsim._actors.environment import (
     AddRoles,
+    BuryDeadLetters,
+    DeadLetter,
     Environment,
+    GetDeadLetters,
     GetHistory,
     GetPending,
     GetUserRequirements,
@@ -24,14 +38,19 @@ from actorsim._actors.environment import (
     Release,
     TakePending,
 )
-from actorsim._actors.registry import AgentInfo, FindAgent, ListAgents, Register, Registry
+from actorsim._actors.registry import AgentInfo, FindAgent, ListAgents, Register, Registry, SetStatus
 from actorsim._component import AgentHandle
 from actorsim._envelope import USER_REQUIREMENT, Frame, Message
+from actorsim._errors import AgentFailedError
+from actorsim._ids import new_id
 from actorsim._replay import ReplayDivergence, active_replay
 from actorsim._roles import ALL, check_known, resolve_recipients, role_list
 from actorsim._runtime import RunOptions, Runtime, current_runtime, new_run_id
+from actorsim._supervision import Supervision, supervision_from
 from actorsim.agents import Agent
-from actorsim.transport import ActorRef, load_transport
+from actorsim.llm import ChatMessage
+from actorsim.memory import MemoryState
+from actorsim.transport import ActorRef, CallFailed, load_transport
 
 
 class EnvironmentView:
@@ -53,6 +72,10 @@ class EnvironmentView:
 
     def user_requirements(self) -> list[Message]:
         return list(self._runtime.ask(self._ref, GetUserRequirements()))
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Messages whose recipient failed for good, each with the error that ended it."""
+        return list(self._runtime.ask(self._ref, GetDeadLetters()))
 
 
 class RegistryView:
@@ -80,9 +103,12 @@ class TaskCenter:
         remote: bool = False,
         runtime: Runtime | None = None,
         log_dir: str | os.PathLike[str] | None = "logs",
+        supervision: Supervision | dict[str, Any] | None = None,
     ) -> None:
         """`log_dir` is where a plain (`remote=False`) task center logs its run; a
-        remote one logs to its runtime's (see `actorsim.init`)."""
+        remote one logs to its runtime's (see `actorsim.init`). `supervision` is
+        the policy of the Environment and the Registry (agents bring their own)."""
+        policy = supervision_from(supervision)
         if remote:
             self.runtime = runtime or current_runtime()
         else:
@@ -91,13 +117,17 @@ class TaskCenter:
             weakref.finalize(self, self.runtime.shutdown)
         self.name = name
         self.remote = remote
-        env_ref = self.runtime.spawn(Environment, name=f"{name}/environment")
-        registry_ref = self.runtime.spawn(Registry, name=f"{name}/registry")
+        env_ref = self.runtime.spawn(Environment, name=f"{name}/environment", supervision=policy)
+        registry_ref = self.runtime.spawn(Registry, name=f"{name}/registry", supervision=policy)
+        self.runtime.supervisor.join_group(name, [env_ref.name, registry_ref.name])
         self._env_ref = env_ref
         self.environment = EnvironmentView(self.runtime, env_ref)
         self.registry = RegistryView(self.runtime, registry_ref)
         self._registry_ref = registry_ref
         self._agents: dict[str, tuple[ActorRef, AgentInfo]] = {}
+        self._role_of: dict[str, str] = {}  # actor name -> role
+        # Each agent's memory as of its last finished step, given back to it after a restart.
+        self._memories: dict[str, tuple[list[ChatMessage], list[str]]] = {}
         self._trace_id: str | None = None
         self._step = 0
         self._clock = 0  # Lamport clock of the driver: after every reply it has seen
@@ -128,6 +158,22 @@ class TaskCenter:
         for ref, info in members:
             self.runtime.ask(self._registry_ref, Register(info))
             self._agents[info.role] = (ref, info)
+            self._role_of[ref.name] = info.role
+            self._keep_memory(ref, info.role)
+        self.runtime.supervisor.join_group(self.name, [ref.name for ref, _ in members])
+
+    def _keep_memory(self, ref: ActorRef, role: str) -> None:
+        """Start the driver's copy of the agent's memory (it may come with one, from its storage)."""
+        state: MemoryState = self.runtime.ask(ref, GetMemoryState())
+        turns, handled = self._memories[role] = (list(state.turns), list(state.handled))
+        self.runtime.supervisor.keep_snapshot(
+            ref.name, "memory", lambda: RestoreMemory(MemoryState(tuple(turns), tuple(handled)))
+        )
+
+    def _remember(self, role: str, added: MemoryState) -> None:
+        turns, handled = self._memories[role]
+        turns.extend(added.turns)
+        handled.extend(added.handled)
 
     def _check_mode(self, agent: object) -> None:
         if isinstance(agent, AgentHandle):
@@ -149,7 +195,12 @@ class TaskCenter:
         """The agent's actor, started here for a plain agent."""
         if isinstance(agent, AgentHandle):
             return agent.ref, agent.info
-        ref = self.runtime.spawn(functools.partial(AgentHost, agent), name=agent.name)
+        ref = self.runtime.spawn(
+            functools.partial(AgentHost, agent),
+            name=agent.name,
+            supervision=agent.supervision,
+            failure_type=AgentFailedError,
+        )
         return ref, self.runtime.ask(ref, Describe())
 
     @property
@@ -238,6 +289,8 @@ class TaskCenter:
             allowed = role_list(allowed_roles, argument="allowed_roles")
             check_known(allowed, known=self.roles, argument="allowed_roles")
             for role in allowed:
+                if (failure := self._failure(role)) is not None:
+                    raise failure
                 info = self._agents[role][1]
                 if info.human_input_mode == "ON" and user_response is None:
                     raise ValueError(f"allowed_roles: human agent {role!r} responds: pass user_response")
@@ -283,30 +336,107 @@ class TaskCenter:
             return
         self._step += 1
         self.runtime.log("step.started", flush=False, step=self._step, round=round_index, responders=list(received))
-        calls = [
-            (self._agents[role][0], self._run_step(role, messages, task, send_to, user_response, round_index))
+        state = _StepState(received)
+        for role in list(received):
+            if (failure := self._failure(role)) is not None:
+                state.failed.append(failure)
+                self._give_up_on(role, received.pop(role), failure)
+        state.requests = {
+            role: self._run_step(role, messages, task, send_to, user_response, round_index)
             for role, messages in received.items()
-        ]
-        owed = {role for role in received if not self._agents[role][1].is_watcher}
+        }
+        state.order = list(state.requests)
+        state.owed = {role for role in state.requests if not self._agents[role][1].is_watcher}
         try:
-            for _, item in self.runtime.transport.stream(calls, timeout=self.runtime.options.step_timeout):
-                if isinstance(item, Chunk):
-                    yield Frame(item.role, item.text, item.message_id)
-                elif isinstance(item, Reply):
-                    self._clock = max(self._clock, item.message.clock)
-                    if item.publish:
-                        answered = tuple(m.message_id for m in received[item.message.sent_from])
-                        self._publish(item.message, answers=answered)
-                        owed.discard(item.message.sent_from)
+            deliveries = dict(state.requests)
+            while deliveries:
+                crashes = yield from self._deliver(deliveries, state)
+                deliveries = self._recover(crashes, state)
         except BaseException as error:
             if isinstance(error, ReplayDivergence) and self._replay is not None:
                 self._replay.write_report(error)
-            self.runtime.log("step.failed", step=self._step, error=repr(error), unanswered=sorted(owed))
+            self.runtime.log("step.failed", step=self._step, error=repr(error), unanswered=sorted(state.owed))
             raise
         finally:
-            if owed:
-                self._ask_env(Release(tuple(owed)))
+            if state.owed:
+                self._ask_env(Release(tuple(state.owed)))
+        self.runtime.supervisor.restart_deferred()
         self.runtime.log("step.finished", step=self._step)
+        if state.failed:
+            raise state.failed[0]
+
+    def _deliver(
+        self, deliveries: dict[str, RunStep], state: _StepState
+    ) -> Generator[Frame, None, dict[str, tuple[ActorRef, BaseException]]]:
+        """Stream the responders' replies; return the calls that crashed."""
+        text = dict.fromkeys(deliveries, "")
+        crashes: dict[str, tuple[ActorRef, BaseException]] = {}
+        current = self.runtime.supervisor.current
+        calls = [(current(self._agents[role][0].name), step) for role, step in deliveries.items()]
+        for ref, item in self.runtime.transport.stream(calls, timeout=self.runtime.options.step_timeout):
+            role = self._role_of[ref.name]
+            if isinstance(item, Chunk):
+                # A step delivered again streams its reply again: show only what was not shown yet.
+                so_far = text[role] = text[role] + item.text
+                shown = state.shown.get(role, "")
+                if len(so_far) > len(shown):
+                    state.shown[role] = so_far
+                    yield Frame(item.role, so_far[max(len(shown), len(so_far) - len(item.text)):], item.message_id)
+            elif isinstance(item, Reply):
+                self._clock = max(self._clock, item.message.clock)
+                self._remember(role, item.remembered)
+                state.replies[role] = item
+                self._publish_in_order(state)
+            elif isinstance(item, CallFailed):
+                if isinstance(item.error, ReplayDivergence):
+                    raise item.error  # the replay ends here: a restart would only diverge again
+                crashes[role] = (ref, item.error)
+        return crashes
+
+    def _recover(self, crashes: dict[str, tuple[ActorRef, BaseException]], state: _StepState) -> dict[str, RunStep]:
+        """Restart the agents that crashed; the steps to deliver to them again."""
+        again = {}
+        for role, (ref, error) in crashes.items():
+            try:
+                self.runtime.supervisor.crashed(ref, error)
+            except AgentFailedError as given_up:
+                state.failed.append(given_up)
+                self._give_up_on(role, state.received[role], given_up)
+                state.owed.discard(role)
+                state.replies[role] = None
+                self._publish_in_order(state)
+                continue
+            if role in state.replies:  # it died after its reply reached us: nothing is owed
+                continue
+            self.runtime.log(
+                "message.redelivered", role=role, reply_id=state.requests[role].reply_id,
+                message_ids=[m.message_id for m in state.received[role]], cause=repr(error),
+            )
+            again[role] = state.requests[role]
+        return again
+
+    def _publish_in_order(self, state: _StepState) -> None:
+        """Publish in responder order, whatever order replies finish in: a run's history is reproducible."""
+        while state.published < len(state.order) and state.order[state.published] in state.replies:
+            role = state.order[state.published]
+            reply = state.replies[role]
+            if reply is not None and reply.publish:
+                self._publish(reply.message, answers=tuple(m.message_id for m in state.received[role]))
+                state.owed.discard(role)
+            state.published += 1
+
+    def _failure(self, role: str) -> AgentFailedError | None:
+        error = self.runtime.supervisor.failure(self._agents[role][0].name)
+        return error if isinstance(error, AgentFailedError) else None
+
+    def _give_up_on(self, role: str, messages: Sequence[Message], error: AgentFailedError) -> None:
+        """The agent is past its budget: its messages go to the dead letters, the Registry marks it failed."""
+        if messages and not self._agents[role][1].is_watcher:
+            self._ask_env(BuryDeadLetters(tuple(DeadLetter(m, role, str(error)) for m in messages)))
+        if self._agents[role][1].status != "failed":
+            self.runtime.ask(self._registry_ref, SetStatus(role, "failed"))
+            ref, info = self._agents[role]
+            self._agents[role] = (ref, attrs.evolve(info, status="failed"))
 
     def _run_step(
         self,
@@ -323,6 +453,7 @@ class TaskCenter:
             self.runtime.log("human.input", role=role, text=user_response)
         return RunStep(
             received=received,
+            reply_id=new_id(),
             send_to=resolve_recipients(send_to, sender=role, roles=self._queue_roles(), argument="send_to"),
             trace_id=self._trace_id,
             step=self._step,
@@ -341,3 +472,17 @@ class TaskCenter:
             self.runtime.stop(ref)
         self.runtime.stop(self._env_ref)
         self.runtime.stop(self._registry_ref)
+
+
+@attrs.define
+class _StepState:
+    """One step on its way: who answers what, what came back, what is published and still owed."""
+
+    received: dict[str, tuple[Message, ...]]
+    requests: dict[str, RunStep] = attrs.Factory(dict)
+    order: list[str] = attrs.Factory(list)  # responders, in the order their replies are published
+    owed: set[str] = attrs.Factory(set)
+    replies: dict[str, Reply | None] = attrs.Factory(dict)  # None: its supervisor gave up
+    published: int = 0
+    shown: dict[str, str] = attrs.Factory(dict)  # what each reply has shown so far, across deliveries
+    failed: list[AgentFailedError] = attrs.Factory(list)

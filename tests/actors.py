@@ -1,19 +1,28 @@
-"""Behaviours for transport tests; module level so other processes can import them."""
+"""Behaviours and agents for tests; module level so other processes can import them."""
 
 from __future__ import annotations
 
 import functools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
+
+from actorsim import Message, RolePlay
+from actorsim._supervision import Durable
 
 
 @attrs.frozen
 class Append:
     value: Any
+
+
+@attrs.frozen
+class DurableAppend(Append, Durable):
+    """An append the supervisor replays into a restarted Recorder."""
 
 
 @attrs.frozen
@@ -89,3 +98,24 @@ class BrokenAtStart:
 
     def receive(self, request: Any) -> Any:
         return None
+
+
+class TouchyAgent(RolePlay):
+    """Raises on any message that mentions `trigger`.
+
+    With `once_marker` (a file path) only the first time: the file remembers
+    across the processes of restarted agents.
+    """
+
+    def __init__(self, name: str, *, trigger: str, once_marker: str | None = None, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.trigger = trigger
+        self.once_marker = Path(once_marker) if once_marker else None
+
+    def step(self, received: Sequence[Message], **options: Any) -> Generator[str, None, str]:
+        if any(self.trigger in message.content for message in received):
+            if self.once_marker is None or not self.once_marker.exists():
+                if self.once_marker is not None:
+                    self.once_marker.touch()
+                raise RuntimeError(f"{self.role} cannot stand {self.trigger!r}")
+        return super().step(received, **options)

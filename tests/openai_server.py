@@ -1,7 +1,7 @@
 """A local server that speaks OpenAI's chat-completions protocol, streaming included.
 
-It answers with scripted replies, can fail first with given HTTP statuses, and
-records every request body, so the HTTP model backends are tested for real
+It answers with scripted replies, can fail first with given HTTP statuses or
+break streams off part-way, and records every request body, so the HTTP model backends are tested for real
 without any outside service.
 """
 
@@ -18,10 +18,18 @@ from typing import Any
 
 class OpenAIServer:
     def __init__(
-        self, replies: list[str], *, failures: list[int] | None = None, api_key: str | None = None, port: int = 0
+        self,
+        replies: list[str],
+        *,
+        failures: list[int] | None = None,
+        cut_after: list[int] | None = None,
+        api_key: str | None = None,
+        port: int = 0,
     ) -> None:
+        """`failures`: statuses to answer first; `cut_after`: the next streams end after that many pieces."""
         self.replies = itertools.cycle(replies)
         self.failures = list(failures or [])
+        self.cut_after = list(cut_after or [])
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
         self.statuses: list[int] = []
@@ -46,6 +54,10 @@ class OpenAIServer:
         self._http.shutdown()
         self._http.server_close()
         self._thread.join()
+
+    def _next_cut(self) -> int | None:
+        with self._lock:
+            return self.cut_after.pop(0) if self.cut_after else None
 
     def _next_answer(self, headers: Any, body: dict[str, Any]) -> tuple[int, str]:
         with self._lock:
@@ -83,7 +95,10 @@ class OpenAIServer:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
-                for event in _events(body["model"], reply):
+                cut = server._next_cut()
+                for sent, event in enumerate(_events(body["model"], reply)):
+                    if cut is not None and sent > cut:  # the role event, then `cut` pieces: then the line drops
+                        return
                     self.wfile.write(f"data: {event}\n\n".encode())
                     self.wfile.flush()
                 self.wfile.write(b"data: [DONE]\n\n")

@@ -23,10 +23,16 @@ def fast_retries(server: OpenAIServer, **options: object) -> OpenAIConfig:
 
 class TestScriptedModel:
     def test_replies_stream_word_by_word_and_cycle(self) -> None:
-        """Chunks join back into the reply; replies repeat in order."""
+        """Chunks join back into the reply; the n-th reply answers a prompt that holds n - 1 replies."""
         model = ScriptedModel(ScriptedConfig(["Fly me to the Moon.", "Next."]))
         assert list(model.stream(PROMPT)) == ["Fly ", "me ", "to ", "the ", "Moon."]
-        assert ["".join(model.stream(PROMPT)) for _ in range(3)] == ["Next.", "Fly me to the Moon.", "Next."]
+        assert "".join(model.stream(PROMPT)) == "Fly me to the Moon.", "the model keeps no state"
+        prompt = list(PROMPT)
+        replies = []
+        for _ in range(3):
+            replies.append("".join(model.stream(prompt)))
+            prompt += [ChatMessage("assistant", replies[-1]), ChatMessage("user", "And?")]
+        assert replies == ["Fly me to the Moon.", "Next.", "Fly me to the Moon."]
 
     def test_latencies_are_waited_per_reply_and_per_chunk(self) -> None:
         """reply_latency comes before the first chunk, chunk_latency before each later one."""
@@ -64,6 +70,13 @@ class TestOpenAIBackend:
             assert "".join(model.stream(PROMPT)) == "Third time lucky."
         assert server.statuses == [500, 500, 200]
         assert len(waits) == 2 and all(0 < wait <= 0.05 for wait in waits)
+
+    def test_a_stream_that_breaks_off_is_asked_again_and_not_repeated(self) -> None:
+        """The line drops after two pieces: the call is made again and only the rest is yielded."""
+        with OpenAIServer(["one two three four"], cut_after=[2]) as server:
+            model = OpenAIChatModel(fast_retries(server), sleep=lambda _: None)
+            assert list(model.stream(PROMPT)) == ["one ", "two ", "three ", "four"]
+        assert server.statuses == [200, 200]
 
     def test_retries_are_bounded(self) -> None:
         """A server that keeps failing is given up on after max_attempts, with its status in the error."""
@@ -126,3 +139,14 @@ class TestAgentsOnARealServer:
         first_prompt = server.requests[0]["messages"]
         assert first_prompt[-1] == {"role": "user", "content": f"user_requirement: {TASK}"}
         assert server.requests[1]["messages"][-1]["content"] == "joe_biden: Rockets, obviously."
+
+    def test_a_broken_stream_shows_each_frame_once(self, make: Make) -> None:
+        """A reply whose stream breaks mid-way reaches the user and the history whole, and once."""
+        with OpenAIServer(["We go with a reusable rocket."], cut_after=[3]) as server:
+            llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "retry_initial_wait": 0.01}
+            task_center = make(TaskCenter, "task_center")
+            task_center.add_agents([make(RolePlay, "joe_biden", llm=llm)])
+            task_center.send_task_request(TASK)
+            assert texts_by_role(task_center.step()) == {"joe_biden": "We go with a reusable rocket."}
+        assert server.statuses == [200, 200]
+        assert [m.content for m in task_center.environment.history()][-1] == "We go with a reusable rocket."

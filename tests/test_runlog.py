@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from actorsim import RolePlay, Runtime, TaskCenter, create_component
+from actorsim import AgentFailedError, RolePlay, Runtime, TaskCenter, create_component
 from actorsim._runtime import RunOptions
 from actorsim.cli import main
 from actorsim.runs import Causality, RunLogError, read_run
@@ -96,23 +96,27 @@ class TestEvents:
         assert last["prompt_reused"] == len(last["prompt"]) - 2, "only the last reply and the new turn are written"
 
     def test_failures_are_logged_with_their_traceback(self, make: Make) -> None:
-        """A model that refuses the key: the agent's failure and the failed step are in the log."""
+        """A model that refuses the key: each crash, restart and the giving up are in the log, with tracebacks."""
         started = time.time()
         with OpenAIServer(["never"], api_key="right") as server:
             llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "api_key": "wrong"}
             task_center = make(TaskCenter, "task_center")
             task_center.add_agents([make(RolePlay, "joe_biden", llm=llm)])
             task_center.send_task_request(TASK)
-            with pytest.raises(Exception, match="answered 401"):
+            gave_up = "agent 'joe_biden' failed after 3 restarts.*answered 401"
+            with pytest.raises(AgentFailedError, match=gave_up) as raised:
                 list(task_center.step())
         events = events_since(task_center, started)
         failed = [e for e in events if e["event"] == "actor.failed"]
         assert failed and "answered 401" in failed[0]["exception"] and "Traceback" in failed[0]["exception"]
-        assert [e["event"] for e in events if e["event"] in ("llm.call.failed", "step.failed")] == [
-            "llm.call.failed",
-            "step.failed",
+        kinds = ("llm.call.failed", "actor.crashed", "actor.restarted", "actor.given_up", "message.dead_lettered")
+        assert [e["event"] for e in events if e["event"] in kinds] == [
+            *["llm.call.failed", "actor.crashed", "actor.restarted"] * 3,
+            *["llm.call.failed", "actor.crashed", "actor.given_up", "message.dead_lettered"],
         ]
-        assert task_center.environment.pending_roles() == ["joe_biden"], "the unanswered task waits again"
+        path, line = str(raised.value.log_line).rsplit(":", 1)
+        assert '"event":"actor.given_up"' in Path(path).read_text().splitlines()[int(line) - 1]
+        assert task_center.environment.pending_roles() == [], "the task is a dead letter, not pending"
 
     def test_retries_are_logged(self, make: Make) -> None:
         started = time.time()

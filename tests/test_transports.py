@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import time
 
 import pytest
 
-from actorsim import ActorStoppedError, AskTimeoutError, Runtime
-from tests.actors import Append, BrokenAtStart, Count, Fail, GetValues, Recorder, Sleep
+from actorsim import ActorDiedError, ActorStoppedError, AskTimeoutError, Runtime
+from actorsim.transport import CallFailed
+from tests.actors import Append, BrokenAtStart, Count, DurableAppend, Fail, GetValues, Recorder, Sleep
+
+in_processes = pytest.mark.parametrize("transport_name", ["thespian", "ray"], indirect=True)
+"""Transports whose actors are processes of their own, which a test can kill."""
 
 
 class TestAsk:
@@ -73,14 +79,59 @@ class TestStream:
         assert names_in_first_half == {"first", "second"}, "items were not interleaved"
         assert max(delay for _, _, delay in arrivals) < 0.09, "items waited for the end of the call"
 
-    def test_an_error_ends_the_stream(self, runtime: Runtime) -> None:
-        """A streamed call that raises ends the stream with that error."""
-        ref = runtime.spawn(Recorder, name="stream-fail")
-        with pytest.raises(KeyError, match="mid-stream"):
-            list(runtime.transport.stream([(ref, Fail("mid-stream"))], timeout=10))
+    def test_an_error_ends_its_call_and_the_others_go_on(self, runtime: Runtime) -> None:
+        """A streamed call that raises ends with CallFailed carrying that error; the other call finishes."""
+        failing = runtime.spawn(Recorder, name="stream-fail")
+        counting = runtime.spawn(Recorder, name="stream-count")
+        items = list(runtime.transport.stream([(failing, Fail("mid-stream")), (counting, Count(3))], timeout=10))
+        failed = [item for ref, item in items if ref.name == "stream-fail"]
+        assert len(failed) == 1 and isinstance(failed[0], CallFailed)
+        assert isinstance(failed[0].error, KeyError) and "mid-stream" in str(failed[0].error)
+        assert [item[0] for ref, item in items if ref.name == "stream-count"] == [0, 1, 2]
 
     def test_a_silent_stream_times_out(self, runtime: Runtime) -> None:
         """No item within the timeout raises AskTimeoutError naming the actor."""
         ref = runtime.spawn(Recorder, name="silent")
         with pytest.raises(AskTimeoutError, match="silent"):
             list(runtime.transport.stream([(ref, Count(2, pause=1.0))], timeout=0.2))
+
+
+class TestDeath:
+    """An actor whose process is killed is reported dead, promptly, never left to a timeout."""
+
+    @in_processes
+    def test_asking_a_killed_actor_raises_actor_died(self, runtime: Runtime) -> None:
+        ref = runtime.spawn(Recorder, name="doomed")
+        assert ref.pid is not None and ref.pid != os.getpid()
+        os.kill(ref.pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(ActorDiedError, match="doomed"):
+            runtime.transport.ask(ref, GetValues(), timeout=30)
+        assert time.monotonic() - started < 10, "death was found by the timeout, not by looking"
+
+    @in_processes
+    def test_a_killed_streaming_actor_ends_its_call(self, runtime: Runtime) -> None:
+        doomed = runtime.spawn(Recorder, name="doomed-streamer")
+        other = runtime.spawn(Recorder, name="survivor")
+        assert doomed.pid is not None
+        items = []
+        for ref, item in runtime.transport.stream([(doomed, Count(100, pause=0.05)), (other, Count(3))], timeout=30):
+            if ref.name == "doomed-streamer" and ref.name not in {name for name, _ in items}:
+                os.kill(doomed.pid, signal.SIGKILL)  # after its first item: mid-stream
+            items.append((ref.name, item))
+        assert len([name for name, _ in items if name == "doomed-streamer"]) < 100
+        ends = [item for name, item in items if name == "doomed-streamer" and isinstance(item, CallFailed)]
+        assert len(ends) == 1 and isinstance(ends[0].error, ActorDiedError)
+        assert [item[0] for name, item in items if name == "survivor"] == [0, 1, 2]
+
+    @in_processes
+    def test_the_runtime_restarts_a_killed_actor_with_its_state(self, runtime: Runtime) -> None:
+        """Through the runtime, a dead actor is restarted in a new process and its durable requests replayed."""
+        ref = runtime.spawn(Recorder, name="phoenix")
+        runtime.ask(ref, DurableAppend("kept"))
+        runtime.ask(ref, Append("lost: not durable"))
+        assert ref.pid is not None
+        os.kill(ref.pid, signal.SIGKILL)
+        assert runtime.ask(ref, GetValues()) == ["kept"]
+        successor = runtime.supervisor.current("phoenix")
+        assert successor.pid not in (None, ref.pid)

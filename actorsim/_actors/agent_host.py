@@ -10,17 +10,22 @@ import attrs
 
 from actorsim._actors.registry import AgentInfo
 from actorsim._envelope import Message
-from actorsim._ids import new_id
 from actorsim._runlog import log_event
 from actorsim.agents import Agent
 from actorsim.llm import ChatMessage
+from actorsim.memory import MemoryState
 
 
 @attrs.frozen
 class RunStep:
-    """Answer `received`; the reply goes to `send_to` and belongs to `trace_id`."""
+    """Answer `received` with a reply whose id is `reply_id`; it goes to `send_to`, in trace `trace_id`.
+
+    The driver names the reply, so that a step delivered again to a restarted
+    agent makes the same message, and publishing it twice is recognised.
+    """
 
     received: tuple[Message, ...]
+    reply_id: str
     send_to: tuple[str, ...]
     trace_id: str | None
     step: int
@@ -39,10 +44,11 @@ class Chunk:
 
 @attrs.frozen
 class Reply:
-    """The finished reply; a watcher's is never published."""
+    """The finished reply, and what the step added to the agent's memory; a watcher's is never published."""
 
     message: Message
     publish: bool
+    remembered: MemoryState = MemoryState()
 
 
 @attrs.frozen
@@ -53,6 +59,18 @@ class Describe:
 @attrs.frozen
 class GetMemory:
     pass
+
+
+@attrs.frozen
+class GetMemoryState:
+    pass
+
+
+@attrs.frozen
+class RestoreMemory:
+    """Sent by the supervisor to a restarted agent: its memory as of its last finished step."""
+
+    state: MemoryState
 
 
 class AgentHost:
@@ -74,7 +92,9 @@ class AgentHost:
     def _run_step(self, request: RunStep) -> Iterator[Chunk | Reply]:
         agent = self.agent
         received = request.received
-        message_id = new_id()
+        message_id = request.reply_id
+        turns_before = agent.memory.turn_count
+        fresh = tuple(m.message_id for m in received if not agent.memory.has_handled(m.message_id))
         self._clock = max(self._clock, request.clock, *(m.clock for m in received)) + 1
         log_event("message.delivered", role=agent.role, message_ids=[m.message_id for m in received],
                   reply_id=message_id, step=request.step)
@@ -97,7 +117,8 @@ class AgentHost:
             round=request.round,
             clock=self._clock,
         )
-        yield Reply(message, publish=not agent.is_watcher)
+        remembered = MemoryState(agent.memory.turns_since(turns_before), fresh)
+        yield Reply(message, publish=not agent.is_watcher, remembered=remembered)
 
     @receive.register
     def _describe(self, request: Describe) -> AgentInfo:
@@ -113,3 +134,12 @@ class AgentHost:
     @receive.register
     def _get_memory(self, request: GetMemory) -> list[ChatMessage]:
         return self.agent.get_history()
+
+    @receive.register
+    def _get_memory_state(self, request: GetMemoryState) -> MemoryState:
+        return self.agent.memory.state()
+
+    @receive.register
+    def _restore_memory(self, request: RestoreMemory) -> None:
+        self.agent.memory.restore(request.state)
+        log_event("agent.restored", role=self.agent.role, turns=len(request.state.turns))

@@ -11,23 +11,47 @@ import attrs
 from actorsim._envelope import USER_REQUIREMENT, Message
 from actorsim._roles import check_known
 from actorsim._runlog import log_event
+from actorsim._supervision import Durable
 
 
 @attrs.frozen
-class AddRoles:
+class AddRoles(Durable):
     roles: tuple[str, ...]
     watchers: tuple[str, ...] = ()
 
 
 @attrs.frozen
-class Publish:
+class Publish(Durable):
     """Store `message`; the sender's owed messages it answers (`answers`) are done with.
 
-    One request for both, so that a reply costs one round trip.
+    One request for both, so that a reply costs one round trip. A message
+    already published (same id: a reply made again after a restart) is not
+    stored twice.
     """
 
     message: Message
     answers: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class DeadLetter:
+    """A message its recipient could not handle, and why."""
+
+    message: Message
+    role: str
+    error: str
+
+
+@attrs.frozen
+class BuryDeadLetters(Durable):
+    """`role` gave up on these messages: they leave its queue for the dead-letter list."""
+
+    letters: tuple[DeadLetter, ...]
+
+
+@attrs.frozen
+class GetDeadLetters:
+    pass
 
 
 @attrs.frozen
@@ -74,7 +98,9 @@ class Environment:
     """Owns every queue and the history; roles are kept in registration order.
 
     A pulled message is owed, not forgotten, until the role's reply is
-    acknowledged; a failed step releases it back to the queue.
+    acknowledged; a failed step releases it back to the queue. Restarted, the
+    Environment is given its `Durable` requests again: what was taken and not
+    yet answered is pending once more.
     """
 
     def __init__(self) -> None:
@@ -82,7 +108,9 @@ class Environment:
         self._owed: dict[str, list[Message]] = {}
         self._watchers: list[str] = []
         self._history: list[Message] = []
+        self._published: set[str] = set()
         self._requirements: list[Message] = []
+        self._dead_letters: list[DeadLetter] = []
 
     @functools.singledispatchmethod
     def receive(self, request: Any) -> Any:
@@ -104,16 +132,38 @@ class Environment:
         if message.sent_from != USER_REQUIREMENT:
             check_known([message.sent_from], known=self.roles, argument="send_from")
         check_known(message.send_to, known=list(self._queues), argument="send_to")
-        self._history.append(message)
-        if message.sent_from == USER_REQUIREMENT:
-            self._requirements.append(message)
-        for role in message.send_to:
-            self._queues[role].append(message)
-        log_event("message.published", message=message.to_dict())
+        if message.message_id in self._published:
+            log_event("message.duplicate", message_id=message.message_id, sent_from=message.sent_from)
+        else:
+            self._published.add(message.message_id)
+            self._history.append(message)
+            if message.sent_from == USER_REQUIREMENT:
+                self._requirements.append(message)
+            for role in message.send_to:
+                self._queues[role].append(message)
+            log_event("message.published", message=message.to_dict())
         if request.answers:
-            done = set(request.answers)
-            owed = self._owed[message.sent_from]
-            owed[:] = [m for m in owed if m.message_id not in done]
+            self._done_with(message.sent_from, set(request.answers))
+
+    def _done_with(self, role: str, message_ids: set[str]) -> None:
+        """Acknowledged: gone from the role's owed list, and from its queue after a restart put them back."""
+        owed = self._owed[role]
+        owed[:] = [m for m in owed if m.message_id not in message_ids]
+        queue = self._queues[role]
+        if any(m.message_id in message_ids for m in queue):
+            self._queues[role] = deque(m for m in queue if m.message_id not in message_ids)
+
+    @receive.register
+    def _bury(self, request: BuryDeadLetters) -> None:
+        for letter in request.letters:
+            self._done_with(letter.role, {letter.message.message_id})
+            self._dead_letters.append(letter)
+            log_event("message.dead_lettered", message_id=letter.message.message_id, role=letter.role,
+                      error=letter.error)
+
+    @receive.register
+    def _get_dead_letters(self, request: GetDeadLetters) -> tuple[DeadLetter, ...]:
+        return tuple(self._dead_letters)
 
     @receive.register
     def _take_pending(self, request: TakePending) -> dict[str, tuple[Message, ...]]:

@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from actorsim._roles import check_known
+from actorsim._supervision import Durable
 
 
 @attrs.frozen
@@ -18,6 +19,7 @@ class AgentInfo:
     human_input_mode: str = "CLOSE"
     is_watcher: bool = False
     status: str = "ready"
+    """"ready", or "failed" once its supervisor gave up on it."""
 
     @property
     def is_human(self) -> bool:
@@ -25,7 +27,7 @@ class AgentInfo:
 
 
 @attrs.frozen
-class Register:
+class Register(Durable):
     info: AgentInfo
 
 
@@ -40,7 +42,7 @@ class FindAgent:
 
 
 @attrs.frozen
-class SetStatus:
+class SetStatus(Durable):
     role: str
     status: str
 

@@ -100,12 +100,19 @@ class OpenAIChatModel:
         }
         if self.config.temperature is not None:
             body["temperature"] = self.config.temperature
-        with contextlib.ExitStack() as stack:
-            try:
-                events = self._retrying(self._open, stack, body)
-            except httpx.TransportError as error:
-                raise LLMError(f"model server at {self.config.api_base} unreachable: {error}") from error
-            yield from self._contents(events)
+        shown = ""  # what earlier tries of this call already yielded
+        try:
+            for attempt in self._retrying:
+                with attempt, contextlib.ExitStack() as stack:
+                    text = ""
+                    for piece in self._contents(self._open(stack, body)):
+                        text += piece
+                        # A stream that broke off is asked again: yield only what goes past the break.
+                        if len(text) > len(shown):
+                            yield text[len(shown):]
+                            shown = text
+        except httpx.TransportError as error:
+            raise LLMError(f"model server at {self.config.api_base} unreachable: {error}") from error
 
     def _open(self, stack: contextlib.ExitStack, body: dict[str, Any]) -> Any:
         """Connect and check the status; what fails here may be tried again."""
@@ -121,6 +128,8 @@ class OpenAIChatModel:
         return event_source.iter_sse()
 
     def _contents(self, events: Iterator[Any]) -> Iterator[str]:
+        """The reply's pieces; a stream that ends with neither `[DONE]` nor a finish reason broke off."""
+        finished = False
         for event in events:
             if event.data == "[DONE]":
                 return
@@ -135,6 +144,9 @@ class OpenAIChatModel:
                 content = (choice.get("delta") or {}).get("content")
                 if content:
                     yield content
+                finished = finished or bool(choice.get("finish_reason"))
+        if not finished:
+            raise TransientServerError(f"the stream from {self.config.api_base} broke off before the reply's end")
 
     def close(self) -> None:
         self._client.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +27,10 @@ def _some_replies(instance: object, attribute: attrs.Attribute[tuple[str, ...]],
 class ScriptedConfig:
     """`replies` are used in order, cycling; each is streamed word by word.
 
+    The n-th reply goes to a prompt that holds n - 1 earlier replies (assistant
+    turns): the model keeps no state, so an agent restarted with its memory
+    goes on where it was, as a real model would.
+
     `reply_latency` is waited before the first chunk and `chunk_latency`
     before each later one, to behave like a real model.
     """
@@ -42,11 +45,11 @@ class ScriptedModel:
 
     def __init__(self, config: ScriptedConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.config = config
-        self._replies = itertools.cycle(config.replies)
         self._sleep = sleep
 
     def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
-        reply = next(self._replies)
+        earlier = sum(1 for message in messages if message.role == "assistant")
+        reply = self.config.replies[earlier % len(self.config.replies)]
         for index, chunk in enumerate(_WORD_WITH_SPACE.findall(reply)):
             latency = self.config.chunk_latency if index else self.config.reply_latency
             if latency:

@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from actorsim._errors import TransportUnavailableError
-from actorsim.transport._base import ActorRef, Behaviour, BehaviourFactory, Transport
+from actorsim.transport._base import ActorRef, Behaviour, BehaviourFactory, CallFailed, Transport
 
 TRANSPORTS = ("local", "thespian", "ray")
 """The transports a user can choose; `inline` serves `remote=False` only."""
@@ -35,4 +35,4 @@ def load_transport(name: str, **options: Any) -> Transport:
     return transport
 
 
-__all__ = ["TRANSPORTS", "ActorRef", "Behaviour", "BehaviourFactory", "Transport", "load_transport"]
+__all__ = ["TRANSPORTS", "ActorRef", "Behaviour", "BehaviourFactory", "CallFailed", "Transport", "load_transport"]

@@ -31,10 +31,14 @@ BehaviourFactory = Callable[[], Behaviour]
 
 @attrs.frozen
 class ActorRef:
-    """Names one actor of one transport; `address` is the backend's own handle."""
+    """Names one actor of one transport; `address` is the backend's own handle.
+
+    `pid` is the process the actor runs in (the caller's own for in-process transports).
+    """
 
     name: str
     address: Any = attrs.field(eq=False, repr=False)
+    pid: int | None = attrs.field(default=None, eq=False)
 
 
 class Transport(Protocol):
@@ -62,11 +66,16 @@ class Transport(Protocol):
 
         Several calls share one stream because responders in a step run
         concurrently and their frames interleave; `timeout` bounds the wait
-        for the next item from any of them.
+        for the next item from any of them. A call that fails (its behaviour
+        raised, its actor died: `ActorDiedError`) ends with one `CallFailed`
+        item; the others go on.
         """
 
     def stop(self, ref: ActorRef) -> None:
-        """Stop one actor; later requests to it raise `ActorStoppedError`."""
+        """Stop one actor; later requests to it raise `ActorStoppedError`.
+
+        Requests to an actor whose process died raise `ActorDiedError`.
+        """
 
     def shutdown(self) -> None:
         """Stop every actor and release every process, port and file of the run."""
@@ -106,13 +115,20 @@ class StreamEnd:
     """Marks the end of one streamed call."""
 
 
+@attrs.frozen
+class CallFailed:
+    """The last item of a streamed call that failed: a supervisor decides what comes next."""
+
+    error: BaseException
+
+
 def merge_sink(
     sink: queue.SimpleQueue[tuple[ActorRef, Any]], refs: Sequence[ActorRef], timeout: float
 ) -> Iterator[tuple[ActorRef, Any]]:
     """Yield the items that producers put into `sink` until every call to `refs` has ended.
 
     Producers put `(ref, item)`, then `(ref, StreamEnd())`, or `(ref, Failure)`
-    to end with an error.
+    to end with an error, which is yielded as `CallFailed`.
     """
     open_calls = collections.Counter(ref.name for ref in refs)
     while open_calls:
@@ -121,10 +137,10 @@ def merge_sink(
         except queue.Empty:
             names = sorted(open_calls.elements())
             raise AskTimeoutError(f"no item from {names} within {timeout} s") from None
-        if isinstance(item, StreamEnd):
+        if isinstance(item, StreamEnd | Failure):
             open_calls -= collections.Counter([ref.name])
-        elif isinstance(item, Failure):
-            raise item.error()
+            if isinstance(item, Failure):
+                yield ref, CallFailed(item.error())
         else:
             yield ref, item
 

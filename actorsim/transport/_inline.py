@@ -8,6 +8,7 @@ every other transport.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -37,7 +38,7 @@ class InlineTransport:
         if name in self._behaviours:
             raise ValueError(f"a component named {name!r} already exists")
         self._behaviours[name] = (factory(), threading.Lock())
-        return ActorRef(name, name)
+        return ActorRef(name, name, os.getpid())
 
     def _entry(self, ref: ActorRef) -> tuple[Behaviour, threading.Lock]:
         try:

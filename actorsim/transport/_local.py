@@ -6,6 +6,7 @@ multiprocess transports, with nothing to start and tracebacks in one place.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -72,7 +73,7 @@ class LocalTransport:
         with self._lock:
             if name in self._mailboxes:
                 raise ValueError(f"an actor named {name!r} already exists in this run")
-            ref = ActorRef(name, name)
+            ref = ActorRef(name, name, os.getpid())
             self._mailboxes[name] = _Mailbox(ref, factory())
         return ref
 

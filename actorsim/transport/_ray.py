@@ -8,6 +8,7 @@ own, so parallel runs never meet, and stop it at `shutdown()`.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import tempfile
 import uuid
@@ -17,8 +18,8 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from actorsim._errors import ActorStoppedError, AskTimeoutError
-from actorsim.transport._base import ActorRef, Behaviour, BehaviourFactory
+from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError
+from actorsim.transport._base import ActorRef, Behaviour, BehaviourFactory, CallFailed
 
 
 class RayShell:
@@ -27,8 +28,9 @@ class RayShell:
     def __init__(self) -> None:
         self._behaviour: Behaviour | None = None
 
-    def start(self, factory: BehaviourFactory) -> None:
+    def start(self, factory: BehaviourFactory) -> int:
         self._behaviour = factory()
+        return os.getpid()
 
     def ask(self, request: Any) -> Any:
         assert self._behaviour is not None, "request before start"
@@ -77,13 +79,12 @@ class RayTransport:
         # A suffix keeps Ray's name free at once for an actor that reuses a stopped one's name.
         ray_name = f"{name}-{next(self._spawned)}"
         handle: Any = _RemoteShell.options(name=ray_name).remote()
-        ref = ActorRef(name, handle)
         try:
-            self._get(ref, handle.start.remote(factory), timeout)
+            pid = self._get(ActorRef(name, handle), handle.start.remote(factory), timeout)
         except BaseException:
             ray.kill(handle)
             raise
-        self._refs[name] = ref
+        ref = self._refs[name] = ActorRef(name, handle, pid)
         return ref
 
     def _handle(self, ref: ActorRef) -> Any:
@@ -98,7 +99,7 @@ class RayTransport:
         except GetTimeoutError:
             raise AskTimeoutError(f"actor {ref.name!r} did not answer within {timeout} s") from None
         except RayActorError as error:
-            raise ActorStoppedError(f"actor {ref.name!r} died: {error}") from error
+            raise ActorDiedError(f"actor {ref.name!r} died: {error}") from error
         except RayTaskError as error:
             raise _unwrap(error) from None
 
@@ -125,10 +126,18 @@ class RayTransport:
                 assert isinstance(generator, ray.ObjectRefGenerator)
                 try:
                     object_ref = next(generator)
+                    item = self._get(ref, object_ref, timeout)
                 except StopIteration:
                     del generators[generator]
                     continue
-                yield ref, self._get(ref, object_ref, timeout)
+                except AskTimeoutError:
+                    raise
+                except Exception as error:  # the call failed: the others go on
+                    del generators[generator]
+                    if isinstance(error, RayActorError):
+                        error = ActorDiedError(f"actor {ref.name!r} died: {error}")
+                    item = CallFailed(error)
+                yield ref, item
 
     def stop(self, ref: ActorRef) -> None:
         if self._refs.get(ref.name) is ref:

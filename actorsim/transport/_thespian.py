@@ -18,18 +18,23 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
+import psutil
 from thespian.actors import Actor, ActorAddress, ActorExitRequest, ActorSystem
 
-from actorsim._errors import ActorStoppedError, AskTimeoutError
-from actorsim.transport._base import ActorRef, Behaviour, BehaviourFactory, Failure, StreamEnd
+from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError
+from actorsim.transport._base import ActorRef, Behaviour, BehaviourFactory, CallFailed, Failure, StreamEnd
 
 SYSTEM_BASE = "multiprocQueueBase"
 _DRIVER_POLL_SECONDS = 1.0
+# How often a waiting driver looks at the processes it waits on. Thespian's own notice of a dead
+# child (ChildActorExited) took up to 35 s on this base (see RUNTIMES.md); a look costs ~10 us.
+_LIVENESS_POLL_SECONDS = 0.05
+_FIRST_LOOK_SECONDS = 0.002  # the first look comes sooner: a request to a dead actor is noticed at once
 
 
 @attrs.frozen
@@ -52,6 +57,10 @@ class _Answer:
     value: Any
 
 
+class _Died:
+    """Stands for the answer of an actor whose process is gone."""
+
+
 class ThespianShell(Actor):  # type: ignore[misc]
     """The Thespian actor that hosts one behaviour."""
 
@@ -71,7 +80,7 @@ class ThespianShell(Actor):  # type: ignore[misc]
             self.send(sender, _Answer(message.call_id, Failure.capture(error)))
             return
         threading.Thread(target=_exit_with_driver, args=(message.driver_pid,), daemon=True).start()
-        self.send(sender, _Answer(message.call_id, None))
+        self.send(sender, _Answer(message.call_id, (os.getpid(), os.getppid())))
 
     def _handle(self, message: _Request, sender: ActorAddress) -> None:
         assert self.behaviour is not None, "request before start"
@@ -142,21 +151,26 @@ class ThespianTransport:
         self._lock = threading.RLock()
         self._call_ids = itertools.count(1)
         self._waiting: dict[int, collections.deque[_Answer]] = {}
+        self._processes: dict[int, psutil.Process] = {}
+        self._admin: psutil.Process | None = None  # the parent of every actor process
+        self._lost_an_actor = False
 
     def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
         with self._lock:
             if name in self._refs:
                 raise ValueError(f"an actor named {name!r} already exists in this run")
             address = self._system.createActor(ThespianShell)
-            ref = ActorRef(name, address)
             call_id = self._open_call()
             self._system.tell(address, _Start(call_id, factory, os.getpid()))
             try:
-                self._await(ref, call_id, timeout)
+                pid, parent = self._await(ActorRef(name, address), call_id, timeout)
+                self._processes[pid] = psutil.Process(pid)
+                if self._admin is None:
+                    self._admin = psutil.Process(parent)
             except BaseException:
                 self._system.tell(address, ActorExitRequest())
                 raise
-            self._refs[name] = ref
+            ref = self._refs[name] = ActorRef(name, address, pid)
             return ref
 
     def _address(self, ref: ActorRef) -> ActorAddress:
@@ -169,33 +183,51 @@ class ThespianTransport:
         self._waiting[call_id] = collections.deque()
         return call_id
 
-    def _next_answer(self, call_ids: Collection[int], timeout: float) -> _Answer | None:
-        """The next answer to one of `call_ids`, or None after `timeout`.
+    def _next_answer(self, calls: dict[int, ActorRef], timeout: float) -> _Answer | None:
+        """The next answer to one of `calls`, a `_Died` answer if its actor's process is gone, or None after `timeout`.
 
         Answers to other open calls are kept for them (a step publishes while
         its stream is open); answers to calls given up on are dropped.
         """
-        for call_id in call_ids:
+        for call_id in calls:
             if self._waiting[call_id]:
                 return self._waiting[call_id].popleft()
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            answer = self._system.listen(left)
-            if not isinstance(answer, _Answer):
-                continue
-            if answer.call_id in call_ids:
-                return answer
-            if answer.call_id in self._waiting:
-                self._waiting[answer.call_id].append(answer)
+        now = time.monotonic()
+        deadline, next_look = now + timeout, now + _FIRST_LOOK_SECONDS
+        while (now := time.monotonic()) < deadline:
+            answer = self._system.listen(max(0.0, min(deadline, next_look) - now))
+            if isinstance(answer, _Answer):
+                if answer.call_id in calls:
+                    return answer
+                if answer.call_id in self._waiting:
+                    self._waiting[answer.call_id].append(answer)
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + _LIVENESS_POLL_SECONDS
+                for call_id, ref in calls.items():
+                    if not self._alive(ref):
+                        self._lost_an_actor = True
+                        return _Answer(call_id, _Died())
         return None
+
+    def _alive(self, ref: ActorRef) -> bool:
+        """False once the actor's process is gone; an actor still starting (no pid yet) counts as alive."""
+        process = self._processes.get(ref.pid) if ref.pid is not None else None
+        if process is None:
+            return True
+        try:
+            return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+        except psutil.NoSuchProcess:
+            return False
 
     def _await(self, ref: ActorRef, call_id: int, timeout: float) -> Any:
         try:
-            answer = self._next_answer((call_id,), timeout)
+            answer = self._next_answer({call_id: ref}, timeout)
         finally:
             del self._waiting[call_id]
         if answer is None:
             raise AskTimeoutError(f"actor {ref.name!r} did not answer within {timeout} s")
+        if isinstance(answer.value, _Died):
+            raise ActorDiedError(f"actor {ref.name!r} died (process {ref.pid} is gone)")
         if isinstance(answer.value, Failure):
             raise answer.value.error()
         return answer.value
@@ -226,12 +258,15 @@ class ThespianTransport:
                     if answer is None:
                         names = sorted(ref.name for ref in open_calls.values())
                         raise AskTimeoutError(f"no item from {names} within {timeout} s")
-                    if isinstance(answer.value, Failure):
-                        raise answer.value.error()
-                    if isinstance(answer.value, StreamEnd):
+                    ref = open_calls[answer.call_id]
+                    if isinstance(answer.value, StreamEnd | Failure | _Died):
                         del open_calls[answer.call_id], self._waiting[answer.call_id]
-                    else:
-                        yield open_calls[answer.call_id], answer.value
+                    if isinstance(answer.value, Failure):
+                        yield ref, CallFailed(answer.value.error())
+                    elif isinstance(answer.value, _Died):
+                        yield ref, CallFailed(ActorDiedError(f"actor {ref.name!r} died (process {ref.pid} is gone)"))
+                    elif not isinstance(answer.value, StreamEnd):
+                        yield ref, answer.value
             finally:
                 for call_id in open_calls:
                     self._waiting.pop(call_id, None)
@@ -240,12 +275,35 @@ class ThespianTransport:
         with self._lock:
             if self._refs.get(ref.name) is ref:
                 del self._refs[ref.name]
+                if ref.pid is not None:
+                    self._processes.pop(ref.pid, None)
                 self._system.tell(ref.address, ActorExitRequest())
 
     def shutdown(self) -> None:
+        """Shut the admin down; after a lost actor, end its processes ourselves.
+
+        An admin that lost a child to SIGKILL mid-message was seen to wait out its
+        own shutdown (10 s) and then live on, holding the driver's output open.
+        """
         with self._lock:
-            self._system.shutdown()
+            if not self._lost_an_actor:
+                self._system.shutdown()
+            self._end_admin_processes()
             self._refs.clear()
+            self._processes.clear()
+
+    def _end_admin_processes(self) -> None:
+        """Kill what is left of this run's admin and its children (the logger, actors): by pid, never by name."""
+        if self._admin is None:
+            return
+        try:
+            left = [self._admin, *self._admin.children(recursive=True)] if self._admin.is_running() else []
+        except psutil.NoSuchProcess:
+            return
+        for process in left:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(left, timeout=5)
 
 
 transport_class = ThespianTransport

@@ -1,0 +1,234 @@
+"""Supervision: restart what crashed, restore its state, give up past a budget.
+
+The supervisor lives in the driver, beside the transport's handles, on every
+transport. A supervisor inside an actor process would share that process's
+fate: on Thespian a SIGKILLed parent leaves its children alive and its
+`ChildActorExited` notice came 35 s late on our base; on Ray killing an actor
+kills the actors it created. The driver is the root of the run already (its
+actors exit when it does), so it is where the restart policy runs.
+
+A child's state is rebuilt after a restart from what the driver sent it: the
+requests that change it (`Durable` ones, journaled as they succeed) and the
+latest snapshots the caller keeps for it (an agent's memory).
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import attrs
+
+from actorsim._errors import ComponentFailedError
+from actorsim.transport import ActorRef, BehaviourFactory
+
+if TYPE_CHECKING:
+    from actorsim._runtime import Runtime
+
+STRATEGIES = ("one_for_one", "one_for_all")
+
+
+class Durable:
+    """A request that changes an actor's state: replayed, in order, into its restarted successor."""
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+@attrs.frozen
+class Supervision:
+    """How a component's crashes are handled, in the manner of an Erlang/OTP supervisor.
+
+    At most `max_restarts` restarts within `within` seconds; one more crash and
+    the supervisor gives up (`ComponentFailedError`, `AgentFailedError` for an
+    agent). Before the n-th restart in a row it waits
+    `min(backoff_max, backoff_initial * 2 ** (n - 1))` plus up to `backoff_jitter`
+    seconds. `one_for_all` also restarts the crashed component's siblings (the
+    other components of its task center) once the step in progress ends.
+    """
+
+    strategy: str = attrs.field(default="one_for_one", validator=attrs.validators.in_(STRATEGIES))
+    max_restarts: int = attrs.field(default=3, validator=[attrs.validators.instance_of(int), _non_negative])
+    within: float = attrs.field(default=60.0, validator=_positive)
+    backoff_initial: float = attrs.field(default=0.05, validator=_non_negative)
+    backoff_max: float = attrs.field(default=5.0, validator=_non_negative)
+    backoff_jitter: float = attrs.field(default=0.05, validator=_non_negative)
+
+    def backoff(self, restart: int, draw: Callable[[float, float], float] = random.uniform) -> float:
+        """Seconds to wait before restart number `restart` (from 1) of the current run of crashes."""
+        exponential: float = self.backoff_initial * 2 ** (restart - 1)
+        return min(self.backoff_max, exponential) + draw(0.0, self.backoff_jitter)
+
+
+def supervision_from(value: Supervision | Mapping[str, Any] | None) -> Supervision:
+    if value is None:
+        return Supervision()
+    if isinstance(value, Supervision):
+        return value
+    if isinstance(value, Mapping):
+        return Supervision(**value)
+    raise TypeError(f"supervision must be a Supervision or a dict of its fields, not {value!r}")
+
+
+@attrs.define
+class _Child:
+    name: str
+    factory: BehaviourFactory
+    policy: Supervision
+    ref: ActorRef
+    journal: list[Any] = attrs.Factory(list)
+    snapshots: dict[str, Callable[[], Any]] = attrs.Factory(dict)
+    failure_type: type[ComponentFailedError] = ComponentFailedError
+    crashes: collections.deque[float] = attrs.Factory(collections.deque)
+    failure: ComponentFailedError | None = None
+    group: str | None = None
+
+
+class Supervisor:
+    """The run's supervisor: every actor the runtime spawns is its child."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._runtime = runtime
+        self._children: dict[str, _Child] = {}
+        self._sleep = sleep
+        self._clock = clock
+        self._deferred: set[str] = set()
+
+    def spawn(
+        self,
+        factory: BehaviourFactory,
+        name: str,
+        policy: Supervision,
+        failure_type: type[ComponentFailedError] = ComponentFailedError,
+    ) -> ActorRef:
+        ref = self._runtime.transport.spawn(factory, name=name, timeout=self._runtime.options.ask_timeout)
+        self._children[name] = _Child(name, factory, policy, ref, failure_type=failure_type)
+        return ref
+
+    def forget(self, name: str) -> ActorRef | None:
+        """Stop supervising `name` (it is being stopped); its last ref, if any."""
+        child = self._children.pop(name, None)
+        self._deferred.discard(name)
+        return None if child is None else child.ref
+
+    def current(self, name: str) -> ActorRef:
+        """The live ref of `name`; raises the supervisor's `ComponentFailedError` once it gave up."""
+        child = self._children.get(name)
+        if child is None:
+            from actorsim._errors import ActorStoppedError
+
+            raise ActorStoppedError(f"actor {name!r} is stopped")
+        if child.failure is not None:
+            raise child.failure
+        return child.ref
+
+    def is_current(self, ref: ActorRef) -> bool:
+        child = self._children.get(ref.name)
+        return child is not None and child.ref is ref
+
+    def failure(self, name: str) -> ComponentFailedError | None:
+        child = self._children.get(name)
+        return None if child is None else child.failure
+
+    def journal(self, name: str, request: Durable) -> None:
+        """`request` changed `name`'s state: replay it into any successor."""
+        self._children[name].journal.append(request)
+
+    def keep_snapshot(self, name: str, key: str, request: Callable[[], Any]) -> None:
+        """After a restart, `request()` is sent to `name` (after its journal) to restore part of its state."""
+        self._children[name].snapshots[key] = request
+
+    def join_group(self, group: str, names: Iterable[str]) -> None:
+        """Siblings for `one_for_all`: the components of one task center."""
+        for name in names:
+            self._children[name].group = group
+
+    def crashed(self, ref: ActorRef, cause: BaseException) -> ActorRef:
+        """`ref` crashed (raised, or its process died): restart it, or give up past its budget.
+
+        Returns the successor's ref; raises the child's `ComponentFailedError`
+        once the budget is spent. A ref already replaced (a sibling restart got
+        there first) is simply resolved.
+        """
+        child = self._children[ref.name]
+        if child.failure is not None:
+            raise child.failure
+        if child.ref is not ref:
+            return child.ref
+        while True:
+            now = self._clock()
+            while child.crashes and now - child.crashes[0] > child.policy.within:
+                child.crashes.popleft()
+            child.crashes.append(now)
+            restart = len(child.crashes)
+            self._runtime.log("actor.crashed", actor=child.name, error=repr(cause), crashes_in_window=restart)
+            if restart > child.policy.max_restarts:
+                self._give_up(child, cause, restarts=restart - 1)
+            delay = child.policy.backoff(restart)
+            self._sleep(delay)
+            try:
+                self._restart(child, reason=repr(cause), attempt=restart, backoff_s=delay)
+            except Exception as error:  # noqa: BLE001 - the successor failed to start: one more crash
+                cause = error
+                continue
+            break
+        if child.policy.strategy == "one_for_all" and child.group is not None:
+            self._deferred.update(
+                other.name for other in self._children.values()
+                if other.group == child.group and other is not child and other.failure is None
+            )
+        return child.ref
+
+    def _give_up(self, child: _Child, cause: BaseException, restarts: int) -> NoReturn:
+        line = self._runtime.log(
+            "actor.given_up", actor=child.name, error=repr(cause), restarts=restarts, within_s=child.policy.within
+        )
+        child.failure = child.failure_type(child.name, cause, restarts, line)
+        self._stop_quietly(child.ref)
+        raise child.failure
+
+    def restart_deferred(self) -> None:
+        """Restart the `one_for_all` siblings owed a restart; called between steps."""
+        while self._deferred:
+            child = self._children.get(self._deferred.pop())
+            if child is not None and child.failure is None:
+                self._restart(child, reason="one_for_all: a sibling crashed", attempt=0, backoff_s=0.0)
+
+    def _restart(self, child: _Child, **why: Any) -> None:
+        started = self._clock()
+        self._stop_quietly(child.ref)
+        ref = child.ref = self._runtime.transport.spawn(
+            child.factory, name=child.name, timeout=self._runtime.options.ask_timeout
+        )
+        timeout = self._runtime.options.ask_timeout
+        for request in child.journal:
+            self._runtime.transport.ask(ref, request, timeout=timeout)
+        for make in child.snapshots.values():
+            self._runtime.transport.ask(ref, make(), timeout=timeout)
+        self._runtime.log(
+            "actor.restarted", actor=child.name, pid=ref.pid, replayed=len(child.journal),
+            snapshots=sorted(child.snapshots), restart_s=self._clock() - started, **why,
+        )
+
+    def _stop_quietly(self, ref: ActorRef) -> None:
+        """Stop a crashed actor; one whose process is gone needs only forgetting."""
+        try:
+            self._runtime.transport.stop(ref)
+        except Exception as error:  # noqa: BLE001 - a dead actor may refuse even that
+            self._runtime.log("actor.stop_failed", actor=ref.name, error=repr(error))
