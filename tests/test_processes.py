@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from actorsim._runtime import RunOptions, Runtime
@@ -37,19 +38,21 @@ def wait_until_gone(pids: list[int], timeout: float) -> list[int]:
 
 class TestThespianProcesses:
     def test_shutdown_ends_every_process(self, tmp_path: Path) -> None:
-        """After shutdown() the actor processes and the admin are gone."""
+        """After shutdown() the actor processes, the admin and its logger are gone."""
         transport = load_transport("thespian", output_path=tmp_path / "out")
         runtime = Runtime(transport, RunOptions(log_dir=tmp_path), "test")
         try:
             actor_pids = [runtime.ask(runtime.spawn(Recorder, name=f"r{n}"), GetPid()) for n in range(3)]
             admin_pid = int(Path(f"/proc/{actor_pids[0]}/stat").read_text().split()[3])
             assert admin_pid != os.getpid()
+            children = [child.pid for child in psutil.Process(admin_pid).children()]
+            assert set(actor_pids) < set(children), "the logger is a child of the admin too"
         finally:
             runtime.shutdown()
-        assert wait_until_gone([*actor_pids, admin_pid], timeout=10) == []
+        assert wait_until_gone([*actor_pids, admin_pid, *children], timeout=10) == []
 
     def test_a_killed_driver_takes_its_run_down(self, tmp_path: Path) -> None:
-        """SIGKILL of the driver: its actors and admin exit by themselves within seconds."""
+        """SIGKILL of the driver: its actors, admin and logger exit by themselves within seconds."""
         driver = subprocess.Popen(
             [sys.executable, "-m", "tests.orphan_driver", str(tmp_path)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -57,7 +60,7 @@ class TestThespianProcesses:
         try:
             assert driver.stdout is not None
             pids = [int(pid) for pid in driver.stdout.readline().split()]
-            assert len(pids) == 4 and all(alive(pid) for pid in pids[1:])
+            assert len(pids) >= 5 and all(alive(pid) for pid in pids[1:]), "driver, 2 actors, admin, logger"
         finally:
             driver.send_signal(signal.SIGKILL)
             driver.wait(10)

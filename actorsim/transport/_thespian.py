@@ -14,7 +14,6 @@ import collections
 import contextlib
 import itertools
 import os
-import signal
 import sys
 import threading
 import time
@@ -97,7 +96,7 @@ class ThespianShell(Actor):  # type: ignore[misc]
 
 
 def _exit_with_driver(driver_pid: int) -> None:
-    """End this actor, and the admin that is its parent, once the driver is gone."""
+    """End this actor, its admin and the admin's other children (the logger, other actors) once the driver is gone."""
     while True:
         time.sleep(_DRIVER_POLL_SECONDS)
         try:
@@ -106,8 +105,11 @@ def _exit_with_driver(driver_pid: int) -> None:
             break
     admin_pid = os.getppid()
     if admin_pid not in (driver_pid, 1):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(admin_pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.Error):
+            admin = psutil.Process(admin_pid)
+            for process in [admin, *(child for child in admin.children() if child.pid != os.getpid())]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
     os._exit(0)
 
 
