@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 
-from actorsim._errors import ComponentFailedError
+from actorsim._errors import ActorStoppedError, ComponentFailedError
 from actorsim.transport import ActorRef, BehaviourFactory
 
 if TYPE_CHECKING:
@@ -131,16 +131,10 @@ class Supervisor:
         """The live ref of `name`; raises the supervisor's `ComponentFailedError` once it gave up."""
         child = self._children.get(name)
         if child is None:
-            from actorsim._errors import ActorStoppedError
-
             raise ActorStoppedError(f"actor {name!r} is stopped")
         if child.failure is not None:
             raise child.failure
         return child.ref
-
-    def is_current(self, ref: ActorRef) -> bool:
-        child = self._children.get(ref.name)
-        return child is not None and child.ref is ref
 
     def failure(self, name: str) -> ComponentFailedError | None:
         child = self._children.get(name)
