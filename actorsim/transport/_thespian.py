@@ -59,6 +59,10 @@ class _Answer:
 class _Died:
     """Stands for the answer of an actor whose process is gone."""
 
+    @staticmethod
+    def error(ref: ActorRef) -> ActorDiedError:
+        return ActorDiedError(f"actor {ref.name!r} died (process {ref.pid} is gone)")
+
 
 class ThespianShell(Actor):  # type: ignore[misc]
     """The Thespian actor that hosts one behaviour."""
@@ -229,7 +233,7 @@ class ThespianTransport:
         if answer is None:
             raise AskTimeoutError(f"actor {ref.name!r} did not answer within {timeout} s")
         if isinstance(answer.value, _Died):
-            raise ActorDiedError(f"actor {ref.name!r} died (process {ref.pid} is gone)")
+            raise _Died.error(ref)
         if isinstance(answer.value, Failure):
             raise answer.value.error()
         return answer.value
@@ -266,7 +270,7 @@ class ThespianTransport:
                     if isinstance(answer.value, Failure):
                         yield ref, CallFailed(answer.value.error())
                     elif isinstance(answer.value, _Died):
-                        yield ref, CallFailed(ActorDiedError(f"actor {ref.name!r} died (process {ref.pid} is gone)"))
+                        yield ref, CallFailed(_Died.error(ref))
                     elif not isinstance(answer.value, StreamEnd):
                         yield ref, answer.value
             finally:
