@@ -128,6 +128,9 @@ class TaskCenter:
         self._role_of: dict[str, str] = {}  # actor name -> role
         # Each agent's memory as of its last finished step, given back to it after a restart.
         self._memories: dict[str, tuple[list[ChatMessage], list[str]]] = {}
+        # Agents that may have finished a step whose reply was never taken (the caller left it part-way):
+        # their memory is set back to the driver's copy before they answer again.
+        self._unsynced: set[str] = set()
         self._trace_id: str | None = None
         self._step = 0
         self._clock = 0  # Lamport clock of the driver: after every reply it has seen
@@ -347,12 +350,24 @@ class TaskCenter:
         }
         state.order = list(state.requests)
         state.owed = {role for role in state.requests if not self._agents[role][1].is_watcher}
+        for role in self._unsynced.intersection(state.requests):
+            turns, handled = self._memories[role]
+            self.runtime.ask(self._agents[role][0], RestoreMemory(MemoryState(tuple(turns), tuple(handled))))
+            self._unsynced.discard(role)
         try:
             deliveries = dict(state.requests)
             while deliveries:
                 crashes = yield from self._deliver(deliveries, state)
                 deliveries = self._recover(crashes, state)
         except BaseException as error:
+            self._unsynced.update(role for role in state.requests if role not in state.replies)
+            if isinstance(error, GeneratorExit):
+                # Left part-way (the caller stopped iterating): replies already made are published
+                # out of turn rather than lost; what no one answered waits in its queue again.
+                for role in state.order[state.published:]:
+                    if (reply := state.replies.get(role)) is not None and reply.publish:
+                        self._publish(reply.message, answers=tuple(m.message_id for m in state.received[role]))
+                        state.owed.discard(role)
             if isinstance(error, ReplayDivergence) and self._replay is not None:
                 self._replay.write_report(error)
             self.runtime.log("step.failed", step=self._step, error=repr(error), unanswered=sorted(state.owed))

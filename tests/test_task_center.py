@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,6 +155,42 @@ class TestThreeManDebate:
         frames = list(task_center.step(allowed_roles=["hillary_clinton", "donald_trump"]))
         assert set(texts_by_role(frames)) == {"hillary_clinton", "donald_trump"}
         assert "joe_biden" in task_center.environment.pending_roles()
+
+
+class TestPublishing:
+    def agents(self, make: Make) -> tuple[TaskCenter, Any]:
+        """'slow' thinks for a while before it speaks; 'quick' answers at once."""
+        task_center = make(TaskCenter, "task_center")
+        slow = make(RolePlay, "slow", llm=scripted("Let me think.", reply_latency=0.3))
+        task_center.add_agents([slow, make(RolePlay, "quick", llm=scripted("Done."))])
+        task_center.send_task_request(TASK)
+        return task_center, slow
+
+    def test_replies_are_published_in_responder_order(self, make: Make) -> None:
+        """Whoever finishes first, the history follows registration order: runs are reproducible."""
+        task_center, _ = self.agents(make)
+        frames = list(task_center.step())
+        assert [frame.role for frame in frames][0] == "quick", "quick streamed first"
+        assert [m.sent_from for m in task_center.environment.history()] == [USER_REQUIREMENT, "slow", "quick"]
+
+    def test_a_step_left_part_way_loses_no_finished_reply(self, make: Make) -> None:
+        """Stop iterating once 'slow' starts: 'quick' is published, 'slow' gets its task again."""
+        task_center, slow_agent = self.agents(make)
+        steps = task_center.step()
+        for frame in steps:
+            if frame.role == "slow":
+                break
+        steps.close()
+        assert [m.content for m in task_center.environment.history()] == [TASK, "Done."]
+        assert [m.content for m in task_center.environment.pending("slow")] == [TASK, "Done."]
+        # Its next step answers both, and its memory holds that step alone, not the one left behind.
+        assert texts_by_role(task_center.step(allowed_roles="slow")) == {"slow": "Let me think."}
+        slow = task_center.environment.history()[-1]
+        assert slow.parent_ids == tuple(m.message_id for m in task_center.environment.history()[:2])
+        assert [(turn.role, turn.content) for turn in slow_agent.get_history()] == [
+            ("user", f"user_requirement: {TASK}\nquick: Done."),
+            ("assistant", "Let me think."),
+        ]
 
 
 class TestHumanAgent:
