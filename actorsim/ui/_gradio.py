@@ -1,0 +1,286 @@
+"""Chatbot mode: a Gradio app in which a room's replies stream in and a human takes part.
+
+Every browser session gets its own room from the factory (two tabs never see
+each other's messages); the room is closed when its tab goes away or the app
+closes. A room's steps run on a thread of their own, so each step's stream is
+read by the thread that began it whichever Gradio worker asks for the next
+update (Thespian's driver endpoint is held for a whole stream).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when Gradio is imported
+try:
+    import gradio as gr
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError("the chat room app needs Gradio: pip install 'actorsim[ui]'") from error
+
+from actorsim._envelope import Frame, Message
+from actorsim.task_center import TaskCenter
+from actorsim.ui._room import ChatRoom, Director, HumanTurn, RoomEvent, Speaking, describe, round_robin
+
+COLOURS = ("#1f77b4", "#9467bd", "#2ca02c", "#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+_END = object()
+
+
+def _on_own_thread(events: Iterable[RoomEvent], name: str) -> Iterator[RoomEvent]:
+    """Run `events` on one thread, handing them over as they come.
+
+    Closing this generator lets the current step finish on its thread (its
+    actors are owed their replies) and stops before the next one.
+    """
+    handover: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+
+    def produce() -> None:
+        iterator = iter(events)
+        try:
+            for event in iterator:
+                handover.put(event)
+                if stop.is_set() and not isinstance(event, Frame):
+                    break
+        except BaseException as error:  # handed to the consumer, raised there
+            handover.put(error)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+            handover.put(_END)
+
+    thread = threading.Thread(target=produce, name=f"actorsim-ui:{name}", daemon=True)
+    thread.start()
+    try:
+        while (item := handover.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+class _Session:
+    """One browser session: its room and what its chat pane shows."""
+
+    def __init__(self, room: ChatRoom) -> None:
+        self.room = room
+        self.lock = threading.Lock()  # one update stream at a time per session
+        self.chat: list[dict[str, Any]] = []
+        self.rows: dict[str, int] = {}  # message id -> row of the chat pane
+        self.replies: list[tuple[str, str]] = []  # (label, message id), for the trace picker
+        self.colours: dict[str, str] = {}
+        for role in room.roles:
+            self.label(role)
+
+    def label(self, role: str) -> str:
+        """The role's name in its own colour, as chat lines and the role list show it."""
+        colour = self.colours.setdefault(role, COLOURS[len(self.colours) % len(COLOURS)])
+        return f'<b class="actorsim-role" style="color:{colour}">{html.escape(role)}</b>'
+
+    def add_frame(self, frame: Frame) -> None:
+        row = self.rows.get(frame.message_id)
+        if row is None:
+            self.rows[frame.message_id] = len(self.chat)
+            self.chat.append({"role": "assistant", "content": f"{self.label(frame.role)}: "})
+            self.replies.append((f"{frame.role}: {frame.message_id}", frame.message_id))
+            row = len(self.chat) - 1
+        self.chat[row]["content"] += frame.content
+
+    def add_human(self, message: Message) -> None:
+        self.rows[message.message_id] = len(self.chat)
+        self.chat.append({"role": "user", "content": f"{self.label(message.sent_from)}: "
+                          f"{message.content}"})
+        self.replies.append((f"{message.sent_from}: {message.message_id}", message.message_id))
+
+    def roles_table(self) -> str:
+        """The registry's agents with their status, and what each is doing now."""
+        lines = ["| role | kind | status | now |", "|---|---|---|---|"]
+        for info in self.room.agents():
+            kind = "human" if info.is_human else "watcher" if info.is_watcher else type_name(info.agent_class)
+            now = ""
+            if info.role == self.room.speaking:
+                now = "your turn" if info.role == self.room.human else "speaking"
+            lines.append(f"| {self.label(info.role)} | {kind} | {info.status} | {now} |")
+        return "\n".join(lines)
+
+
+def type_name(agent_class: str) -> str:
+    return agent_class.rsplit(".", 1)[-1]
+
+
+class ChatApp:
+    """The Gradio app of a chat room: one room per browser session.
+
+    `make_room` gives a new room (or a task center, made a room with
+    `director`) for each session; `task` opens each room.
+    """
+
+    def __init__(
+        self,
+        make_room: Callable[[], ChatRoom | TaskCenter],
+        *,
+        task: str | None = None,
+        director: Director = round_robin,
+        title: str = "actorsim chat room",
+    ) -> None:
+        self.make_room = make_room
+        self.task = task
+        self.director = director
+        self.title = title
+        self.sessions: dict[str, _Session] = {}
+        self._sessions_lock = threading.Lock()
+        self._rooms_made = 0
+        self.blocks = self._build()
+
+    # -- sessions
+
+    def _new_session(self, session_hash: str) -> _Session:
+        made = self.make_room()
+        room = made if isinstance(made, ChatRoom) else ChatRoom(made, director=self.director)
+        if self.task is not None:
+            room.open(self.task)
+        session = _Session(room)
+        with self._sessions_lock:
+            self._rooms_made += 1
+            self.sessions[session_hash] = session
+        return session
+
+    def end_session(self, session_hash: str) -> None:
+        """Close one session's room (its tab was closed)."""
+        with self._sessions_lock:
+            session = self.sessions.pop(session_hash, None)
+        if session is not None:
+            with session.lock:
+                session.room.close()
+
+    def close(self) -> None:
+        """Close every room and the server."""
+        for session_hash in list(self.sessions):
+            self.end_session(session_hash)
+        self.blocks.close()
+
+    # -- the page
+
+    def _build(self) -> gr.Blocks:
+        blocks: gr.Blocks
+        with gr.Blocks(title=self.title) as blocks:
+            gr.Markdown(f"## {self.title}")
+            with gr.Row():
+                with gr.Column(scale=3):
+                    chat = gr.Chatbot(
+                        label="chat", elem_id="chat", height=480, group_consecutive_messages=False,
+                        feedback_options=None, buttons=[],
+                    )
+                    say = gr.Textbox(
+                        label="you", elem_id="say", placeholder="wait for your turn...", interactive=False,
+                        submit_btn="Send",
+                    )
+                with gr.Column(scale=2):
+                    roles = gr.Markdown(elem_id="roles")
+                    pick = gr.Dropdown(label="trace a message", elem_id="trace-pick", choices=[], interactive=True)
+                    trace = gr.Markdown(elem_id="trace")
+            outputs = [chat, say, roles, pick]
+            blocks.load(self._start, inputs=None, outputs=outputs, concurrency_limit=None)
+            say.submit(self._speak, inputs=[say], outputs=outputs, concurrency_limit=None)
+            pick.change(self._trace, inputs=[pick], outputs=[trace], concurrency_limit=None)
+            blocks.unload(self._unload)
+        return blocks
+
+    def _updates(self, session: _Session, *, waiting: bool) -> tuple[Any, ...]:
+        human = session.room.human
+        say = gr.update(
+            value="",
+            interactive=waiting,
+            placeholder=f"speak as {human}, then Enter" if waiting else "wait for your turn...",
+            label=human or "you",
+        )
+        choices = list(reversed(session.replies))
+        return (
+            [dict(message) for message in session.chat],
+            say,
+            session.roles_table(),
+            gr.update(choices=choices),
+        )
+
+    def _stream(self, session: _Session) -> Iterator[tuple[Any, ...]]:
+        """Run the room until the human's turn, yielding the page after every frame."""
+        yield self._updates(session, waiting=False)
+        waiting = False
+        for event in _on_own_thread(session.room.run(), name=session.room.task_center.name):
+            if isinstance(event, Frame):
+                session.add_frame(event)
+            elif isinstance(event, HumanTurn):
+                waiting = True
+            elif not isinstance(event, Speaking):
+                continue
+            yield self._updates(session, waiting=waiting)
+        yield self._updates(session, waiting=waiting)
+
+    def _start(self, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        session = self._new_session(str(request.session_hash))
+        with session.lock:
+            yield from self._stream(session)
+
+    def _speak(self, text: str, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        session = self.sessions.get(str(request.session_hash))
+        if session is None or not text.strip():
+            return
+        with session.lock:
+            if session.room.speaking != session.room.human:
+                return
+            message = session.room.speak(text.strip())
+            session.add_human(message)
+            yield from self._stream(session)
+
+    def _trace(self, message_id: str | None, request: gr.Request) -> str:
+        session = self.sessions.get(str(request.session_hash))
+        if session is None or not message_id:
+            return ""
+        causes, message = session.room.trace(message_id)
+        lines = [f"**{describe(message)}** `{message.message_id}`", "", "caused by:"]
+        lines += [f"{n}. {describe(cause)}: {cause.content}" for n, cause in enumerate(causes, 1)]
+        if not causes:
+            lines.append("nothing: it opens the conversation")
+        return "\n".join(lines)
+
+    def _unload(self, request: gr.Request) -> None:
+        self.end_session(str(request.session_hash))
+
+    # -- serving
+
+    def launch(self, port: int = 0, *, block: bool = False) -> str:
+        """Serve on 127.0.0.1 (port 0: a free one), never shared; returns the page's URL."""
+        if port == 0:
+            port = free_port()
+        _, url, _ = self.blocks.launch(
+            server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=not block,
+            quiet=True, footer_links=[],
+        )
+        return str(url)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def build_app(
+    make_room: Callable[[], ChatRoom | TaskCenter],
+    *,
+    task: str | None = None,
+    director: Director = round_robin,
+    title: str = "actorsim chat room",
+) -> gr.Blocks:
+    """The Gradio app of a chat room; see `ChatApp` (which also closes the rooms)."""
+    return ChatApp(make_room, task=task, director=director, title=title).blocks
