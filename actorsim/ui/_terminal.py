@@ -6,13 +6,16 @@ so scripts and tests read it the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import signal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
 from actorsim._envelope import Frame
-from actorsim.ui._room import HumanTurn, RoomEvent, Speaking
+from actorsim.ui._room import ChatRoom, HumanTurn, RoomEvent, Speaking
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
 
@@ -59,3 +62,56 @@ class TerminalView:
         self._speaker = None
         self.console.print()
         self.console.print(text)
+
+
+def run_interruptibly(body: Callable[[], None], view: TerminalView) -> int:
+    """Run `body` (which opens and closes its run); Ctrl-C or SIGTERM ends it cleanly with 130.
+
+    The run's `with actorsim.init(...)` block has stopped every process and
+    closed the log by the time the interrupt reaches here.
+    """
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        body()
+    except KeyboardInterrupt:
+        view.end("interrupted: the run is stopped and its log closed")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def chat(
+    *,
+    transport: str,
+    roles: Sequence[str],
+    human: str | None,
+    task: str,
+    turns: int,
+    llm: Callable[[str], Mapping[str, Any]],
+    log_dir: str | os.PathLike[str] | None,
+) -> int:
+    """`actorsim chat`: a room of `roles` taking turns (round robin), `human` typing at its turn."""
+    import actorsim
+    from actorsim import RolePlay, TaskCenter, create_component
+
+    view = TerminalView(humans=[human] if human else [])
+
+    def body() -> None:
+        with actorsim.init(transport=transport, log_dir=log_dir) as runtime:
+            task_center = create_component(TaskCenter, name="chat", remote=True)
+            agents = [
+                create_component(RolePlay, name=role, remote=True, llm=dict(llm(role)), instruction=f"You are {role}.")
+                for role in roles
+            ]
+            if human:
+                agents.append(create_component(RolePlay, name=human, remote=True, human_input_mode="TERMINAL"))
+            task_center.add_agents(agents)
+            room = ChatRoom(task_center)
+            view.console.print(Text(f"run {runtime.run_id} on {transport}: {', '.join(room.roles)}", style="dim"))
+            room.open(task)
+            view.show(room.run(turns=turns))
+            where = f" (log: {runtime.log_config.directory})" if runtime.log_config else ""
+            view.end(f"\n{len(room.history())} messages in run {runtime.run_id}{where}")
+
+    return run_interruptibly(body, view)
