@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import signal
+import sys
+import threading
 from typing import Any
 
 import actorsim
 from actorsim import RolePlay, TaskCenter, create_component
 from actorsim.ui import ChatApp, ChatRoom, WatcherDirector, round_robin
 
+TITLE = "actorsim chat room: landing on the Moon"
 TASK = "How should we land people on the Moon again, and soon?"
 HUMAN = "visitor"
 AGENTS = {
@@ -94,17 +98,21 @@ def main() -> None:
     parser.add_argument("--log-dir", default="logs")
     args = parser.parse_args()
 
-    # The actor system starts before Gradio's server, in this same process.
-    with actorsim.init(transport=args.transport, log_dir=args.log_dir):
-        app = ChatApp(room_factory(args), title="actorsim chat room: landing on the Moon")
-        try:
-            url = app.launch(args.port)
-            print(f"chat room on {args.transport}: {url}  (Ctrl-C stops it)", flush=True)
-            app.blocks.block_thread()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            app.close()
+    # A polite `kill` stops the app as Ctrl-C does: rooms closed, actors stopped, log closed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        # The actor system starts before Gradio's server, in this same process.
+        with actorsim.init(transport=args.transport, log_dir=args.log_dir):
+            app = ChatApp(room_factory(args), title=TITLE)
+            try:
+                url = app.launch(args.port)
+                print(f"chat room on {args.transport}: {url}  (Ctrl-C stops it)", flush=True)
+                threading.Event().wait()
+            finally:
+                app.close()
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def chat_app(runtime: Runtime) -> Iterator[object]:
     from actorsim.ui import ChatApp
 
     args = argparse.Namespace(model_server="scripted", chunk_latency=0.05, director="watcher", model="", api_base=None)
-    app = ChatApp(EXAMPLE.room_factory(args), title="chat room under test")
+    app = ChatApp(EXAMPLE.room_factory(args), title=EXAMPLE.TITLE)
     app.url = app.launch(0)  # type: ignore[attr-defined]
     yield app
     app.close()
@@ -97,7 +97,7 @@ def wait_until(condition: object, timeout: float) -> bool:
 class TestChatRoomInTheBrowser:
     def test_replies_stream_in_labelled_and_answer_the_human(self, chat_app: object, browser: object) -> None:
         """A user sees ada's reply grow word by word, types at their turn, and the agents answer their words."""
-        context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+        context = browser.new_context(viewport={"width": 1280, "height": 700})  # type: ignore[attr-defined]
         page = context.new_page()
         page.goto(chat_app.url)  # type: ignore[attr-defined]
         chat = page.locator("#chat")
@@ -121,7 +121,8 @@ class TestChatRoomInTheBrowser:
         assert text.index(BRUNO_FIRST) < text.index("visitor: What about") < text.index("ada: I heard visitor")
 
         page.locator("#trace-pick input").click()
-        page.get_by_role("option").filter(has_text="ada:").first.click()
+        page.get_by_role("option").filter(has_text="4. ada: I heard visitor").click()
+        expect(page.get_by_role("option")).to_have_count(0)
         trace = page.locator("#trace")
         expect(trace).to_contain_text("caused by", timeout=30_000)
         expect(trace).to_contain_text("visitor → ada, bruno: What about a space elevator?")

@@ -75,7 +75,7 @@ class _Session:
         self.lock = threading.Lock()  # one update stream at a time per session
         self.chat: list[dict[str, Any]] = []
         self.rows: dict[str, int] = {}  # message id -> row of the chat pane
-        self.replies: list[tuple[str, str]] = []  # (label, message id), for the trace picker
+        self.texts: dict[str, tuple[str, str]] = {}  # message id -> (role, text so far), for the trace picker
         self.colours: dict[str, str] = {}
         for role in room.roles:
             self.label(role)
@@ -90,15 +90,24 @@ class _Session:
         if row is None:
             self.rows[frame.message_id] = len(self.chat)
             self.chat.append({"role": "assistant", "content": f"{self.label(frame.role)}: "})
-            self.replies.append((f"{frame.role}: {frame.message_id}", frame.message_id))
             row = len(self.chat) - 1
         self.chat[row]["content"] += frame.content
+        role, text = self.texts.get(frame.message_id, (frame.role, ""))
+        self.texts[frame.message_id] = (role, text + frame.content)
 
     def add_human(self, message: Message) -> None:
         self.rows[message.message_id] = len(self.chat)
         self.chat.append({"role": "user", "content": f"{self.label(message.sent_from)}: "
                           f"{message.content}"})
-        self.replies.append((f"{message.sent_from}: {message.message_id}", message.message_id))
+        self.texts[message.message_id] = (message.sent_from, message.content)
+
+    def trace_choices(self) -> list[tuple[str, str]]:
+        """(label, message id) of every message shown, newest first."""
+        choices = []
+        for number, (message_id, (role, text)) in enumerate(self.texts.items(), start=1):
+            snippet = text if len(text) <= 48 else text[:47] + "…"
+            choices.append((f"{number}. {role}: {snippet}", message_id))
+        return choices[::-1]
 
     def roles_table(self) -> str:
         """The registry's agents with their status, and what each is doing now."""
@@ -202,12 +211,11 @@ class ChatApp:
             placeholder=f"speak as {human}, then Enter" if waiting else "wait for your turn...",
             label=human or "you",
         )
-        choices = list(reversed(session.replies))
         return (
             [dict(message) for message in session.chat],
             say,
             session.roles_table(),
-            gr.update(choices=choices),
+            gr.update(choices=session.trace_choices()),
         )
 
     def _stream(self, session: _Session) -> Iterator[tuple[Any, ...]]:
@@ -256,12 +264,12 @@ class ChatApp:
 
     # -- serving
 
-    def launch(self, port: int = 0, *, block: bool = False) -> str:
-        """Serve on 127.0.0.1 (port 0: a free one), never shared; returns the page's URL."""
+    def launch(self, port: int = 0) -> str:
+        """Serve on 127.0.0.1 (port 0: a free one), never shared, from a thread; returns the page's URL."""
         if port == 0:
             port = free_port()
         _, url, _ = self.blocks.launch(
-            server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=not block,
+            server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True,
             quiet=True, footer_links=[],
         )
         return str(url)
