@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from actorsim import ActorStoppedError, ChatMessage, RolePlay, TaskCenter
@@ -104,3 +107,22 @@ class TestChatRoom:
         chat_room.speak("Catapults?")
         list(chat_room.run())
         assert "visitor: Catapults?" in prompt_text(ada)
+
+
+def test_importing_actorsim_and_its_room_leaves_gradio_unimported() -> None:
+    """Gradio is an optional extra: only the app's names import it, on first use."""
+    code = (
+        "import sys, actorsim, actorsim.ui; assert 'gradio' not in sys.modules; "
+        "actorsim.ui.ChatApp; assert 'gradio' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_without_gradio_the_app_says_what_to_install() -> None:
+    """The app's error names the extra to install when Gradio is missing."""
+    code = (
+        "import sys; sys.modules['gradio'] = None\n"
+        "try:\n    from actorsim.ui import ChatApp\nexcept ImportError as error:\n    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert "pip install 'actorsim[ui]'" in result.stdout
