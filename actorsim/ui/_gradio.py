@@ -9,6 +9,7 @@ update (Thespian's driver endpoint is held for a whole stream).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import queue
@@ -72,7 +73,9 @@ class _Session:
 
     def __init__(self, room: ChatRoom) -> None:
         self.room = room
-        self.lock = threading.Lock()  # one update stream at a time per session
+        self.lock = threading.Lock()  # guards busy and ending, never held across a yield
+        self.busy = False  # an update stream runs: one at a time per session
+        self.ending = False  # the tab is gone: the room closes when its stream ends
         self.chat: list[dict[str, Any]] = []
         self.rows: dict[str, int] = {}  # message id -> row of the chat pane
         self.texts: dict[str, tuple[str, str]] = {}  # message id -> (role, text so far), for the trace picker
@@ -146,7 +149,6 @@ class ChatApp:
         self.title = title
         self.sessions: dict[str, _Session] = {}
         self._sessions_lock = threading.Lock()
-        self._rooms_made = 0
         self.blocks = self._build()
 
     # -- sessions
@@ -158,17 +160,20 @@ class ChatApp:
             room.open(self.task)
         session = _Session(room)
         with self._sessions_lock:
-            self._rooms_made += 1
             self.sessions[session_hash] = session
         return session
 
     def end_session(self, session_hash: str) -> None:
-        """Close one session's room (its tab was closed)."""
+        """Close one session's room (its tab was closed), at once or when its running stream ends."""
         with self._sessions_lock:
             session = self.sessions.pop(session_hash, None)
-        if session is not None:
-            with session.lock:
-                session.room.close()
+        if session is None:
+            return
+        with session.lock:
+            session.ending = True
+            if session.busy:
+                return
+        session.room.close()
 
     def close(self) -> None:
         """Close every room and the server."""
@@ -232,21 +237,38 @@ class ChatApp:
             yield self._updates(session, waiting=waiting)
         yield self._updates(session, waiting=waiting)
 
+    @contextlib.contextmanager
+    def _turn(self, session: _Session) -> Iterator[bool]:
+        """Whether this event may drive the room (no other stream runs, the tab is open)."""
+        with session.lock:
+            if session.busy or session.ending:
+                yield False
+                return
+            session.busy = True
+        try:
+            yield True
+        finally:
+            with session.lock:
+                session.busy = False
+                ending = session.ending
+            if ending:
+                session.room.close()
+
     def _start(self, request: gr.Request) -> Iterator[tuple[Any, ...]]:
         session = self._new_session(str(request.session_hash))
-        with session.lock:
-            yield from self._stream(session)
+        with self._turn(session) as mine:
+            if mine:
+                yield from self._stream(session)
 
     def _speak(self, text: str, request: gr.Request) -> Iterator[tuple[Any, ...]]:
         session = self.sessions.get(str(request.session_hash))
         if session is None or not text.strip():
             return
-        with session.lock:
-            if session.room.speaking != session.room.human:
-                return
-            message = session.room.speak(text.strip())
-            session.add_human(message)
-            yield from self._stream(session)
+        with self._turn(session) as mine:
+            if mine and session.room.speaking == session.room.human:
+                message = session.room.speak(text.strip())
+                session.add_human(message)
+                yield from self._stream(session)
 
     def _trace(self, message_id: str | None, request: gr.Request) -> str:
         session = self.sessions.get(str(request.session_hash))
