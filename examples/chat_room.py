@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import signal
 import sys
 import threading
 from typing import Any
 
 import actorsim
 from actorsim import RolePlay, TaskCenter, create_component
-from actorsim.ui import ChatApp, ChatRoom, WatcherDirector, round_robin
+from actorsim.ui import ChatApp, ChatRoom, WatcherDirector, round_robin, sigterm_interrupts
 
 TITLE = "actorsim chat room: landing on the Moon"
 TASK = "How should we land people on the Moon again, and soon?"
@@ -98,11 +97,10 @@ def main() -> None:
     parser.add_argument("--log-dir", default="logs")
     args = parser.parse_args()
 
-    # A polite `kill` stops the app as Ctrl-C does: rooms closed, actors stopped, log closed.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         # The actor system starts before Gradio's server, in this same process.
         with actorsim.init(transport=args.transport, log_dir=args.log_dir):
+            sigterm_interrupts()  # a polite `kill` stops the app as Ctrl-C does
             app = ChatApp(room_factory(args), title=TITLE)
             try:
                 url = app.launch(args.port)

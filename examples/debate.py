@@ -12,13 +12,12 @@ ends the run cleanly (exit code 130); its log stays replayable.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from typing import Any
 
 import actorsim
 from actorsim import RolePlay, TaskCenter, create_component
-from actorsim.ui import TerminalView
+from actorsim.ui import TerminalView, sigterm_interrupts
 
 JOE = (
     "you are the president of the United States Joe Biden, and you are debating "
@@ -70,12 +69,11 @@ def main() -> None:
     parser.add_argument("--human", choices=sorted(SCRIPTED_REPLIES), help="play this debater yourself, typing")
     parser.add_argument("--log-dir", default="logs", help="where the run log goes")
     args = parser.parse_args()
-    # A polite `kill` ends the run as Ctrl-C does: actors stopped, log closed.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     view = TerminalView(humans=[args.human] if args.human else [])
     runtime = None
     try:
         with actorsim.init(transport=args.transport, log_dir=args.log_dir) as runtime:
+            sigterm_interrupts()  # a polite `kill` ends the run as Ctrl-C does
             task_center = create_component(TaskCenter, name="task_center", remote=True)
             task_center.add_agents([debater("joe_biden", JOE, args), debater("donald_trump", TRUMP, args)])
             task_center.send_task_request("what is the best solution to land on moon?", send_to="joe_biden")

@@ -7,8 +7,12 @@ system, as a user runs it. Waits are Playwright's own (expect, wait_for_function
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,3 +157,46 @@ class TestChatRoomInTheBrowser:
         assert wait_until(lambda: sum(room.closed for room in rooms) == 1, timeout=30), "the closed tab's room lives"
         assert len(sessions) == 1
         contexts[1].close()
+
+
+@pytest.mark.parametrize("transport", ["thespian", "ray"])
+def test_the_example_serves_then_ctrl_c_stops_everything(transport: str, browser: object, tmp_path: Path) -> None:
+    """examples/chat_room.py as a user starts it: the page works; Ctrl-C exits 130 and leaves no process."""
+    import psutil
+
+    from actorsim.runs import find_run, read_run
+    from tests.test_processes import wait_until_gone
+
+    log_dir = tmp_path / "logs"
+    app = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "chat_room.py"), "--transport", transport, "--port", "0",
+         "--log-dir", str(log_dir), "--chunk-latency", "0"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert app.stdout is not None
+        while "chat room on" not in (line := app.stdout.readline()):
+            assert line, "the app ended before serving"
+        url = line.split(": ", 1)[1].split()[0]
+        context = browser.new_context()  # type: ignore[attr-defined]
+        page = context.new_page()
+        page.goto(url)
+        expect(page.locator("#say textarea")).to_be_editable(timeout=60_000)
+        expect(page.locator("#chat")).to_contain_text(f"bruno: {BRUNO_FIRST}")
+        processes = {app.pid, *(child.pid for child in psutil.Process(app.pid).children(recursive=True))}
+        for pid in read_run(find_run(log_dir, "latest")).processes:
+            processes.add(pid)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                processes.add(psutil.Process(pid).ppid())
+        processes -= {0, 1, os.getpid()}
+        assert len(processes) >= 3
+        app.send_signal(signal.SIGINT)
+        output, _ = app.communicate(timeout=60)
+        context.close()
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+    assert app.returncode == 130, output
+    assert "Traceback" not in output
+    assert wait_until_gone(sorted(processes), timeout=15) == []

@@ -64,20 +64,25 @@ class TerminalView:
         self.console.print(text)
 
 
+def sigterm_interrupts() -> None:
+    """Make a polite `kill` end the run as Ctrl-C does (actors stopped, log closed).
+
+    Called after `actorsim.init`: Ray installs its own SIGTERM handler there.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def run_interruptibly(body: Callable[[], None], view: TerminalView) -> int:
-    """Run `body` (which opens and closes its run); Ctrl-C or SIGTERM ends it cleanly with 130.
+    """Run `body` (which opens and closes its run); Ctrl-C ends it cleanly with 130.
 
     The run's `with actorsim.init(...)` block has stopped every process and
     closed the log by the time the interrupt reaches here.
     """
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         body()
     except KeyboardInterrupt:
         view.end("interrupted: the run is stopped and its log closed")
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
@@ -99,6 +104,7 @@ def chat(
 
     def body() -> None:
         with actorsim.init(transport=transport, log_dir=log_dir) as runtime:
+            sigterm_interrupts()
             task_center = create_component(TaskCenter, name="chat", remote=True)
             agents = [
                 create_component(RolePlay, name=role, remote=True, llm=dict(llm(role)), instruction=f"You are {role}.")
