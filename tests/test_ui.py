@@ -37,10 +37,10 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 SCREENSHOT = os.environ.get("ACTORSIM_UI_SCREENSHOT")  # e.g. docs/chat_room.png, to refresh the README's picture
-STREAMED_PART_WAY = """([start, end]) => {
+STREAMED_PART_WAY = """([start, end, longer_than]) => {
     const chat = document.querySelector('#chat');
     const text = chat ? chat.innerText : '';
-    return text.includes(start) && !text.includes(end);
+    return text.includes(start) && !text.includes(end) && text.length > longer_than && text.length;
 }"""
 
 pytestmark = [
@@ -76,7 +76,7 @@ def chat_app(runtime: Runtime) -> Iterator[object]:
     """examples/chat_room.py's app on a free port of 127.0.0.1, on this test's transport."""
     from actorsim.ui import ChatApp
 
-    args = argparse.Namespace(model_server="scripted", chunk_latency=0.05, director="watcher", model="", api_base=None)
+    args = argparse.Namespace(model_server="scripted", chunk_latency=0.1, director="watcher", model="", api_base=None)
     app = ChatApp(EXAMPLE.room_factory(args), title=EXAMPLE.TITLE)
     app.url = app.launch(0)  # type: ignore[attr-defined]
     yield app
@@ -105,8 +105,10 @@ class TestChatRoomInTheBrowser:
         page = context.new_page()
         page.goto(chat_app.url)  # type: ignore[attr-defined]
         chat = page.locator("#chat")
-        page.wait_for_function(STREAMED_PART_WAY, arg=["ada: Engineering first:", "margins everywhere."],
-                               timeout=60_000)
+        # Seen part-way twice, growing, before the reply is whole: it streams as it is generated.
+        partial = ["ada: Engineering first:", "margins everywhere."]
+        seen = page.wait_for_function(STREAMED_PART_WAY, arg=[*partial, 0], timeout=60_000).json_value()
+        page.wait_for_function(STREAMED_PART_WAY, arg=[*partial, seen], timeout=60_000)
         expect(chat).to_contain_text(f"ada: {ADA_FIRST}", timeout=60_000)
         expect(chat).to_contain_text(f"bruno: {BRUNO_FIRST}", timeout=60_000)
         labels = chat.locator("b.actorsim-role")

@@ -37,7 +37,8 @@ def _on_own_thread(events: Iterable[RoomEvent], name: str) -> Iterator[RoomEvent
     """Run `events` on one thread, handing them over as they come.
 
     Closing this generator lets the current step finish on its thread (its
-    actors are owed their replies) and stops before the next one.
+    actors are owed their replies), stops before the next one, and returns
+    once the thread is done, so a room is never closed under a running step.
     """
     handover: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
@@ -66,6 +67,7 @@ def _on_own_thread(events: Iterable[RoomEvent], name: str) -> Iterator[RoomEvent
             yield item
     finally:
         stop.set()
+        thread.join()
 
 
 class _Session:
@@ -82,6 +84,11 @@ class _Session:
         self.colours: dict[str, str] = {}
         for role in room.roles:
             self.label(role)
+        self.agents = room.agents()
+
+    def refresh_agents(self) -> None:
+        """Read the Registry again; done between streams, never per frame (a step may hold the transport)."""
+        self.agents = self.room.agents()
 
     def label(self, role: str) -> str:
         """The role's name in its own colour, as chat lines and the role list show it."""
@@ -115,7 +122,7 @@ class _Session:
     def roles_table(self) -> str:
         """The registry's agents with their status, and what each is doing now."""
         lines = ["| role | kind | status | now |", "|---|---|---|---|"]
-        for info in self.room.agents():
+        for info in self.agents:
             kind = "human" if info.is_human else "watcher" if info.is_watcher else type_name(info.agent_class)
             now = ""
             if info.role == self.room.speaking:
@@ -225,6 +232,7 @@ class ChatApp:
 
     def _stream(self, session: _Session) -> Iterator[tuple[Any, ...]]:
         """Run the room until the human's turn, yielding the page after every frame."""
+        session.refresh_agents()
         yield self._updates(session, waiting=False)
         waiting = False
         for event in _on_own_thread(session.room.run(), name=session.room.task_center.name):
@@ -235,6 +243,7 @@ class ChatApp:
             elif not isinstance(event, Speaking):
                 continue
             yield self._updates(session, waiting=waiting)
+        session.refresh_agents()
         yield self._updates(session, waiting=waiting)
 
     @contextlib.contextmanager
