@@ -63,8 +63,14 @@ ADA_FIRST = EXAMPLE.SCRIPTED_REPLIES["ada"][0]
 BRUNO_FIRST = EXAMPLE.SCRIPTED_REPLIES["bruno"][0]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser() -> Iterator[object]:
+    """Debian's chromium, one per test, started after the test's actor system.
+
+    A Thespian admin forked from this process after Playwright started would
+    hold Playwright's pipe to its driver open, and closing the browser would
+    wait for it: tests ask for `chat_app` (and so the runtime) before `browser`.
+    """
     with playwright_sync.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

@@ -75,7 +75,7 @@ class _Session:
 
     def __init__(self, room: ChatRoom) -> None:
         self.room = room
-        self.lock = threading.Lock()  # guards busy and ending, never held across a yield
+        self.turns = threading.Condition()  # guards busy and ending; never held across a yield
         self.busy = False  # an update stream runs: one at a time per session
         self.ending = False  # the tab is gone: the room closes when its stream ends
         self.chat: list[dict[str, Any]] = []
@@ -176,8 +176,9 @@ class ChatApp:
             session = self.sessions.pop(session_hash, None)
         if session is None:
             return
-        with session.lock:
+        with session.turns:
             session.ending = True
+            session.turns.notify_all()
             if session.busy:
                 return
         session.room.close()
@@ -248,17 +249,23 @@ class ChatApp:
 
     @contextlib.contextmanager
     def _turn(self, session: _Session) -> Iterator[bool]:
-        """Whether this event may drive the room (no other stream runs, the tab is open)."""
-        with session.lock:
-            if session.busy or session.ending:
-                yield False
-                return
-            session.busy = True
+        """Drive the room once the session's previous stream has ended; False if the tab is gone.
+
+        The page may send the human's words before Gradio has finished the
+        stream that opened the text box: they wait for it rather than being lost.
+        """
+        with session.turns:
+            session.turns.wait_for(lambda: not session.busy or session.ending)
+            mine = session.busy = not session.ending
+        if not mine:
+            yield False
+            return
         try:
             yield True
         finally:
-            with session.lock:
+            with session.turns:
                 session.busy = False
+                session.turns.notify_all()
                 ending = session.ending
             if ending:
                 session.room.close()
