@@ -2,6 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The chat room's browser tests drive Debian's chromium, never a browser Playwright downloads.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 .PHONY: demo test bench clean
 
@@ -16,7 +20,11 @@ $(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/python examples/debate.py --transport thespian
 
-test: $(VENV)/.installed
+$(CHROMIUM):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+
+test: $(VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed

@@ -136,6 +136,9 @@ class Replay:
         for event in self.run.of_type("human.input"):
             self._humans.setdefault(event["role"], []).append(event["text"])
         self.matched = 0
+        # A run the user interrupted (Ctrl-C) is replayed up to its last message, then interrupted alike.
+        self.interrupted = bool(self.run.of_type("run.interrupted"))
+        self.reenacted_interrupt = False
 
     def model_for(self, role: str, original: Any) -> dict[str, Any]:
         """The replay model config for `role`; `original` answers after the fork, if any."""
@@ -171,6 +174,10 @@ class Replay:
             )
         self.matched += 1
         self.write_report(None)
+        if self.interrupted and self.matched == len(self.run.messages) and not self.until:
+            self.reenacted_interrupt = True
+            self.write_report(None)
+            raise KeyboardInterrupt(f"the recorded run was interrupted after message {recorded.message_id}")
         return recorded
 
     def _diverged(self, divergence: ReplayDivergence) -> ReplayDivergence:
@@ -180,7 +187,12 @@ class Replay:
     def write_report(self, divergence: ReplayDivergence | None) -> None:
         if self.report_path is None:
             return
-        report: dict[str, Any] = {"matched": self.matched, "recorded": len(self.run.messages), "forked": self.forked}
+        report: dict[str, Any] = {
+            "matched": self.matched,
+            "recorded": len(self.run.messages),
+            "forked": self.forked,
+            "interrupted": self.reenacted_interrupt,
+        }
         if divergence is not None:
             report["divergence"] = {
                 "what": divergence.what,

@@ -149,6 +149,9 @@ class Runtime:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is not None and issubclass(kind, KeyboardInterrupt) and not self._closed:
+            # Marks the log as ended by the user, so a replay stops where the run did.
+            self.log("run.interrupted")
         self.shutdown()
 
 

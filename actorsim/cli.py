@@ -163,6 +163,9 @@ def replay(run: str, until: str | None, live_from: str | None) -> None:
             table.add_row(Text(recorded, style=style), Text(replayed, style=style))
         console.print(table)
         raise click.ClickException(f"replay diverged after matching {report['matched']} messages")
+    if report.get("interrupted"):
+        console.print(f"replay matched {report['matched']} messages, up to where the run was interrupted")
+        return
     if completed.returncode != 0:
         raise click.ClickException(f"the replayed program exited with {completed.returncode}")
     if report["forked"]:
@@ -171,3 +174,40 @@ def replay(run: str, until: str | None, live_from: str | None) -> None:
     if until is None and report["matched"] != report["recorded"]:
         raise click.ClickException(f"replay matched {report['matched']} of {report['recorded']} recorded messages")
     console.print(f"replay matched {report['matched']} messages")
+
+
+@main.command()
+@click.option("--transport", type=click.Choice(["local", "thespian", "ray"]), default="local", show_default=True)
+@click.option("--roles", default="ada,bruno", show_default=True, help="The agents, comma-separated, in speaking order.")
+@click.option("--human", default="you", show_default=True, help="Your role: you type at its turn ('' for none).")
+@click.option("--task", default="How should we land people on the Moon again?", show_default=True)
+@click.option("--turns", type=click.IntRange(min=1), default=9, show_default=True, help="Replies before the end.")
+@click.option("--model-server", type=click.Choice(["scripted", "openai", "dashscope"]), default="scripted",
+              show_default=True)
+@click.option("--model", default="qwen-max", show_default=True, help="For openai and dashscope.")
+@click.option("--api-base", help="For openai: the server's URL.")
+@click.option("--chunk-latency", type=float, default=0.03, show_default=True, help="Scripted model only.")
+@click.pass_obj
+def chat(
+    log_dir: Path, transport: str, roles: str, human: str, task: str, turns: int, model_server: str, model: str,
+    api_base: str | None, chunk_latency: float,
+) -> None:
+    """A chat room in the terminal: the agents take turns and you answer at yours.
+
+    Replies stream in, each role in its colour; Ctrl-C ends the run cleanly
+    and `actorsim replay` replays it. Offline (scripted) unless --model-server.
+    """
+    from actorsim.ui._terminal import chat as run_chat
+
+    def llm(role: str) -> dict[str, object]:
+        if model_server == "scripted":
+            replies = [f"I am {role}, and I heard {{heard}}", f"As {role}, about {{heard}}: let us test it first."]
+            return {"model_server": "scripted", "replies": replies, "chunk_latency": chunk_latency}
+        return {"model_server": model_server, "model": model, **({"api_base": api_base} if api_base else {})}
+
+    names = [role.strip() for role in roles.split(",") if role.strip()]
+    code = run_chat(
+        transport=transport, roles=names, human=human or None, task=task, turns=turns, llm=llm, log_dir=log_dir
+    )
+    if code:
+        sys.exit(code)

@@ -1,18 +1,23 @@
 """The seed's debate: two agents, six rounds, on any transport.
 
     python examples/debate.py --transport thespian
+    python examples/debate.py --human donald_trump    # you play Trump, typing in the terminal
 
 Runs offline with a scripted model; pass --model-server openai (with
 --api-base and --model) or dashscope (with DASHSCOPE_API_KEY) for a real one.
+Replies stream in as they are generated, each role in its colour. Ctrl-C
+ends the run cleanly (exit code 130); its log stays replayable.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import actorsim
 from actorsim import RolePlay, TaskCenter, create_component
+from actorsim.ui import TerminalView, sigterm_interrupts
 
 JOE = (
     "you are the president of the United States Joe Biden, and you are debating "
@@ -45,6 +50,14 @@ def llm_config(role: str, args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
+def debater(role: str, instruction: str, args: argparse.Namespace) -> Any:
+    if role == args.human:
+        return create_component(
+            RolePlay, name=role, remote=True, human_input_mode="TERMINAL", instruction=instruction
+        )
+    return create_component(RolePlay, name=role, remote=True, llm=llm_config(role, args), instruction=instruction)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transport", choices=actorsim.TRANSPORTS, default="thespian")
@@ -53,26 +66,26 @@ def main() -> None:
     parser.add_argument("--model", default="qwen-max")
     parser.add_argument("--api-base")
     parser.add_argument("--chunk-latency", type=float, default=0.02, help="scripted model only")
+    parser.add_argument("--human", choices=sorted(SCRIPTED_REPLIES), help="play this debater yourself, typing")
+    parser.add_argument("--log-dir", default="logs", help="where the run log goes")
     args = parser.parse_args()
-
-    with actorsim.init(transport=args.transport):
-        task_center = create_component(TaskCenter, name="task_center", remote=True)
-        joe_biden = create_component(
-            RolePlay, name="joe_biden", remote=True, llm=llm_config("joe_biden", args), instruction=JOE
-        )
-        donald_trump = create_component(
-            RolePlay, name="donald_trump", remote=True, llm=llm_config("donald_trump", args), instruction=TRUMP
-        )
-        task_center.add_agents([joe_biden, donald_trump])
-        task_center.send_task_request("what is the best solution to land on moon?", send_to="joe_biden")
-        for _ in range(args.rounds):
-            speaker = None
-            for frame in task_center.step():
-                if frame.role != speaker:
-                    print(f"\n<{frame.role}>: ", end="")
-                    speaker = frame.role
-                print(frame.content, end="", flush=True)
-        print(f"\n\n{len(task_center.environment.history())} messages on the {args.transport} transport.")
+    view = TerminalView(humans=[args.human] if args.human else [])
+    runtime = None
+    try:
+        with actorsim.init(transport=args.transport, log_dir=args.log_dir) as runtime:
+            sigterm_interrupts()  # a polite `kill` ends the run as Ctrl-C does
+            task_center = create_component(TaskCenter, name="task_center", remote=True)
+            task_center.add_agents([debater("joe_biden", JOE, args), debater("donald_trump", TRUMP, args)])
+            task_center.send_task_request("what is the best solution to land on moon?", send_to="joe_biden")
+            for _ in range(args.rounds):
+                if args.human and args.human in task_center.environment.pending_roles():
+                    view.your_turn(args.human)
+                view.show(task_center.step())
+            view.end(f"\n{len(task_center.environment.history())} messages on the {args.transport} transport.")
+    except KeyboardInterrupt:
+        where = f"; its log: {runtime.log_config.directory}" if runtime and runtime.log_config else ""
+        view.end(f"interrupted: the run is stopped{where}")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import attrs
 from actorsim.llm._protocol import ChatMessage
 
 _WORD_WITH_SPACE = re.compile(r"\S+\s*|\s+")
+HEARD = "{heard}"
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -32,7 +33,9 @@ class ScriptedConfig:
     goes on where it was, as a real model would.
 
     `reply_latency` is waited before the first chunk and `chunk_latency`
-    before each later one, to behave like a real model.
+    before each later one, to behave like a real model. `{heard}` in a reply
+    stands for the last line of the prompt's last turn (usually the last message
+    received, as "sender: text"), so an offline agent visibly answers what it heard.
     """
 
     replies: tuple[str, ...] = attrs.field(converter=tuple, validator=_some_replies)
@@ -50,6 +53,10 @@ class ScriptedModel:
     def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
         earlier = sum(1 for message in messages if message.role == "assistant")
         reply = self.config.replies[earlier % len(self.config.replies)]
+        if HEARD in reply:
+            lines = [line for line in messages[-1].content.splitlines() if line.strip()] if messages else []
+            heard = lines[-1] if lines else ""
+            reply = reply.replace(HEARD, heard)
         for index, chunk in enumerate(_WORD_WITH_SPACE.findall(reply)):
             latency = self.config.chunk_latency if index else self.config.reply_latency
             if latency:

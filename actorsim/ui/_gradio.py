@@ -1,0 +1,332 @@
+"""Chatbot mode: a Gradio app in which a room's replies stream in and a human takes part.
+
+Every browser session gets its own room from the factory (two tabs never see
+each other's messages); the room is closed when its tab goes away or the app
+closes. A room's steps run on a thread of their own, so each step's stream is
+read by the thread that began it whichever Gradio worker asks for the next
+update (Thespian's driver endpoint is held for a whole stream).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when Gradio is imported
+try:
+    import gradio as gr
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError("the chat room app needs Gradio: pip install 'actorsim[ui]'") from error
+
+from actorsim._envelope import Frame, Message
+from actorsim.task_center import TaskCenter
+from actorsim.ui._room import ChatRoom, Director, HumanTurn, RoomEvent, Speaking, describe, round_robin
+
+COLOURS = ("#1f77b4", "#9467bd", "#2ca02c", "#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+_END = object()
+
+
+def _on_own_thread(events: Iterable[RoomEvent], name: str) -> Iterator[RoomEvent]:
+    """Run `events` on one thread, handing them over as they come.
+
+    Closing this generator lets the current step finish on its thread (its
+    actors are owed their replies), stops before the next one, and returns
+    once the thread is done, so a room is never closed under a running step.
+    """
+    handover: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+
+    def produce() -> None:
+        iterator = iter(events)
+        try:
+            for event in iterator:
+                handover.put(event)
+                if stop.is_set() and not isinstance(event, Frame):
+                    break
+        except BaseException as error:  # handed to the consumer, raised there
+            handover.put(error)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+            handover.put(_END)
+
+    thread = threading.Thread(target=produce, name=f"actorsim-ui:{name}", daemon=True)
+    thread.start()
+    try:
+        while (item := handover.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _Session:
+    """One browser session: its room and what its chat pane shows."""
+
+    def __init__(self, room: ChatRoom) -> None:
+        self.room = room
+        self.turns = threading.Condition()  # guards busy and ending; never held across a yield
+        self.busy = False  # an update stream runs: one at a time per session
+        self.ending = False  # the tab is gone: the room closes when its stream ends
+        self.chat: list[dict[str, Any]] = []
+        self.rows: dict[str, int] = {}  # message id -> row of the chat pane
+        self.texts: dict[str, tuple[str, str]] = {}  # message id -> (role, text so far), for the trace picker
+        self.colours: dict[str, str] = {}
+        for role in room.roles:
+            self.label(role)
+        self.agents = room.agents()
+
+    def refresh_agents(self) -> None:
+        """Read the Registry again; done between streams, never per frame (a step may hold the transport)."""
+        self.agents = self.room.agents()
+
+    def label(self, role: str) -> str:
+        """The role's name in its own colour, as chat lines and the role list show it."""
+        colour = self.colours.setdefault(role, COLOURS[len(self.colours) % len(COLOURS)])
+        return f'<b class="actorsim-role" style="color:{colour}">{html.escape(role)}</b>'
+
+    def add_frame(self, frame: Frame) -> None:
+        row = self.rows.get(frame.message_id)
+        if row is None:
+            self.rows[frame.message_id] = len(self.chat)
+            self.chat.append({"role": "assistant", "content": f"{self.label(frame.role)}: "})
+            row = len(self.chat) - 1
+        self.chat[row]["content"] += frame.content
+        role, text = self.texts.get(frame.message_id, (frame.role, ""))
+        self.texts[frame.message_id] = (role, text + frame.content)
+
+    def add_human(self, message: Message) -> None:
+        self.rows[message.message_id] = len(self.chat)
+        self.chat.append({"role": "user", "content": f"{self.label(message.sent_from)}: "
+                          f"{message.content}"})
+        self.texts[message.message_id] = (message.sent_from, message.content)
+
+    def trace_choices(self) -> list[tuple[str, str]]:
+        """(label, message id) of every message shown, newest first."""
+        choices = []
+        for number, (message_id, (role, text)) in enumerate(self.texts.items(), start=1):
+            snippet = text if len(text) <= 48 else text[:47] + "…"
+            choices.append((f"{number}. {role}: {snippet}", message_id))
+        return choices[::-1]
+
+    def roles_table(self) -> str:
+        """The registry's agents with their status, and what each is doing now."""
+        lines = ["| role | kind | status | now |", "|---|---|---|---|"]
+        for info in self.agents:
+            kind = "human" if info.is_human else "watcher" if info.is_watcher else type_name(info.agent_class)
+            now = ""
+            if info.role == self.room.speaking:
+                now = "your turn" if info.role == self.room.human else "speaking"
+            lines.append(f"| {self.label(info.role)} | {kind} | {info.status} | {now} |")
+        return "\n".join(lines)
+
+
+def type_name(agent_class: str) -> str:
+    return agent_class.rsplit(".", 1)[-1]
+
+
+class ChatApp:
+    """The Gradio app of a chat room: one room per browser session.
+
+    `make_room` gives a new room (or a task center, made a room with
+    `director`) for each session; `task` opens each room.
+    """
+
+    def __init__(
+        self,
+        make_room: Callable[[], ChatRoom | TaskCenter],
+        *,
+        task: str | None = None,
+        director: Director = round_robin,
+        title: str = "actorsim chat room",
+    ) -> None:
+        self.make_room = make_room
+        self.task = task
+        self.director = director
+        self.title = title
+        self.sessions: dict[str, _Session] = {}
+        self._sessions_lock = threading.Lock()
+        self.blocks = self._build()
+
+    # -- sessions
+
+    def _new_session(self, session_hash: str) -> _Session:
+        made = self.make_room()
+        room = made if isinstance(made, ChatRoom) else ChatRoom(made, director=self.director)
+        if self.task is not None:
+            room.open(self.task)
+        session = _Session(room)
+        with self._sessions_lock:
+            self.sessions[session_hash] = session
+        return session
+
+    def end_session(self, session_hash: str) -> None:
+        """Close one session's room (its tab was closed), at once or when its running stream ends."""
+        with self._sessions_lock:
+            session = self.sessions.pop(session_hash, None)
+        if session is None:
+            return
+        with session.turns:
+            session.ending = True
+            session.turns.notify_all()
+            if session.busy:
+                return
+        session.room.close()
+
+    def close(self) -> None:
+        """Close every room and the server."""
+        for session_hash in list(self.sessions):
+            self.end_session(session_hash)
+        self.blocks.close()
+
+    # -- the page
+
+    def _build(self) -> gr.Blocks:
+        blocks: gr.Blocks
+        with gr.Blocks(title=self.title) as blocks:
+            gr.Markdown(f"## {self.title}")
+            with gr.Row():
+                with gr.Column(scale=3):
+                    chat = gr.Chatbot(
+                        label="chat", elem_id="chat", height=480, group_consecutive_messages=False,
+                        feedback_options=None, buttons=[],
+                    )
+                    say = gr.Textbox(
+                        label="you", elem_id="say", placeholder="wait for your turn...", interactive=False,
+                        submit_btn="Send",
+                    )
+                with gr.Column(scale=2):
+                    roles = gr.Markdown(elem_id="roles")
+                    pick = gr.Dropdown(label="trace a message", elem_id="trace-pick", choices=[], interactive=True)
+                    trace = gr.Markdown(elem_id="trace")
+            outputs = [chat, say, roles, pick]
+            blocks.load(self._start, inputs=None, outputs=outputs, concurrency_limit=None)
+            say.submit(self._speak, inputs=[say], outputs=outputs, concurrency_limit=None)
+            pick.change(self._trace, inputs=[pick], outputs=[trace], concurrency_limit=None)
+            blocks.unload(self._unload)
+        return blocks
+
+    def _updates(self, session: _Session, *, waiting: bool) -> tuple[Any, ...]:
+        human = session.room.human
+        say = gr.update(
+            value="",
+            interactive=waiting,
+            placeholder=f"speak as {human}, then Enter" if waiting else "wait for your turn...",
+            label=human or "you",
+        )
+        return (
+            [dict(message) for message in session.chat],
+            say,
+            session.roles_table(),
+            gr.update(choices=session.trace_choices()),
+        )
+
+    def _stream(self, session: _Session) -> Iterator[tuple[Any, ...]]:
+        """Run the room until the human's turn, yielding the page after every frame."""
+        session.refresh_agents()
+        yield self._updates(session, waiting=False)
+        waiting = False
+        for event in _on_own_thread(session.room.run(), name=session.room.task_center.name):
+            if isinstance(event, Frame):
+                session.add_frame(event)
+            elif isinstance(event, HumanTurn):
+                waiting = True
+            elif not isinstance(event, Speaking):
+                continue
+            yield self._updates(session, waiting=waiting)
+        session.refresh_agents()
+        yield self._updates(session, waiting=waiting)
+
+    @contextlib.contextmanager
+    def _turn(self, session: _Session) -> Iterator[bool]:
+        """Drive the room once the session's previous stream has ended; False if the tab is gone.
+
+        The page may send the human's words before Gradio has finished the
+        stream that opened the text box: they wait for it rather than being lost.
+        """
+        with session.turns:
+            session.turns.wait_for(lambda: not session.busy or session.ending)
+            mine = session.busy = not session.ending
+        if not mine:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with session.turns:
+                session.busy = False
+                session.turns.notify_all()
+                ending = session.ending
+            if ending:
+                session.room.close()
+
+    def _start(self, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        session = self._new_session(str(request.session_hash))
+        with self._turn(session) as mine:
+            if mine:
+                yield from self._stream(session)
+
+    def _speak(self, text: str, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        session = self.sessions.get(str(request.session_hash))
+        if session is None or not text.strip():
+            return
+        with self._turn(session) as mine:
+            if mine and session.room.speaking == session.room.human:
+                message = session.room.speak(text.strip())
+                session.add_human(message)
+                yield from self._stream(session)
+
+    def _trace(self, message_id: str | None, request: gr.Request) -> str:
+        session = self.sessions.get(str(request.session_hash))
+        if session is None or not message_id:
+            return ""
+        causes, message = session.room.trace(message_id)
+        lines = [f"**{describe(message)}** `{message.message_id}`", "", "caused by:"]
+        lines += [f"{n}. {describe(cause)}: {cause.content}" for n, cause in enumerate(causes, 1)]
+        if not causes:
+            lines.append("nothing: it opens the conversation")
+        return "\n".join(lines)
+
+    def _unload(self, request: gr.Request) -> None:
+        self.end_session(str(request.session_hash))
+
+    # -- serving
+
+    def launch(self, port: int = 0) -> str:
+        """Serve on 127.0.0.1 (port 0: a free one), never shared, from a thread; returns the page's URL."""
+        if port == 0:
+            port = free_port()
+        _, url, _ = self.blocks.launch(
+            server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True,
+            quiet=True, footer_links=[],
+        )
+        return str(url)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def build_app(
+    make_room: Callable[[], ChatRoom | TaskCenter],
+    *,
+    task: str | None = None,
+    director: Director = round_robin,
+    title: str = "actorsim chat room",
+) -> gr.Blocks:
+    """The Gradio app of a chat room; see `ChatApp` (which also closes the rooms)."""
+    return ChatApp(make_room, task=task, director=director, title=title).blocks

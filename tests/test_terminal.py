@@ -1,0 +1,107 @@
+"""Terminal mode as a person uses it: a pty, typed answers, Ctrl-C; then nothing left and the log replays."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from actorsim.runs import find_run, read_run
+from tests.test_processes import alive, wait_until_gone
+
+pexpect = pytest.importorskip("pexpect", reason="pexpect is not installed")
+psutil = pytest.importorskip("psutil", reason="psutil is not installed")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEBATE = str(ROOT / "examples" / "debate.py")
+PROMPT = "<donald_trump>: "
+
+
+def spawn(arguments: list[str], cwd: Path) -> pexpect.spawn:
+    environment = {**os.environ, "COLUMNS": "200", "TERM": "xterm-256color"}
+    return pexpect.spawn(
+        sys.executable, arguments, cwd=str(cwd), env=environment, encoding="utf-8", timeout=90, dimensions=(50, 200)
+    )
+
+
+def run_processes(child: pexpect.spawn, log_dir: Path) -> set[int]:
+    """Every process of the run now: the driver's tree (Ray's processes are in it), every process
+    that has logged for the run (Thespian's actors detach), and their parents (Thespian's admin)."""
+    pids = {child.pid, *(process.pid for process in psutil.Process(child.pid).children(recursive=True))}
+    for pid in read_run(find_run(log_dir, "latest")).processes:
+        pids.add(pid)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            pids.add(psutil.Process(pid).ppid())
+    return pids - {0, 1, os.getpid()}
+
+
+def replay(log_dir: Path, run_id: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "actorsim", "--log-dir", str(log_dir), "replay", run_id],
+        cwd=cwd, env={**os.environ, "COLUMNS": "200"}, capture_output=True, text=True, timeout=180, check=False,
+    )
+
+
+@pytest.mark.parametrize("transport", ["local", "thespian", "ray"])
+def test_a_human_debates_then_ctrl_c_ends_the_run_cleanly(transport: str, tmp_path: Path) -> None:
+    """Answer as Trump, see Biden answer, press Ctrl-C: exit 130, no traceback, no process left, the log replays."""
+    log_dir = tmp_path / "logs"
+    child = spawn(
+        [DEBATE, "--transport", transport, "--human", "donald_trump", "--rounds", "50", "--log-dir", str(log_dir)],
+        tmp_path,
+    )
+    try:
+        child.expect("your turn as .*donald_trump")
+        child.expect_exact(PROMPT)
+        child.sendline("Balloons are cheaper, believe me.")
+        child.expect("Artemis works because we invested in it, folks.")
+        child.expect_exact(PROMPT)
+        processes = run_processes(child, log_dir)
+        assert len(processes) >= (1 if transport == "local" else 3)
+        child.sendintr()
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    output = child.before or ""
+    assert child.exitstatus == 130, output
+    assert "interrupted: the run is stopped" in output and "Traceback" not in output
+
+    record = read_run(find_run(log_dir, "latest"))
+    assert wait_until_gone(sorted(set(processes) | record.processes), timeout=15) == []
+    assert record.of_type("run.interrupted") and record.of_type("run.stopped")
+    assert [event["text"] for event in record.of_type("human.input")] == ["Balloons are cheaper, believe me."]
+    assert [m.sent_from for m in record.messages] == ["user_requirement", "joe_biden", "donald_trump", "joe_biden"]
+
+    replayed = replay(log_dir, record.run_id, tmp_path)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "replay matched 4 messages, up to where the run was interrupted" in replayed.stdout
+    assert "Artemis works because we invested in it, folks." in replayed.stdout
+
+
+def test_actorsim_chat_answers_the_human_and_replays(tmp_path: Path) -> None:
+    """`actorsim chat`: the agents take turns, the next one answers what the human typed, and the run replays."""
+    log_dir = tmp_path / "logs"
+    child = spawn(
+        ["-m", "actorsim", "--log-dir", str(log_dir), "chat", "--roles", "ada,bruno", "--human", "you",
+         "--turns", "4", "--chunk-latency", "0"],
+        tmp_path,
+    )
+    try:
+        child.expect("your turn as .*you")
+        child.expect_exact("<you>: ")
+        child.sendline("Catapults to the Moon!")
+        child.expect("As ada, about you: Catapults to the Moon!: let us test it first.")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, child.before
+    assert not alive(child.pid)
+    record = read_run(find_run(log_dir, "latest"))
+    assert [m.sent_from for m in record.messages] == ["user_requirement", "ada", "bruno", "you", "ada"]
+    replayed = replay(log_dir, record.run_id, tmp_path)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "replay matched 5 messages" in replayed.stdout

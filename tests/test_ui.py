@@ -1,0 +1,210 @@
+"""The chat room in a real headless browser (Debian's chromium, driven by Playwright), on every transport.
+
+The app is examples/chat_room.py's, served in this process beside the actor
+system, as a user runs it. Waits are Playwright's own (expect, wait_for_function).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from actorsim import Runtime
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+os.environ.setdefault("GRADIO_HEARTBEAT_INTERVAL", "1")  # a closed tab is noticed within a second or two
+
+gradio = pytest.importorskip("gradio", reason="the ui extra is not installed")
+playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+expect = playwright_sync.expect
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SCREENSHOT = os.environ.get("ACTORSIM_UI_SCREENSHOT")  # e.g. docs/chat_room.png, to refresh the README's picture
+STREAMED_PART_WAY = """([start, end, longer_than]) => {
+    const chat = document.querySelector('#chat');
+    const text = chat ? chat.innerText : '';
+    return text.includes(start) && !text.includes(end) && text.length > longer_than && text.length;
+}"""
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is missing: apt-get install chromium"),
+    # Gradio's queue calls pandas the way pandas 3 deprecates; not ours to fix.
+    pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*"),
+]
+
+
+def load_example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("chat_room_example", ROOT / "examples" / "chat_room.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXAMPLE = load_example()
+ADA_FIRST = EXAMPLE.SCRIPTED_REPLIES["ada"][0]
+BRUNO_FIRST = EXAMPLE.SCRIPTED_REPLIES["bruno"][0]
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    """Debian's chromium, one per test, started after the test's actor system.
+
+    A Thespian admin forked from this process after Playwright started would
+    hold Playwright's pipe to its driver open, and closing the browser would
+    wait for it: tests ask for `chat_app` (and so the runtime) before `browser`.
+    """
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def chat_app(runtime: Runtime) -> Iterator[object]:
+    """examples/chat_room.py's app on a free port of 127.0.0.1, on this test's transport."""
+    from actorsim.ui import ChatApp
+
+    args = argparse.Namespace(model_server="scripted", chunk_latency=0.1, director="watcher", model="", api_base=None)
+    app = ChatApp(EXAMPLE.room_factory(args), title=EXAMPLE.TITLE)
+    app.url = app.launch(0)  # type: ignore[attr-defined]
+    yield app
+    app.close()
+
+
+def say(page: object, text: str) -> None:
+    """Type as the human once the room waits for them, and send with Enter."""
+    box = page.locator("#say textarea")  # type: ignore[attr-defined]
+    expect(box).to_be_editable(timeout=60_000)
+    box.fill(text)
+    box.press("Enter")
+
+
+def wait_until(condition: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.05)
+    return bool(condition())  # type: ignore[operator]
+
+
+class TestChatRoomInTheBrowser:
+    def test_replies_stream_in_labelled_and_answer_the_human(self, chat_app: object, browser: object) -> None:
+        """A user sees ada's reply grow word by word, types at their turn, and the agents answer their words."""
+        context = browser.new_context(viewport={"width": 1280, "height": 700})  # type: ignore[attr-defined]
+        page = context.new_page()
+        page.goto(chat_app.url)  # type: ignore[attr-defined]
+        chat = page.locator("#chat")
+        # Seen part-way twice, growing, before the reply is whole: it streams as it is generated.
+        partial = ["ada: Engineering first:", "margins everywhere."]
+        seen = page.wait_for_function(STREAMED_PART_WAY, arg=[*partial, 0], timeout=60_000).json_value()
+        page.wait_for_function(STREAMED_PART_WAY, arg=[*partial, seen], timeout=60_000)
+        expect(chat).to_contain_text(f"ada: {ADA_FIRST}", timeout=60_000)
+        expect(chat).to_contain_text(f"bruno: {BRUNO_FIRST}", timeout=60_000)
+        labels = chat.locator("b.actorsim-role")
+        expect(labels.filter(has_text="ada").first).to_have_attribute("style", "color:#1f77b4")
+        expect(page.locator("#roles")).to_contain_text("visitor")
+        expect(page.locator("#roles tr", has_text="visitor")).to_contain_text("your turn")
+
+        say(page, "What about a space elevator?")
+        expect(chat).to_contain_text("visitor: What about a space elevator?")
+        expect(chat).to_contain_text("ada: I heard visitor: What about a space elevator? and as an engineer",
+                                     timeout=60_000)
+        expect(chat).to_contain_text("bruno: I heard ada: I heard visitor: What about a space elevator?",
+                                     timeout=60_000)
+        expect(page.locator("#say textarea")).to_be_editable(timeout=60_000)
+        text = chat.inner_text()
+        assert text.index(BRUNO_FIRST) < text.index("visitor: What about") < text.index("ada: I heard visitor")
+
+        page.locator("#trace-pick input").click()
+        page.get_by_role("option").filter(has_text="4. ada: I heard visitor").click()
+        expect(page.get_by_role("option")).to_have_count(0)
+        trace = page.locator("#trace")
+        expect(trace).to_contain_text("caused by", timeout=30_000)
+        expect(trace).to_contain_text("visitor → ada, bruno: What about a space elevator?")
+        expect(trace).to_contain_text(f"task → ada, bruno, visitor: {EXAMPLE.TASK}")
+        if SCREENSHOT:
+            page.screenshot(path=SCREENSHOT)
+        context.close()
+
+    def test_two_sessions_at_once_never_see_each_other(self, chat_app: object, browser: object) -> None:
+        """Two browser contexts in parallel get a room each; each sees only its own words; a closed tab's room ends."""
+        contexts = [browser.new_context() for _ in range(2)]  # type: ignore[attr-defined]
+        pages = [context.new_page() for context in contexts]
+        for page in pages:
+            page.goto(chat_app.url)  # type: ignore[attr-defined]
+        words = ["Alpha rockets from the desert?", "Beta balloons over the sea?"]
+        for page, text in zip(pages, words, strict=True):
+            say(page, text)
+        for page, text in zip(pages, words, strict=True):
+            expect(page.locator("#chat")).to_contain_text(f"ada: I heard visitor: {text}", timeout=60_000)
+        for page, other in zip(pages, reversed(words), strict=True):
+            assert other not in page.locator("#chat").inner_text()
+        sessions = chat_app.sessions  # type: ignore[attr-defined]
+        assert len(sessions) == 2
+        rooms = [session.room for session in sessions.values()]
+        assert len({room.task_center.name for room in rooms}) == 2
+        contexts[0].close()
+        # Its room ends once its current step has finished.
+        assert wait_until(lambda: sum(room.closed for room in rooms) == 1, timeout=30), "the closed tab's room lives"
+        assert len(sessions) == 1
+        contexts[1].close()
+
+
+@pytest.mark.parametrize("transport", ["thespian", "ray"])
+def test_the_example_serves_then_ctrl_c_stops_everything(transport: str, browser: object, tmp_path: Path) -> None:
+    """examples/chat_room.py as a user starts it: the page works; Ctrl-C exits 130 and leaves no process."""
+    import psutil
+
+    from actorsim.runs import find_run, read_run
+    from tests.test_processes import wait_until_gone
+
+    log_dir = tmp_path / "logs"
+    app = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "chat_room.py"), "--transport", transport, "--port", "0",
+         "--log-dir", str(log_dir), "--chunk-latency", "0"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert app.stdout is not None
+        while "chat room on" not in (line := app.stdout.readline()):
+            assert line, "the app ended before serving"
+        url = line.split(": ", 1)[1].split()[0]
+        context = browser.new_context()  # type: ignore[attr-defined]
+        page = context.new_page()
+        page.goto(url)
+        expect(page.locator("#say textarea")).to_be_editable(timeout=60_000)
+        expect(page.locator("#chat")).to_contain_text(f"bruno: {BRUNO_FIRST}")
+        processes = {app.pid, *(child.pid for child in psutil.Process(app.pid).children(recursive=True))}
+        for pid in read_run(find_run(log_dir, "latest")).processes:
+            processes.add(pid)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                processes.add(psutil.Process(pid).ppid())
+        processes -= {0, 1, os.getpid()}
+        assert len(processes) >= 3
+        app.send_signal(signal.SIGINT)
+        output, _ = app.communicate(timeout=60)
+        context.close()
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+    assert app.returncode == 130, output
+    assert "Traceback" not in output
+    assert wait_until_gone(sorted(processes), timeout=15) == []
