@@ -19,6 +19,7 @@ psutil = pytest.importorskip("psutil", reason="psutil is not installed")
 ROOT = Path(__file__).resolve().parent.parent
 DEBATE = str(ROOT / "examples" / "debate.py")
 PROMPT = "<donald_trump>: "
+YOUR_TURN = "(Enter sends; Ctrl-C ends the run)"  # the end of the line before a human's prompt
 
 
 def spawn(arguments: list[str], cwd: Path) -> pexpect.spawn:
@@ -55,7 +56,7 @@ def test_a_human_debates_then_ctrl_c_ends_the_run_cleanly(transport: str, tmp_pa
         tmp_path,
     )
     try:
-        child.expect("your turn as .*donald_trump")
+        child.expect_exact(YOUR_TURN)
         child.expect_exact(PROMPT)
         child.sendline("Balloons are cheaper, believe me.")
         child.expect("Artemis works because we invested in it, folks.")
@@ -91,7 +92,7 @@ def test_actorsim_chat_answers_the_human_and_replays(tmp_path: Path) -> None:
         tmp_path,
     )
     try:
-        child.expect("your turn as .*you")
+        child.expect_exact(YOUR_TURN)
         child.expect_exact("<you>: ")
         child.sendline("Catapults to the Moon!")
         child.expect("As ada, about you: Catapults to the Moon!: let us test it first.")
