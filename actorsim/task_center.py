@@ -365,9 +365,7 @@ class TaskCenter:
                 # Left part-way (the caller stopped iterating): replies already made are published
                 # out of turn rather than lost; what no one answered waits in its queue again.
                 for role in state.order[state.published:]:
-                    if (reply := state.replies.get(role)) is not None and reply.publish:
-                        self._publish(reply.message, answers=tuple(m.message_id for m in state.received[role]))
-                        state.owed.discard(role)
+                    self._publish_reply(role, state)
             if isinstance(error, ReplayDivergence) and self._replay is not None:
                 self._replay.write_report(error)
             self.runtime.log("step.failed", step=self._step, error=repr(error), unanswered=sorted(state.owed))
@@ -433,12 +431,14 @@ class TaskCenter:
     def _publish_in_order(self, state: _StepState) -> None:
         """Publish in responder order, whatever order replies finish in: a run's history is reproducible."""
         while state.published < len(state.order) and state.order[state.published] in state.replies:
-            role = state.order[state.published]
-            reply = state.replies[role]
-            if reply is not None and reply.publish:
-                self._publish(reply.message, answers=tuple(m.message_id for m in state.received[role]))
-                state.owed.discard(role)
+            self._publish_reply(state.order[state.published], state)
             state.published += 1
+
+    def _publish_reply(self, role: str, state: _StepState) -> None:
+        """Publish `role`'s reply, if it made one to publish, as the answer to what it received."""
+        if (reply := state.replies.get(role)) is not None and reply.publish:
+            self._publish(reply.message, answers=tuple(m.message_id for m in state.received[role]))
+            state.owed.discard(role)
 
     def _failure(self, role: str) -> AgentFailedError | None:
         error = self.runtime.supervisor.failure(self._agents[role][0].name)
