@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+import psutil
+
 from actorsim import Frame
+from actorsim.runs import find_run, read_run
 
 TASK = "what is the best solution to land on moon?"
 
@@ -26,3 +33,30 @@ def texts_by_role(frames: Iterable[Frame]) -> dict[str, str]:
 def prompt_text(agent: Any) -> str:
     """Everything an agent was ever prompted with, as one string."""
     return "\n".join(turn.content for turn in agent.get_history() if turn.role == "user")
+
+
+def alive(pid: int) -> bool:
+    """The process runs: it exists and is not a zombie (dead, not yet reaped by its parent)."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_until_gone(pids: Iterable[int], timeout: float) -> list[int]:
+    """Poll until every process has exited; return those still alive at the deadline."""
+    deadline = time.monotonic() + timeout
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def run_processes(driver_pid: int, log_dir: Path) -> set[int]:
+    """Every process of the latest run now: the driver's tree (Ray's processes are in it), every
+    process that has logged for the run (Thespian's actors detach), and their parents (Thespian's admin)."""
+    pids = {driver_pid, *(process.pid for process in psutil.Process(driver_pid).children(recursive=True))}
+    for pid in read_run(find_run(log_dir, "latest")).processes:
+        pids.add(pid)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            pids.add(psutil.Process(pid).ppid())
+    return pids - {0, 1, os.getpid()}

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -15,25 +14,9 @@ import pytest
 from actorsim._runtime import RunOptions, Runtime
 from actorsim.transport import load_transport
 from tests.actors import GetPid, Recorder
+from tests.helpers import alive, wait_until_gone
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead but not yet reaped by its parent.
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
-def wait_until_gone(pids: list[int], timeout: float) -> list[int]:
-    """Poll until every process has exited; return those still alive at the deadline."""
-    deadline = time.monotonic() + timeout
-    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
 
 
 class TestThespianProcesses:

@@ -9,14 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from actorsim import AgentFailedError, Message, RolePlay, Supervision, TaskCenter
 from actorsim.runs import read_run
 from tests.actors import TouchyAgent
 from tests.conftest import Make
-from tests.helpers import TASK, scripted, texts_by_role
+from tests.helpers import TASK, alive, scripted, texts_by_role
 
 in_processes = pytest.mark.parametrize("mode", ["thespian", "ray"], indirect=True)
 """Modes whose agents are processes of their own, which a test can kill."""
@@ -27,13 +26,6 @@ QUICK = Supervision(backoff_initial=0.01, backoff_max=0.05, backoff_jitter=0.0)
 def events_since(task_center: TaskCenter, started: float, *kinds: str) -> list[dict[str, Any]]:
     directory = task_center.runtime.log_config.directory  # type: ignore[union-attr]
     return [e for e in read_run(directory).events if e["ts"] >= started and (not kinds or e["event"] in kinds)]
-
-
-def is_running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def kill(task_center: TaskCenter, name: str) -> int:
@@ -173,7 +165,7 @@ class TestKill:
         assert "".join(frame.content for frame in frames) == reply
         assert [m.content for m in task_center.environment.history()] == [TASK, reply]
         assert [turn.content for turn in agent.get_history()] == [f"user_requirement: {TASK}", reply]
-        assert not is_running(killed)
+        assert not alive(killed)
         assert [e["actor"] for e in events_since(task_center, started, "actor.restarted")] == ["joe_biden"]
 
     def test_the_environment_killed_keeps_its_queues_and_history(self, make: Make) -> None:
@@ -218,7 +210,7 @@ def chaos_run(make: Make, kills: random.Random | None) -> tuple[TaskCenter, dict
             if kills is not None and count % 37 == 0:
                 name = kills.choice(sorted(agents))
                 pid = task_center.runtime.supervisor.current(name).pid
-                if pid is not None and is_running(pid):
+                if pid is not None and alive(pid):
                     killed.append(kill(task_center, name))
     return task_center, agents, killed
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -11,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from actorsim.runs import find_run, read_run
-from tests.test_processes import alive, wait_until_gone
+from tests.helpers import alive, run_processes, wait_until_gone
 
 pexpect = pytest.importorskip("pexpect", reason="pexpect is not installed")
-psutil = pytest.importorskip("psutil", reason="psutil is not installed")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEBATE = str(ROOT / "examples" / "debate.py")
@@ -27,17 +25,6 @@ def spawn(arguments: list[str], cwd: Path) -> pexpect.spawn:
     return pexpect.spawn(
         sys.executable, arguments, cwd=str(cwd), env=environment, encoding="utf-8", timeout=90, dimensions=(50, 200)
     )
-
-
-def run_processes(child: pexpect.spawn, log_dir: Path) -> set[int]:
-    """Every process of the run now: the driver's tree (Ray's processes are in it), every process
-    that has logged for the run (Thespian's actors detach), and their parents (Thespian's admin)."""
-    pids = {child.pid, *(process.pid for process in psutil.Process(child.pid).children(recursive=True))}
-    for pid in read_run(find_run(log_dir, "latest")).processes:
-        pids.add(pid)
-        with contextlib.suppress(psutil.NoSuchProcess):
-            pids.add(psutil.Process(pid).ppid())
-    return pids - {0, 1, os.getpid()}
 
 
 def replay(log_dir: Path, run_id: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -61,7 +48,7 @@ def test_a_human_debates_then_ctrl_c_ends_the_run_cleanly(transport: str, tmp_pa
         child.sendline("Balloons are cheaper, believe me.")
         child.expect("Artemis works because we invested in it, folks.")
         child.expect_exact(PROMPT)
-        processes = run_processes(child, log_dir)
+        processes = run_processes(child.pid, log_dir)
         assert len(processes) >= (1 if transport == "local" else 3)
         child.sendintr()
         child.expect(pexpect.EOF)

@@ -7,7 +7,6 @@ system, as a user runs it. Waits are Playwright's own (expect, wait_for_function
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import os
 import signal
@@ -21,6 +20,7 @@ from types import ModuleType
 import pytest
 
 from actorsim import Runtime
+from tests.helpers import run_processes, wait_until_gone
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
@@ -170,11 +170,6 @@ class TestChatRoomInTheBrowser:
 @pytest.mark.parametrize("transport", ["thespian", "ray"])
 def test_the_example_serves_then_ctrl_c_stops_everything(transport: str, browser: object, tmp_path: Path) -> None:
     """examples/chat_room.py as a user starts it: the page works; Ctrl-C exits 130 and leaves no process."""
-    import psutil
-
-    from actorsim.runs import find_run, read_run
-    from tests.test_processes import wait_until_gone
-
     log_dir = tmp_path / "logs"
     app = subprocess.Popen(
         [sys.executable, str(ROOT / "examples" / "chat_room.py"), "--transport", transport, "--port", "0",
@@ -191,12 +186,7 @@ def test_the_example_serves_then_ctrl_c_stops_everything(transport: str, browser
         page.goto(url)
         expect(page.locator("#say textarea")).to_be_editable(timeout=60_000)
         expect(page.locator("#chat")).to_contain_text(f"bruno: {BRUNO_FIRST}")
-        processes = {app.pid, *(child.pid for child in psutil.Process(app.pid).children(recursive=True))}
-        for pid in read_run(find_run(log_dir, "latest")).processes:
-            processes.add(pid)
-            with contextlib.suppress(psutil.NoSuchProcess):
-                processes.add(psutil.Process(pid).ppid())
-        processes -= {0, 1, os.getpid()}
+        processes = run_processes(app.pid, log_dir)
         assert len(processes) >= 3
         app.send_signal(signal.SIGINT)
         output, _ = app.communicate(timeout=60)
