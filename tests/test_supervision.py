@@ -15,7 +15,7 @@ from actorsim import AgentFailedError, Message, RolePlay, Supervision, TaskCente
 from actorsim.runs import read_run
 from tests.actors import TouchyAgent
 from tests.conftest import Make
-from tests.helpers import TASK, alive, scripted, texts_by_role
+from tests.helpers import TASK, alive, scripted, texts_by_role, wait_until_gone
 
 in_processes = pytest.mark.parametrize("mode", ["thespian", "ray"], indirect=True)
 """Modes whose agents are processes of their own, which a test can kill."""
@@ -29,10 +29,15 @@ def events_since(task_center: TaskCenter, started: float, *kinds: str) -> list[d
 
 
 def kill(task_center: TaskCenter, name: str) -> int:
-    """SIGKILL the process that serves `name` now; its pid."""
+    """SIGKILL the process that serves `name` now and wait until it is dead; its pid.
+
+    A process tearing down a large address space still runs for milliseconds:
+    a later kill could otherwise pick it again, one death counted twice.
+    """
     pid = task_center.runtime.supervisor.current(name).pid
     assert pid is not None and pid != os.getpid()
     os.kill(pid, signal.SIGKILL)
+    assert not wait_until_gone([pid], timeout=10)
     return pid
 
 
