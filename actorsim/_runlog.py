@@ -1,24 +1,25 @@
 """The run log: one JSON-lines file per process under `logs/<run_id>/`, read as one.
 
 Each process of a run (the driver, every Thespian actor, every Ray worker)
-appends its own file, so nothing is shared across processes or machines. The
-logger is built with `structlog.wrap_logger`: the user's own structlog and
-logging configuration is never touched.
+appends its own file, so nothing is shared across processes or machines.
+structlog binds the actor in the context a message is handled in, so a
+user's own structlog loggers see it, and renders the optional console view.
+The file's lines are rendered here, with orjson: what goes into them is the
+event's own fields and those actorsim binds, never what the user binds, and
+structlog's processor chain cost more than the event. The user's own
+structlog and logging configuration is never touched.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import contextvars
 import inspect
-import logging
 import os
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import orjson
 import structlog
 
 FORMAT_VERSION = 1
-_MOST_PENDING = 2000  # events kept in memory before they are written anyway
+_MOST_PENDING_BYTES = 1 << 20  # kept in memory before it is written anyway
 
 
 def _absolute(path: str | os.PathLike[str]) -> Path:
@@ -45,16 +46,8 @@ class RunLogConfig:
     """Also render events readably on stderr, for people watching a run."""
 
 
-def _orjson_lines(_: Any, __: str, event: MutableMapping[str, Any]) -> bytes:
-    return orjson.dumps(event, default=repr, option=orjson.OPT_APPEND_NEWLINE)
-
-
-def _traceback_if_any(logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    return structlog.processors.format_exc_info(logger, name, event) if "exc_info" in event else event
-
-
 class _Lines:
-    """structlog's output: lines kept in memory until `flush` writes them in one go.
+    """The file's lines, kept in memory until `flush` writes them in one go.
 
     Writing each event at once made actors' threads queue on the file lock and
     the GIL (a step logged 2.7 times slower); a handled message is flushed
@@ -63,27 +56,31 @@ class _Lines:
 
     def __init__(self, path: Path) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._pending: collections.deque[bytes] = collections.deque()
-        self._flushing = threading.Lock()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._flushing = threading.Lock()  # held from taking the lines to writing them: writes keep their order
         self._taking = threading.Lock()
         self.count = 0  # lines taken so far: the number of the last one in the file
 
-    def info(self, line: bytes) -> int:
+    def append(self, line: bytes) -> int:
+        """Take one line; returns its number in the file."""
         with self._taking:
             self._pending.append(line)
+            self._pending_bytes += len(line)
             self.count += 1
             number = self.count
-        if len(self._pending) >= _MOST_PENDING:
+            full = self._pending_bytes >= _MOST_PENDING_BYTES
+        if full:
             self.flush()
         return number
 
     def flush(self) -> None:
         with self._flushing:
-            lines = []
-            while self._pending:
-                lines.append(self._pending.popleft())
-            if lines:
-                os.write(self._fd, b"".join(lines))
+            with self._taking:
+                pending, self._pending, self._pending_bytes = self._pending, [], 0
+            written = memoryview(b"".join(pending))
+            while written:
+                written = written[os.write(self._fd, written):]
 
     def close(self) -> None:
         self.flush()
@@ -99,26 +96,10 @@ class RunLog:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in process)
         self.path = config.directory / f"{safe}-{os.getpid()}.jsonl"
         self._lines = _Lines(self.path)
-        static = {"v": FORMAT_VERSION, "run_id": config.run_id, "pid": os.getpid(),
-                  "host": socket.gethostname(), "process": process}
-
-        def context_static_and_time(
-            logger: Any, name: str, event: MutableMapping[str, Any]
-        ) -> MutableMapping[str, Any]:
-            """structlog's context vars, the process's fields and a timestamp: one processor, not three."""
-            structlog.contextvars.merge_contextvars(logger, name, event)
-            event.update(static)
-            event["ts"] = time.time()
-            return event
-
-        # Bound once: calls on wrap_logger's lazy proxy each went through its `__getattr__`.
-        self._logger = structlog.wrap_logger(
-            self._lines,
-            processors=[context_static_and_time, _traceback_if_any, _orjson_lines],
-            wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
-        ).bind()
+        self._static = {"v": FORMAT_VERSION, "run_id": config.run_id, "pid": os.getpid(),
+                        "host": socket.gethostname(), "process": process}
+        self._tail = self.tail()
         self.is_driver = process == "driver"
-
         self._console = (
             structlog.wrap_logger(
                 structlog.PrintLogger(sys.stderr),
@@ -132,12 +113,24 @@ class RunLog:
             else None
         )
 
+    def tail(self, **bound: str) -> bytes:
+        """The end of every line written with these bindings, rendered once: the fields
+        every event of this process (and actor) has, then the line's end."""
+        return b"," + orjson.dumps({**bound, **self._static})[1:] + b"\n"
+
     def event(self, name: str, **fields: Any) -> str:
         """Log one event; returns where it is, `path:line`, for errors that point at it."""
-        number = self._logger.info(name, **fields)
+        return f"{self.path}:{self.write(name, fields)}"
+
+    def write(self, name: str, fields: dict[str, Any], tail: bytes | None = None) -> int:
+        """Log one event, taking `fields` as its dict; returns its line number."""
         if self._console is not None:
             self._console.msg(name, **fields)
-        return f"{self.path}:{number}"
+        fields["event"] = name
+        fields["ts"] = time.time()
+        if "exc_info" in fields:
+            structlog.processors.format_exc_info(None, name, fields)
+        return self._lines.append(orjson.dumps(fields, default=repr)[:-1] + (tail or self._tail))
 
     def flush(self) -> None:
         self._lines.flush()
@@ -149,9 +142,20 @@ class RunLog:
 _lock = threading.Lock()
 _logs: dict[str, RunLog] = {}
 _process_log: RunLog | None = None
-# The run whose actor is handling a message here: routes events when one process serves several runs.
-# A ContextVar of our own, not a structlog one, so it is not written into every event.
-_bound_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("actorsim_bound_run", default=None)
+
+
+@attrs.frozen
+class _Binding:
+    """The log and line tail of the actor handling a message here.
+
+    A ContextVar of our own: it routes events when one process serves several runs.
+    """
+
+    log: RunLog
+    tail: bytes
+
+
+_binding: contextvars.ContextVar[_Binding | None] = contextvars.ContextVar("actorsim_binding", default=None)
 
 
 def open_run_log(config: RunLogConfig, process: str) -> RunLog:
@@ -181,28 +185,17 @@ def close_run_log(run_id: str) -> None:
                 _process_log = None
 
 
-def flush_run_logs() -> None:
-    """Write what an actor process has logged; done before the actor answers.
-
-    In the driver's own process (local and plain runs) the driver flushes at
-    each of its own events instead: per request, writing cost more than the
-    logging itself.
-    """
-    for log in list(_logs.values()):
-        if not log.is_driver:
-            log.flush()
-
-
 def log_event(name: str, **fields: Any) -> None:
     """Record an event in the log of the run whose actor is running, if there is one.
 
     An actor's messages are handled with its run bound (see `LoggedBehaviour`);
     a process serving one run needs no binding.
     """
-    run_id = _bound_run.get()
-    log = _logs.get(run_id) if run_id is not None else _process_log
-    if log is not None:
-        log.event(name, **fields)
+    binding = _binding.get()
+    if binding is not None:
+        binding.log.write(name, fields, binding.tail)
+    elif _process_log is not None:
+        _process_log.write(name, fields)
 
 
 class LoggedBehaviour:
@@ -211,54 +204,67 @@ class LoggedBehaviour:
     Built in the actor's own process (it pickles as its factory), where it
     opens that process's run log; failures are logged with their traceback
     before they travel back to the caller.
+
+    The bindings are made once, in a context of the actor's own; each message
+    is handled in a copy of it. Binding and unbinding structlog's contextvars
+    around every message cost more than the events it logged. The copy also
+    keeps what one message binds from leaking into the next, and an actor
+    sees the same context on every transport, not its caller's.
     """
 
     def __init__(self, config: RunLogConfig, name: str, factory: Callable[[], Any]) -> None:
-        open_run_log(config, process=name)
-        self._run_id = config.run_id
-        self._name = name
-        tokens = self._bind()
-        try:
-            self._behaviour = factory()
-            log_event("actor.started", behaviour=type(self._behaviour).__qualname__)
-        finally:
-            self._unbind(tokens)
-        flush_run_logs()
+        self._log = open_run_log(config, process=name)
+        self._context = contextvars.Context()
+        self._context.run(self._bind, name)
+        self._behaviour = self._context.copy().run(self._start, factory)
 
-    def _bind(self) -> tuple[Mapping[str, contextvars.Token[Any]], contextvars.Token[str | None]]:
-        return structlog.contextvars.bind_contextvars(actor=self._name), _bound_run.set(self._run_id)
+    def _bind(self, name: str) -> None:
+        structlog.contextvars.bind_contextvars(actor=name)
+        _binding.set(_Binding(self._log, self._log.tail(actor=name)))
 
-    @staticmethod
-    def _unbind(tokens: tuple[Mapping[str, contextvars.Token[Any]], contextvars.Token[str | None]]) -> None:
-        structlog.contextvars.reset_contextvars(**tokens[0])
-        _bound_run.reset(tokens[1])
+    def _start(self, factory: Callable[[], Any]) -> Any:
+        behaviour = factory()
+        log_event("actor.started", behaviour=type(behaviour).__qualname__)
+        self._flush()
+        return behaviour
+
+    def _flush(self) -> None:
+        """Write what an actor process has logged before its answer leaves.
+
+        In the driver's own process (local and plain runs) the driver flushes
+        at each of its own events instead: per request, writing cost more than
+        the logging itself.
+        """
+        if not self._log.is_driver:
+            self._log.flush()
 
     def receive(self, request: Any) -> Any:
-        tokens = self._bind()
+        context = self._context.copy()
         try:
-            result = self._behaviour.receive(request)
+            result = context.run(self._behaviour.receive, request)
         except Exception:
-            log_event("actor.failed", request=type(request).__name__, exc_info=True)
+            context.run(log_event, "actor.failed", request=type(request).__name__, exc_info=True)
             raise
         finally:
-            self._unbind(tokens)
-            flush_run_logs()
-        return self._bound_items(result, request) if inspect.isgenerator(result) else result
+            self._flush()
+        return self._bound_items(result, request, context) if inspect.isgenerator(result) else result
 
-    def _bound_items(self, items: Iterator[Any], request: Any) -> Iterator[Any]:
-        """Keep the run and actor bound while the generator runs.
-
-        Bound once for the whole stream: every transport drains a stream on a
-        single thread that does nothing else meanwhile, and binding around each
-        item cost more than the logging itself.
-        """
-        tokens = self._bind()
+    def _bound_items(
+        self, items: Generator[Any, Any, Any], request: Any, context: contextvars.Context
+    ) -> Iterator[Any]:
+        """Run each step of a streamed answer in the message's context."""
         try:
-            yield from items
+            while True:
+                try:
+                    item = context.run(next, items)
+                except StopIteration:
+                    return
+                yield item
+        except GeneratorExit:
+            context.run(items.close)
+            raise
         except Exception:
-            log_event("actor.failed", request=type(request).__name__, exc_info=True)
+            context.run(log_event, "actor.failed", request=type(request).__name__, exc_info=True)
             raise
         finally:
-            with contextlib.suppress(ValueError):  # closed from another thread: nothing of ours is bound there
-                self._unbind(tokens)
-            flush_run_logs()
+            self._flush()

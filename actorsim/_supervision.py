@@ -216,7 +216,7 @@ class Supervisor:
         for make in child.snapshots.values():
             self._runtime.transport.ask(ref, make(), timeout=timeout)
         self._runtime.log(
-            "actor.restarted", actor=child.name, pid=ref.pid, replayed=len(child.journal),
+            "actor.restarted", actor=child.name, new_pid=ref.pid, replayed=len(child.journal),
             snapshots=sorted(child.snapshots), restart_s=self._clock() - started, **why,
         )
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import structlog
 
 from actorsim import Message, RolePlay
 from actorsim._supervision import Durable
@@ -119,3 +120,10 @@ class TouchyAgent(RolePlay):
                     self.once_marker.touch()
                 raise RuntimeError(f"{self.role} cannot stand {self.trigger!r}")
         return super().step(received, **options)
+
+
+class ContextReportingAgent(RolePlay):
+    """Tells, as its prompt, what a user's structlog logger would see bound while it handles a message."""
+
+    def user_turn(self, received: Sequence[Message], task: str | None) -> str:
+        return f"bound: {structlog.contextvars.get_contextvars()}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -15,8 +16,9 @@ from actorsim._runtime import RunOptions
 from actorsim.cli import main
 from actorsim.runs import Causality, RunLogError, read_run
 from actorsim.transport import load_transport
+from tests.actors import ContextReportingAgent
 from tests.conftest import Make
-from tests.helpers import TASK
+from tests.helpers import TASK, scripted, texts_by_role
 from tests.openai_server import OpenAIServer
 from tests.test_task_center import debate
 
@@ -64,6 +66,28 @@ class TestEvents:
         else:
             assert actor_pids == {os.getpid()}
         assert all(event["run_id"] == events[0]["run_id"] for event in events)
+
+    def test_no_line_names_a_field_twice(self, make: Make) -> None:
+        """The fields every line shares are rendered apart from the event's own: they must not collide."""
+
+        def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            names = [name for name, _ in pairs]
+            assert len(names) == len(set(names)), f"a field named twice in {names}"
+            return dict(pairs)
+
+        task_center = whispered_debate(make)
+        directory = task_center.runtime.log_config.directory  # type: ignore[union-attr]
+        lines = [line for path in sorted(directory.glob("*.jsonl")) for line in path.read_text().splitlines()]
+        events = [json.loads(line, object_pairs_hook=unique) for line in lines]
+        assert {"message.published", "llm.call.finished", "actor.started"} <= {e["event"] for e in events}
+
+    def test_a_users_structlog_sees_the_actor_bound(self, make: Make) -> None:
+        """structlog's contextvars hold the actor while it handles a message, and nothing else of ours."""
+        task_center = make(TaskCenter, "task_center")
+        agent = make(ContextReportingAgent, "reporter", llm=scripted("{heard}"))
+        task_center.add_agents([agent])
+        task_center.send_task_request(TASK)
+        assert texts_by_role(task_center.step()) == {"reporter": "bound: {'actor': 'reporter'}"}
 
     def test_model_calls_record_prompt_reply_and_latency(self, make: Make) -> None:
         started = time.time()
