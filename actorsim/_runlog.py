@@ -4,9 +4,10 @@ Each process of a run (the driver, every Thespian actor, every Ray worker)
 appends its own file, so nothing is shared across processes or machines.
 structlog binds the actor in the context a message is handled in, so a
 user's own structlog loggers see it, and renders the optional console view.
-The file's lines are rendered here, with orjson: what goes into them is the
-event's own fields and those actorsim binds, never what the user binds, and
-structlog's processor chain cost more than the event. The user's own
+The file's lines are rendered here with orjson: an event's own fields, then
+those every line of the process and actor shares, rendered once. structlog's
+processor chain had cost more per event than the event itself. What a user
+binds in structlog's contextvars stays out of the run log, and the user's own
 structlog and logging configuration is never touched.
 """
 
