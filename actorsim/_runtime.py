@@ -19,22 +19,18 @@ from actorsim._errors import ActorDiedError, ComponentFailedError
 from actorsim._replay import REPLAY_VARIABLE
 from actorsim._runlog import LoggedBehaviour, RunLogConfig, close_run_log, open_run_log
 from actorsim._supervision import Durable, Supervision, Supervisor
+from actorsim._validators import positive
 from actorsim.transport import TRANSPORTS, ActorRef, BehaviourFactory, Transport, load_transport
 
 TRANSPORT_VARIABLE = "ACTORSIM_TRANSPORT"
-
-
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
 
 
 @attrs.frozen
 class RunOptions:
     """How long to wait: `ask_timeout` for one answer, `step_timeout` for the next frame of a step."""
 
-    ask_timeout: float = attrs.field(default=60.0, validator=_positive)
-    step_timeout: float = attrs.field(default=600.0, validator=_positive)
+    ask_timeout: float = attrs.field(default=60.0, validator=positive)
+    step_timeout: float = attrs.field(default=600.0, validator=positive)
     log_dir: Path | None = attrs.field(default=Path("logs"), converter=attrs.converters.optional(Path))
     console_log: bool = False
 

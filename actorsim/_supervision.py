@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import attrs
 
 from actorsim._errors import ActorStoppedError, ComponentFailedError
+from actorsim._validators import non_negative, positive
 from actorsim.transport import ActorRef, BehaviourFactory
 
 if TYPE_CHECKING:
@@ -33,16 +34,6 @@ STRATEGIES = ("one_for_one", "one_for_all")
 
 class Durable:
     """A request that changes an actor's state: replayed, in order, into its restarted successor."""
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
 
 
 @attrs.frozen
@@ -58,11 +49,11 @@ class Supervision:
     """
 
     strategy: str = attrs.field(default="one_for_one", validator=attrs.validators.in_(STRATEGIES))
-    max_restarts: int = attrs.field(default=3, validator=[attrs.validators.instance_of(int), _non_negative])
-    within: float = attrs.field(default=60.0, validator=_positive)
-    backoff_initial: float = attrs.field(default=0.05, validator=_non_negative)
-    backoff_max: float = attrs.field(default=5.0, validator=_non_negative)
-    backoff_jitter: float = attrs.field(default=0.05, validator=_non_negative)
+    max_restarts: int = attrs.field(default=3, validator=[attrs.validators.instance_of(int), non_negative])
+    within: float = attrs.field(default=60.0, validator=positive)
+    backoff_initial: float = attrs.field(default=0.05, validator=non_negative)
+    backoff_max: float = attrs.field(default=5.0, validator=non_negative)
+    backoff_jitter: float = attrs.field(default=0.05, validator=non_negative)
 
     def backoff(self, restart: int, draw: Callable[[float, float], float] = random.uniform) -> float:
         """Seconds to wait before restart number `restart` (from 1) of the current run of crashes."""

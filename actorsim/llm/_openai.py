@@ -18,14 +18,10 @@ from httpx_sse import connect_sse
 
 from actorsim._errors import LLMError
 from actorsim._runlog import log_event
+from actorsim._validators import positive
 from actorsim.llm._protocol import ChatMessage
 
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
 
 
 @attrs.frozen
@@ -40,11 +36,11 @@ class OpenAIConfig:
     model: str
     api_base: str = "https://api.openai.com/v1"
     api_key: str | None = attrs.field(default=None, repr=False)
-    timeout: float = attrs.field(default=60.0, validator=_positive)
-    max_attempts: int = attrs.field(default=5, validator=_positive)
-    max_retry_seconds: float = attrs.field(default=120.0, validator=_positive)
-    retry_initial_wait: float = attrs.field(default=0.5, validator=_positive)
-    retry_max_wait: float = attrs.field(default=10.0, validator=_positive)
+    timeout: float = attrs.field(default=60.0, validator=positive)
+    max_attempts: int = attrs.field(default=5, validator=positive)
+    max_retry_seconds: float = attrs.field(default=120.0, validator=positive)
+    retry_initial_wait: float = attrs.field(default=0.5, validator=positive)
+    retry_max_wait: float = attrs.field(default=10.0, validator=positive)
     temperature: float | None = None
 
 

@@ -8,15 +8,11 @@ from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 
+from actorsim._validators import non_negative
 from actorsim.llm._protocol import ChatMessage
 
 _WORD_WITH_SPACE = re.compile(r"\S+\s*|\s+")
 HEARD = "{heard}"
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
 
 
 def _some_replies(instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]) -> None:
@@ -39,8 +35,8 @@ class ScriptedConfig:
     """
 
     replies: tuple[str, ...] = attrs.field(converter=tuple, validator=_some_replies)
-    reply_latency: float = attrs.field(default=0.0, validator=_non_negative)
-    chunk_latency: float = attrs.field(default=0.0, validator=_non_negative)
+    reply_latency: float = attrs.field(default=0.0, validator=non_negative)
+    chunk_latency: float = attrs.field(default=0.0, validator=non_negative)
 
 
 class ScriptedModel:
