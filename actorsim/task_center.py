@@ -168,10 +168,9 @@ class TaskCenter:
     def _keep_memory(self, ref: ActorRef, role: str) -> None:
         """Start the driver's copy of the agent's memory (it may come with one, from its storage)."""
         state: MemoryState = self.runtime.ask(ref, GetMemoryState())
-        turns, handled = self._memories[role] = (list(state.turns), list(state.handled))
-        self.runtime.supervisor.keep_snapshot(
-            ref.name, "memory", lambda: RestoreMemory(MemoryState(tuple(turns), tuple(handled)))
-        )
+        memory = self._memories[role] = (list(state.turns), list(state.handled))
+        # The snapshot holds the copy, not the task center: a plain one is still freed when dropped.
+        self.runtime.supervisor.keep_snapshot(ref.name, "memory", lambda: _restore_request(memory))
 
     def _remember(self, role: str, added: MemoryState) -> None:
         turns, handled = self._memories[role]
@@ -351,8 +350,7 @@ class TaskCenter:
         state.order = list(state.requests)
         state.owed = {role for role in state.requests if not self._agents[role][1].is_watcher}
         for role in self._unsynced.intersection(state.requests):
-            turns, handled = self._memories[role]
-            self.runtime.ask(self._agents[role][0], RestoreMemory(MemoryState(tuple(turns), tuple(handled))))
+            self.runtime.ask(self._agents[role][0], _restore_request(self._memories[role]))
             self._unsynced.discard(role)
         try:
             deliveries = dict(state.requests)
@@ -487,6 +485,12 @@ class TaskCenter:
             self.runtime.stop(ref)
         self.runtime.stop(self._env_ref)
         self.runtime.stop(self._registry_ref)
+
+
+def _restore_request(memory: tuple[list[ChatMessage], list[str]]) -> RestoreMemory:
+    """The request that gives an agent back the driver's copy of its memory."""
+    turns, handled = memory
+    return RestoreMemory(MemoryState(tuple(turns), tuple(handled)))
 
 
 @attrs.define
