@@ -50,6 +50,11 @@ def _unwrap(error: RayTaskError) -> BaseException:
     return cause if isinstance(cause, BaseException) else error
 
 
+def _died(ref: ActorRef, error: RayActorError) -> ActorDiedError:
+    """Ray's word that an actor is gone, as the supervisor understands it."""
+    return ActorDiedError(f"actor {ref.name!r} died: {error}")
+
+
 class RayTransport:
     """Every actor is a Ray actor in this run's own namespace."""
 
@@ -99,7 +104,7 @@ class RayTransport:
         except GetTimeoutError:
             raise AskTimeoutError(f"actor {ref.name!r} did not answer within {timeout} s") from None
         except RayActorError as error:
-            raise ActorDiedError(f"actor {ref.name!r} died: {error}") from error
+            raise _died(ref, error) from error
         except RayTaskError as error:
             raise _unwrap(error) from None
 
@@ -135,7 +140,7 @@ class RayTransport:
                 except Exception as error:  # the call failed: the others go on
                     del generators[generator]
                     if isinstance(error, RayActorError):
-                        error = ActorDiedError(f"actor {ref.name!r} died: {error}")
+                        error = _died(ref, error)
                     item = CallFailed(error)
                 yield ref, item
 
