@@ -19,7 +19,9 @@ from rich.tree import Tree
 
 from actorsim._envelope import Message
 from actorsim._replay import LIVE_FROM_VARIABLE, REPLAY_VARIABLE, REPORT_VARIABLE, UNTIL_VARIABLE
+from actorsim.llm import MODEL_SERVERS
 from actorsim.runs import Causality, RunLogError, find_run, list_runs, read_run
+from actorsim.transport import TRANSPORTS
 
 console = Console()
 
@@ -177,13 +179,12 @@ def replay(run: str, until: str | None, live_from: str | None) -> None:
 
 
 @main.command()
-@click.option("--transport", type=click.Choice(["local", "thespian", "ray"]), default="local", show_default=True)
+@click.option("--transport", type=click.Choice(TRANSPORTS), default="local", show_default=True)
 @click.option("--roles", default="ada,bruno", show_default=True, help="The agents, comma-separated, in speaking order.")
 @click.option("--human", default="you", show_default=True, help="Your role: you type at its turn ('' for none).")
 @click.option("--task", default="How should we land people on the Moon again?", show_default=True)
 @click.option("--turns", type=click.IntRange(min=1), default=9, show_default=True, help="Replies before the end.")
-@click.option("--model-server", type=click.Choice(["scripted", "openai", "dashscope"]), default="scripted",
-              show_default=True)
+@click.option("--model-server", type=click.Choice(MODEL_SERVERS), default="scripted", show_default=True)
 @click.option("--model", default="qwen-max", show_default=True, help="For openai and dashscope.")
 @click.option("--api-base", help="For openai: the server's URL.")
 @click.option("--chunk-latency", type=float, default=0.03, show_default=True, help="Scripted model only.")
