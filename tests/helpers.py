@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil
 
-from actorsim import Frame
+from actorsim import Frame, TaskCenter
 from actorsim.runs import find_run, read_run
 
 TASK = "what is the best solution to land on moon?"
@@ -33,6 +33,12 @@ def texts_by_role(frames: Iterable[Frame]) -> dict[str, str]:
 def prompt_text(agent: Any) -> str:
     """Everything an agent was ever prompted with, as one string."""
     return "\n".join(turn.content for turn in agent.get_history() if turn.role == "user")
+
+
+def events_since(task_center: TaskCenter, started: float, *kinds: str) -> list[dict[str, Any]]:
+    """The run log's events since `started` (of `kinds`, if given): a test session shares its runtime."""
+    directory = task_center.runtime.log_config.directory  # type: ignore[union-attr]
+    return [e for e in read_run(directory).events if e["ts"] >= started and (not kinds or e["event"] in kinds)]
 
 
 def alive(pid: int) -> bool:

@@ -26,7 +26,7 @@ class TestThespianProcesses:
         runtime = Runtime(transport, RunOptions(log_dir=tmp_path), "test")
         try:
             actor_pids = [runtime.ask(runtime.spawn(Recorder, name=f"r{n}"), GetPid()) for n in range(3)]
-            admin_pid = int(Path(f"/proc/{actor_pids[0]}/stat").read_text().split()[3])
+            admin_pid = psutil.Process(actor_pids[0]).ppid()
             assert admin_pid != os.getpid()
             children = [child.pid for child in psutil.Process(admin_pid).children()]
             assert set(actor_pids) < set(children), "the logger is a child of the admin too"

@@ -18,15 +18,9 @@ from actorsim.runs import Causality, RunLogError, read_run
 from actorsim.transport import load_transport
 from tests.actors import ContextReportingAgent
 from tests.conftest import Make
-from tests.helpers import TASK, scripted, texts_by_role
+from tests.helpers import TASK, events_since, scripted, texts_by_role
 from tests.openai_server import OpenAIServer
 from tests.test_task_center import debate
-
-
-def events_since(task_center: TaskCenter, started: float) -> list[dict[str, Any]]:
-    """This test's events: the session's runtime is shared, so older ones are left out."""
-    directory = task_center.runtime.log_config.directory  # type: ignore[union-attr]
-    return [event for event in read_run(directory).events if event["ts"] >= started]
 
 
 def whispered_debate(make: Make) -> TaskCenter:

@@ -12,20 +12,14 @@ from typing import Any
 import pytest
 
 from actorsim import AgentFailedError, Message, RolePlay, Supervision, TaskCenter
-from actorsim.runs import read_run
 from tests.actors import TouchyAgent
 from tests.conftest import Make
-from tests.helpers import TASK, alive, scripted, texts_by_role, wait_until_gone
+from tests.helpers import TASK, alive, events_since, scripted, texts_by_role, wait_until_gone
 
 in_processes = pytest.mark.parametrize("mode", ["thespian", "ray"], indirect=True)
 """Modes whose agents are processes of their own, which a test can kill."""
 
 QUICK = Supervision(backoff_initial=0.01, backoff_max=0.05, backoff_jitter=0.0)
-
-
-def events_since(task_center: TaskCenter, started: float, *kinds: str) -> list[dict[str, Any]]:
-    directory = task_center.runtime.log_config.directory  # type: ignore[union-attr]
-    return [e for e in read_run(directory).events if e["ts"] >= started and (not kinds or e["event"] in kinds)]
 
 
 def kill(task_center: TaskCenter, name: str) -> int:
