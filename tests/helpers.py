@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +49,19 @@ def alive(pid: int) -> bool:
         return False
 
 
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll `condition` until it holds or `timeout` passes; whether it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
 def wait_until_gone(pids: Iterable[int], timeout: float) -> list[int]:
     """Poll until every process has exited; return those still alive at the deadline."""
-    deadline = time.monotonic() + timeout
-    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    pids = list(pids)
+    wait_until(lambda: not any(alive(pid) for pid in pids), timeout)
+    return [pid for pid in pids if alive(pid)]
 
 
 def run_processes(driver_pid: int, log_dir: Path) -> set[int]:

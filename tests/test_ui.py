@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -20,7 +19,7 @@ from types import ModuleType
 import pytest
 
 from actorsim import Runtime
-from tests.helpers import run_processes, wait_until_gone
+from tests.helpers import run_processes, wait_until, wait_until_gone
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
@@ -95,13 +94,6 @@ def say(page: object, text: str) -> None:
     expect(box).to_be_editable(timeout=60_000)
     box.fill(text)
     box.press("Enter")
-
-
-def wait_until(condition: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
-        time.sleep(0.05)
-    return bool(condition())  # type: ignore[operator]
 
 
 class TestChatRoomInTheBrowser:
