@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 from actorsim._actors.agent_host import AgentHost, Describe, GetMemory
 from actorsim._actors.registry import AgentInfo
 from actorsim._errors import AgentFailedError
-from actorsim._replay import active_replay
 from actorsim._runtime import Runtime, current_runtime
 from actorsim._supervision import supervision_from
 from actorsim.agents import Agent
@@ -54,7 +53,8 @@ def create_component(
     With `remote=True` an agent runs as an actor on the current run (see
     `actorsim.init`) and a handle comes back; with `remote=False` it is the
     plain object. A TaskCenter always lives in the calling process; with
-    `remote=True` its Environment and Registry are actors.
+    `remote=True` its Environment and Registry are actors. Raises `TypeError`
+    for a bad name or class, and the agent's own errors for bad options.
     """
     from actorsim.task_center import TaskCenter
 
@@ -64,12 +64,11 @@ def create_component(
         return cls(name=name, remote=remote, runtime=runtime, **kwargs)
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
         raise TypeError(f"create_component makes a TaskCenter or an Agent subclass, not {cls!r}")
-    replay = active_replay()
-    if replay is not None and kwargs.get("llm") is not None:
-        kwargs["llm"] = replay.model_for(kwargs.get("role") or name, kwargs["llm"])
     if not remote:
         return cls(name=name, **kwargs)
     runtime = runtime or current_runtime()
+    if kwargs.get("llm") is not None:
+        kwargs["llm"] = runtime.interventions.choose_model(kwargs.get("role") or name, kwargs["llm"])
     ref = runtime.spawn(
         functools.partial(AgentHost.build, cls, {"name": name, **kwargs}),
         name=name,

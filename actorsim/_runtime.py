@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import atexit
+import collections
 import functools
 import os
 import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from actorsim._errors import ActorDiedError, ComponentFailedError
-from actorsim._replay import REPLAY_VARIABLE
+from actorsim._errors import ActorDiedError, AskTimeoutError, ComponentFailedError
+from actorsim._ids import new_id
+from actorsim._intervention import Intervention, Interventions, installed_handlers
 from actorsim._runlog import LoggedBehaviour, RunLogConfig, close_run_log, open_run_log
 from actorsim._supervision import Durable, Supervision, Supervisor
 from actorsim._validators import positive
-from actorsim.transport import TRANSPORTS, ActorRef, BehaviourFactory, Transport, load_transport
+from actorsim.transport import TRANSPORTS, ActorRef, BehaviourFactory, CallFailed, Transport, load_transport
+
+if TYPE_CHECKING:
+    from actorsim._replay import Replay
 
 TRANSPORT_VARIABLE = "ACTORSIM_TRANSPORT"
 
@@ -45,20 +51,34 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
+@attrs.frozen
+class Redelivered:
+    """A streamed call's actor crashed and was restarted; its request is on its way again."""
+
+    cause: BaseException
+
+
 class Runtime:
     """The actor system of one run; a context manager that shuts it down."""
 
-    def __init__(self, transport: Transport, options: RunOptions, run_id: str) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        options: RunOptions,
+        run_id: str,
+        interventions: Sequence[Intervention] = (),
+    ) -> None:
         self.transport = transport
         self.options = options
         self.run_id = run_id
-        self.supervisor = Supervisor(self)
+        self.interventions = Interventions([*installed_handlers(), *interventions])
         self._actors: list[str] = []
         self._closed = False
         self.log_config = (
             None if options.log_dir is None else RunLogConfig(run_id, options.log_dir / run_id, options.console_log)
         )
         self._log = None if self.log_config is None else open_run_log(self.log_config, process="driver")
+        self.supervisor = Supervisor(transport, timeout=options.ask_timeout, log=self.log)
         self.log(
             "run.started",
             transport=transport.name,
@@ -66,7 +86,7 @@ class Runtime:
             cwd=os.getcwd(),
             python=sys.version.split()[0],
             actorsim=_version(),
-            replay_of=os.environ.get(REPLAY_VARIABLE) and Path(os.environ[REPLAY_VARIABLE]).name,
+            **{"replay_of": None, **self.interventions.run_started()},
         )
 
     def log(self, event: str, *, flush: bool = True, **fields: Any) -> str | None:
@@ -84,6 +104,26 @@ class Runtime:
     @property
     def transport_name(self) -> str:
         return self.transport.name
+
+    def new_id(self) -> str:
+        """The id of a message the driver makes (an intervention may choose it: a replay reuses the recorded ones)."""
+        return self.interventions.new_id() or new_id()
+
+    def failure(self, name: str) -> ComponentFailedError | None:
+        """Why the supervisor gave up on `name`, once it did."""
+        return self.supervisor.failure(name)
+
+    def keep_snapshot(self, name: str, key: str, request: Callable[[], Any]) -> None:
+        """After a restart of `name`, `request()` is sent to it to restore part of its state."""
+        self.supervisor.keep_snapshot(name, key, request)
+
+    def join_group(self, group: str, names: Sequence[str]) -> None:
+        """Siblings that a `one_for_all` policy restarts together."""
+        self.supervisor.join_group(group, names)
+
+    def restart_deferred(self) -> None:
+        """Restart the siblings a `one_for_all` crash left owed a restart: between steps."""
+        self.supervisor.restart_deferred()
 
     def spawn(
         self,
@@ -119,6 +159,91 @@ class Runtime:
             if isinstance(request, Durable):
                 self.supervisor.journal(ref.name, request)
             return answer
+
+    def stream(
+        self,
+        calls: Sequence[tuple[ActorRef, Any]],
+        *,
+        final: Callable[[Any], bool],
+        context: Callable[[Any], Mapping[str, Any]] = lambda request: {},
+    ) -> Iterator[tuple[str, Any]]:
+        """Stream `calls` as the transport does, under the supervisor: yields `(actor name, item)`.
+
+        An actor that crashes mid-call is restarted as soon as its crash is
+        seen, after its backoff, while the other calls go on streaming, and
+        gets its request again (a `Redelivered` item says so) unless its
+        `final` item already arrived. Past its budget the call ends with
+        `CallFailed` carrying the supervisor's `ComponentFailedError`.
+        `context(request)` says in the log what a crashed call was doing.
+        """
+        timeout = self.options.step_timeout
+        requests = {ref.name: request for ref, request in calls}
+        attempts: collections.Counter[str] = collections.Counter()
+        finished: set[str] = set()  # calls whose final item arrived
+        crashed: collections.deque[tuple[str, ActorRef, BaseException]] = collections.deque()
+        due: dict[str, tuple[float, BaseException]] = {}  # restarts waiting out their backoff
+        with self.transport.open_calls() as open_calls:
+
+            def deliver(name: str) -> None:
+                attempts[name] += 1
+                current = self.supervisor.current(name)
+                fault = self.interventions.before_delivery(name, requests[name], attempts[name])
+                if fault is not None:
+                    crashed.append((name, current, fault))
+                else:
+                    open_calls.add(current, requests[name])
+
+            for name in requests:
+                deliver(name)
+            last_item = time.monotonic()
+            while open_calls.open or crashed or due:
+                while crashed:
+                    name, ref, error = crashed.popleft()
+                    try:
+                        delay = self.supervisor.note_crash(ref, error, **context(requests[name]))
+                    except ComponentFailedError as failure:
+                        yield name, CallFailed(failure)
+                        continue
+                    if delay is not None:
+                        due[name] = (time.monotonic() + delay, error)
+                    elif name not in finished:  # already restarted (a sibling's restart): deliver again
+                        yield name, Redelivered(error)
+                        deliver(name)
+                for name, (deadline, error) in sorted(due.items(), key=lambda entry: entry[1][0]):
+                    if deadline > time.monotonic():
+                        break
+                    del due[name]
+                    try:
+                        self.supervisor.restart(name)
+                    except ComponentFailedError as failure:
+                        yield name, CallFailed(failure)
+                        continue
+                    if name not in finished:
+                        yield name, Redelivered(error)
+                        deliver(name)
+                if crashed:
+                    continue
+                next_restart = min((deadline for deadline, _ in due.values()), default=None)
+                if not open_calls.open:
+                    if next_restart is not None:
+                        time.sleep(max(0.0, next_restart - time.monotonic()))
+                    continue
+                wait = timeout - (time.monotonic() - last_item)
+                if next_restart is not None:
+                    wait = min(wait, next_restart - time.monotonic())
+                got = open_calls.next(max(0.0, wait))
+                if got is None:
+                    if time.monotonic() - last_item >= timeout:
+                        raise AskTimeoutError(f"no item from {sorted(requests)} within {timeout} s")
+                    continue
+                last_item = time.monotonic()
+                ref, item = got
+                if isinstance(item, CallFailed):
+                    crashed.append((ref.name, ref, item.error))
+                    continue
+                if final(item):
+                    finished.add(ref.name)
+                yield ref.name, item
 
     def stop_all(self) -> None:
         """Stop every actor of the run, keeping the system up for new ones."""
@@ -162,14 +287,22 @@ def init(
     step_timeout: float = 600.0,
     log_dir: str | os.PathLike[str] | None = "logs",
     console_log: bool = False,
+    replay: Replay | str | os.PathLike[str] | None = None,
+    interventions: Sequence[Intervention] = (),
 ) -> Runtime:
     """Start the run that `create_component(..., remote=True)` will use.
 
     `transport` is "local", "thespian" or "ray" (default: $ACTORSIM_TRANSPORT,
     else "local"); `address` joins an existing Ray cluster. Every process of
     the run logs to `log_dir/<run_id>/` (`log_dir=None`: no run log);
-    `console_log=True` also shows the events readably on stderr. The run is shut
+    `console_log=True` also shows the events readably on stderr. `replay`
+    (a `Replay`, or a recorded run's folder) answers every model call and
+    human input from that recording and checks each message against it;
+    `interventions` hook into the run (see `Intervention`). The run is shut
     down by `shutdown()`, by leaving the `with` block, or at interpreter exit.
+
+    Raises `ValueError` for an unknown transport, `RuntimeError` when a run
+    is already going, `TransportUnavailableError` when its package is missing.
     """
     global _current
     name = transport or os.environ.get(TRANSPORT_VARIABLE) or "local"
@@ -190,9 +323,17 @@ def init(
         backend_options["output_path"] = output_dir / f"thespian-{run_id}.out"
     elif name == "ray":
         backend_options["address"] = address
-    _current = Runtime(load_transport(name, **backend_options), options, run_id)
+    handlers = [*interventions, *([replay_from(replay)] if replay is not None else [])]
+    _current = Runtime(load_transport(name, **backend_options), options, run_id, handlers)
     atexit.register(_current.shutdown)
     return _current
+
+
+def replay_from(replay: Replay | str | os.PathLike[str]) -> Replay:
+    """A `Replay` as given, or of the run recorded in that folder."""
+    from actorsim._replay import Replay
+
+    return replay if isinstance(replay, Replay) else Replay(Path(replay))
 
 
 def shutdown() -> None:

@@ -18,18 +18,34 @@ import collections
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import attrs
 
 from actorsim._errors import ActorStoppedError, ComponentFailedError
 from actorsim._validators import non_negative, positive
-from actorsim.transport import ActorRef, BehaviourFactory
-
-if TYPE_CHECKING:
-    from actorsim._runtime import Runtime
+from actorsim.transport import ActorRef, BehaviourFactory, Transport
 
 STRATEGIES = ("one_for_one", "one_for_all")
+
+
+class LogEvent(Protocol):
+    """Records a driver-side event; returns where it is (`path:line`), or None without a log."""
+
+    def __call__(self, event: str, **fields: Any) -> str | None: ...
+
+
+def _no_log(event: str, **fields: Any) -> str | None:
+    return None
+
+
+def restart_cures(error: BaseException) -> bool:
+    """Whether restarting the component could help: an error may say it cannot (`restartable = False`).
+
+    A refused connection, a rejected key or a replay that diverged fails the
+    same way in every incarnation; restarting only delays the error.
+    """
+    return bool(getattr(error, "restartable", True))
 
 
 class Durable:
@@ -83,19 +99,29 @@ class _Child:
     crashes: collections.deque[float] = attrs.Factory(collections.deque)
     failure: ComponentFailedError | None = None
     group: str | None = None
+    restart_why: dict[str, Any] = attrs.Factory(dict)  # for the log of the restart owed after a crash
 
 
 class Supervisor:
-    """The run's supervisor: every actor the runtime spawns is its child."""
+    """The run's supervisor: every actor the runtime spawns is its child.
+
+    It needs only the transport to start and ask actors, the time it may wait
+    for one, and somewhere to record what it does; `sleep` and `clock` are
+    injected so that its budget and backoff can be tested without waiting.
+    """
 
     def __init__(
         self,
-        runtime: Runtime,
+        transport: Transport,
         *,
+        timeout: float,
+        log: LogEvent = _no_log,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._runtime = runtime
+        self._transport = transport
+        self._timeout = timeout
+        self._log = log
         self._children: dict[str, _Child] = {}
         self._sleep = sleep
         self._clock = clock
@@ -108,7 +134,7 @@ class Supervisor:
         policy: Supervision,
         failure_type: type[ComponentFailedError] = ComponentFailedError,
     ) -> ActorRef:
-        ref = self._runtime.transport.spawn(factory, name=name, timeout=self._runtime.options.ask_timeout)
+        ref = self._transport.spawn(factory, name=name, timeout=self._timeout)
         self._children[name] = _Child(name, factory, policy, ref, failure_type=failure_type)
         return ref
 
@@ -144,33 +170,58 @@ class Supervisor:
         for name in names:
             self._children[name].group = group
 
-    def crashed(self, ref: ActorRef, cause: BaseException) -> ActorRef:
-        """`ref` crashed (raised, or its process died): restart it, or give up past its budget.
+    def crashed(self, ref: ActorRef, cause: BaseException, **context: Any) -> ActorRef:
+        """`ref` crashed (raised, or its process died): wait out its backoff and restart it.
 
         Returns the successor's ref; raises the child's `ComponentFailedError`
-        once the budget is spent. A ref already replaced (a sibling restart got
-        there first) is simply resolved.
+        once the budget is spent, or at once for a cause no restart cures. A
+        ref already replaced (a sibling restart got there first) is simply
+        resolved. `context` (what the child was doing) goes into the log.
+        """
+        delay = self.note_crash(ref, cause, **context)
+        if delay is None:
+            return self._children[ref.name].ref
+        self._sleep(delay)
+        return self.restart(ref.name)
+
+    def note_crash(self, ref: ActorRef, cause: BaseException, **context: Any) -> float | None:
+        """Count a crash of `ref` against its budget: the backoff to wait before `restart`.
+
+        None when `ref` was already replaced (nothing to restart); raises the
+        child's `ComponentFailedError` past its budget or for a cause no
+        restart cures. Separate from `restart` so that a caller can go on
+        with other work while the backoff passes.
         """
         child = self._children[ref.name]
         if child.failure is not None:
             raise child.failure
         if child.ref is not ref:
-            return child.ref
+            return None
+        now = self._clock()
+        while child.crashes and now - child.crashes[0] > child.policy.within:
+            child.crashes.popleft()
+        child.crashes.append(now)
+        count = len(child.crashes)
+        self._log("actor.crashed", actor=child.name, error=repr(cause), crashes_in_window=count, **context)
+        if count > child.policy.max_restarts or not restart_cures(cause):
+            self._give_up(child, cause, restarts=count - 1)
+        delay = child.policy.backoff(count)
+        child.restart_why = {"reason": repr(cause), "attempt": count, "backoff_s": delay}
+        return delay
+
+    def restart(self, name: str) -> ActorRef:
+        """Start the successor of a crashed child whose backoff has passed; its ref.
+
+        A successor that fails to start is one more crash: counted, waited
+        out and tried again, until the budget is spent.
+        """
+        child = self._children[name]
         while True:
-            now = self._clock()
-            while child.crashes and now - child.crashes[0] > child.policy.within:
-                child.crashes.popleft()
-            child.crashes.append(now)
-            restart = len(child.crashes)
-            self._runtime.log("actor.crashed", actor=child.name, error=repr(cause), crashes_in_window=restart)
-            if restart > child.policy.max_restarts:
-                self._give_up(child, cause, restarts=restart - 1)
-            delay = child.policy.backoff(restart)
-            self._sleep(delay)
             try:
-                self._restart(child, reason=repr(cause), attempt=restart, backoff_s=delay)
+                self._restart(child, **child.restart_why)
             except Exception as error:  # noqa: BLE001 - the successor failed to start: one more crash
-                cause = error
+                delay = self.note_crash(child.ref, error)
+                self._sleep(delay or 0.0)
                 continue
             break
         if child.policy.strategy == "one_for_all" and child.group is not None:
@@ -181,7 +232,7 @@ class Supervisor:
         return child.ref
 
     def _give_up(self, child: _Child, cause: BaseException, restarts: int) -> NoReturn:
-        line = self._runtime.log(
+        line = self._log(
             "actor.given_up", actor=child.name, error=repr(cause), restarts=restarts, within_s=child.policy.within
         )
         child.failure = child.failure_type(child.name, cause, restarts, line)
@@ -198,15 +249,12 @@ class Supervisor:
     def _restart(self, child: _Child, **why: Any) -> None:
         started = self._clock()
         self._stop_quietly(child.ref)
-        ref = child.ref = self._runtime.transport.spawn(
-            child.factory, name=child.name, timeout=self._runtime.options.ask_timeout
-        )
-        timeout = self._runtime.options.ask_timeout
+        ref = child.ref = self._transport.spawn(child.factory, name=child.name, timeout=self._timeout)
         for request in child.journal:
-            self._runtime.transport.ask(ref, request, timeout=timeout)
+            self._transport.ask(ref, request, timeout=self._timeout)
         for make in child.snapshots.values():
-            self._runtime.transport.ask(ref, make(), timeout=timeout)
-        self._runtime.log(
+            self._transport.ask(ref, make(), timeout=self._timeout)
+        self._log(
             "actor.restarted", actor=child.name, new_pid=ref.pid, replayed=len(child.journal),
             snapshots=sorted(child.snapshots), restart_s=self._clock() - started, **why,
         )
@@ -214,6 +262,6 @@ class Supervisor:
     def _stop_quietly(self, ref: ActorRef) -> None:
         """Stop a crashed actor; one whose process is gone needs only forgetting."""
         try:
-            self._runtime.transport.stop(ref)
+            self._transport.stop(ref)
         except Exception as error:  # noqa: BLE001 - a dead actor may refuse even that
-            self._runtime.log("actor.stop_failed", actor=ref.name, error=repr(error))
+            self._log("actor.stop_failed", actor=ref.name, error=repr(error))

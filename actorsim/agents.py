@@ -6,6 +6,7 @@ runs one inside an actor; `remote=False` gives the object itself.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -18,6 +19,9 @@ from actorsim.llm import ChatMessage, ChatModel, build_chat_model
 from actorsim.memory import Memory
 
 HUMAN_INPUT_MODES = ("CLOSE", "ON", "TERMINAL")
+
+current_reply: contextvars.ContextVar[str | None] = contextvars.ContextVar("actorsim_current_reply", default=None)
+"""The id of the reply a model call is made for, while the agent makes it: a model may key on it."""
 
 
 class Agent:
@@ -146,6 +150,7 @@ class Agent:
         )
         started = time.perf_counter()
         parts = []
+        calling_for = current_reply.set(reply_id)
         try:
             for chunk in model.stream(prompt):
                 parts.append(chunk)
@@ -159,6 +164,8 @@ class Agent:
                 latency_s=time.perf_counter() - started,
             )
             raise
+        finally:
+            current_reply.reset(calling_for)
         reply = "".join(parts)
         log_event(
             "llm.call.finished",

@@ -5,20 +5,21 @@ from __future__ import annotations
 import datetime
 import itertools
 import os
-import subprocess
+import runpy
 import sys
-import tempfile
 from pathlib import Path
 
 import click
-import orjson
 from rich.console import Console
+from rich.pretty import Pretty
 from rich.table import Column, Table
 from rich.text import Text
 from rich.tree import Tree
 
+import actorsim
 from actorsim._envelope import Message
-from actorsim._replay import LIVE_FROM_VARIABLE, REPLAY_VARIABLE, REPORT_VARIABLE, UNTIL_VARIABLE
+from actorsim._intervention import installed
+from actorsim._replay import Replay, ReplayDivergence, ReplayStopped
 from actorsim.llm import MODEL_SERVERS
 from actorsim.runs import Causality, RunLogError, find_run, list_runs, read_run
 from actorsim.transport import TRANSPORTS
@@ -118,7 +119,8 @@ def replay(run: str, until: str | None, live_from: str | None) -> None:
 
     No model is called (until the fork of --live-from). Each message the
     replay publishes is checked against the recording; the first difference
-    stops it and is shown side by side.
+    stops it and is shown side by side. Crashes and restarts of the recorded
+    run happen again where they happened.
     """
     log_dir = click.get_current_context().find_root().obj
     try:
@@ -134,48 +136,97 @@ def replay(run: str, until: str | None, live_from: str | None) -> None:
                 f"{option} {message_id}: no single recorded message of {record.run_id} has that id"
             )
     argv, cwd = started[0]["argv"], started[0]["cwd"]
-    with tempfile.TemporaryDirectory(prefix="actorsim-replay-") as scratch:
-        report_path = Path(scratch) / "report.json"
-        environment = {
-            **os.environ,
-            REPLAY_VARIABLE: str(record.directory.absolute()),
-            REPORT_VARIABLE: str(report_path),
-        }
-        if until:
-            environment[UNTIL_VARIABLE] = until
-        if live_from:
-            environment[LIVE_FROM_VARIABLE] = live_from
-        console.print(f"[dim]replaying {record.run_id}: {' '.join(argv)} (in {cwd})[/]")
-        completed = subprocess.run([sys.executable, *argv], cwd=cwd, env=environment, check=False)
-        report = orjson.loads(report_path.read_bytes()) if report_path.exists() else None
-    if report is None:
-        raise click.ClickException(f"the replayed program exited with {completed.returncode} before any message")
-    divergence = report.get("divergence")
+    recording = Replay(record.directory, until=until, live_from=live_from)
+    console.print(f"[dim]replaying {record.run_id}: {' '.join(argv)} (in {cwd})[/]")
+    ended = run_program(argv, cwd, recording)
+    _report(recording, ended)
+
+
+def run_program(argv: list[str], cwd: str, recording: Replay) -> BaseException | None:
+    """Run a recorded program in this process, as it was run, with `recording` installed.
+
+    In this process, not a child, so that the replay is an object the run
+    hooks into rather than settings passed through the environment. What
+    the program raised (or exited with) is returned, for the report.
+    """
+    saved_argv, saved_cwd = sys.argv, os.getcwd()
+    sys.argv = list(argv)
+    try:
+        os.chdir(cwd)
+        with installed(recording):
+            runpy.run_path(argv[0], run_name="__main__")
+    except BaseException as error:  # noqa: BLE001 - whatever ended the program is the report's to judge
+        return error
+    finally:
+        actorsim.shutdown()
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+    return None
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _report(recording: Replay, ended: BaseException | None) -> None:
+    """How the replay went, as the recording would have it."""
+    matched = _count(recording.matched, "message")
+    divergence = recording.note_divergence(ended) if ended is not None else recording.divergence
     if divergence is not None:
-        table = Table(
-            Column("recorded", ratio=1, overflow="fold"),
-            Column("replayed", ratio=1, overflow="fold"),
-            title=divergence["what"],
-            show_lines=True,
-        )
-        for recorded, replayed in itertools.zip_longest(
-            _lines(divergence["recorded"]), _lines(divergence["replayed"]), fillvalue=""
-        ):
-            style = "" if recorded == replayed else "bold red"
-            table.add_row(Text(recorded, style=style), Text(replayed, style=style))
-        console.print(table)
-        raise click.ClickException(f"replay diverged after matching {report['matched']} messages")
-    if report.get("interrupted"):
-        console.print(f"replay matched {report['matched']} messages, up to where the run was interrupted")
+        _show_divergence(divergence)
+        raise click.ClickException(f"replay diverged after matching {matched}")
+    stopped = recording.stopped
+    if stopped is not None and stopped.interrupted:
+        console.print(f"replay matched {matched}, up to where the run was interrupted")
         return
-    if completed.returncode != 0:
-        raise click.ClickException(f"the replayed program exited with {completed.returncode}")
-    if report["forked"]:
-        console.print(f"replay matched {report['matched']} messages, then continued live")
+    if stopped is not None:
+        _show_state(stopped)
+        console.print(f"replay matched {matched}")
         return
-    if until is None and report["matched"] != report["recorded"]:
-        raise click.ClickException(f"replay matched {report['matched']} of {report['recorded']} recorded messages")
-    console.print(f"replay matched {report['matched']} messages")
+    exit_code = ended.code if isinstance(ended, SystemExit) else None
+    if ended is not None and not (isinstance(ended, SystemExit) and exit_code in (0, None)):
+        recorded_end = recording.recorded_end()
+        if recorded_end is not None and isinstance(ended, Exception) and recorded_end == repr(ended):
+            console.print(f"replay matched {matched} and ended as the recording did: {ended}")
+            return
+        raise click.ClickException(f"the replayed program ended with {ended!r} after matching {matched}")
+    if recording.forked:
+        console.print(f"replay matched {matched}, then continued live")
+        return
+    if recording.matched != recording.recorded:
+        recorded = _count(recording.recorded, "recorded message")
+        raise click.ClickException(f"replay matched {recording.matched} of {recorded}")
+    console.print(f"replay matched {matched}")
+
+
+def _show_divergence(divergence: ReplayDivergence) -> None:
+    table = Table(
+        Column("recorded", ratio=1, overflow="fold"),
+        Column("replayed", ratio=1, overflow="fold"),
+        title=divergence.what,
+        show_lines=True,
+    )
+    for recorded, replayed in itertools.zip_longest(
+        _lines(divergence.recorded), _lines(divergence.replayed), fillvalue=""
+    ):
+        style = "" if recorded == replayed else "bold red"
+        table.add_row(Text(recorded, style=style), Text(replayed, style=style))
+    console.print(table)
+
+
+def _show_state(stopped: ReplayStopped) -> None:
+    """What `--until` shows: each role's queue and memory, and the history, at that message."""
+    reached, state = stopped.message, stopped.state
+    console.line()
+    console.rule(f"replay stopped at {reached.message_id} ({reached.sent_from})")
+    if state is None:
+        return
+    for role, pending in state.pending.items():
+        console.print(f"[bold]{role}[/] pending: {[f'{m.sent_from}: {m.content}' for m in pending]}")
+        console.print(Pretty([f"{turn.role}: {turn.content}" for turn in state.memories[role]]))
+    console.print("[bold]history[/]")
+    for message in state.history:
+        console.print(f"  {message.sent_from} -> {', '.join(message.send_to)}: {message.content}")
 
 
 @main.command()

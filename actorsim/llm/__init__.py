@@ -3,7 +3,7 @@
 ``{"model_server": "scripted", "replies": [...]}`` is offline and
 deterministic; ``"openai"`` talks to any OpenAI-compatible server;
 ``"dashscope"`` takes the seed's config and goes through DashScope's
-OpenAI-compatible endpoint. (``"replay"`` is set by `actorsim replay` only.)
+OpenAI-compatible endpoint.
 """
 
 from __future__ import annotations
@@ -55,10 +55,6 @@ def build_chat_model(llm: Mapping[str, Any] | ChatModel) -> ChatModel:
         if not options["api_key"]:
             raise ValueError("llm config for model_server 'dashscope' needs api_key or DASHSCOPE_API_KEY")
         return OpenAIChatModel(_config(OpenAIConfig, server, options))
-    if server == "replay":
-        from actorsim._replay import ReplayModel
-
-        return ReplayModel(options["role"], options["calls"], options.get("live"))
     raise ValueError(f"llm config: model_server must be one of {list(MODEL_SERVERS)}, got {server!r}")
 
 

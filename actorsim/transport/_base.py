@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import abc
 import collections
 import pickle
 import queue
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -71,6 +74,13 @@ class Transport(Protocol):
         item; the others go on.
         """
 
+    def open_calls(self) -> Calls:
+        """An empty set of streamed calls, to which calls are added while their items are taken.
+
+        What `stream` is built on; a supervisor uses it to deliver a request
+        again to a restarted actor while the other calls go on.
+        """
+
     def stop(self, ref: ActorRef) -> None:
         """Stop one actor; later requests to it raise `ActorStoppedError`.
 
@@ -122,27 +132,92 @@ class CallFailed:
     error: BaseException
 
 
-def merge_sink(
-    sink: queue.SimpleQueue[tuple[ActorRef, Any]], refs: Sequence[ActorRef], timeout: float
+class Calls(abc.ABC):
+    """Streamed calls in flight; more may be added while items are taken. Close it when done."""
+
+    @abc.abstractmethod
+    def add(self, ref: ActorRef, request: Any) -> None:
+        """Send `request` to `ref` as a streamed call."""
+
+    @abc.abstractmethod
+    def next(self, timeout: float) -> tuple[ActorRef, Any] | None:
+        """The next item of any open call, or None when none came within `timeout`.
+
+        A call that failed ends with one `CallFailed` item; a call that ended
+        normally ends silently.
+        """
+
+    @property
+    @abc.abstractmethod
+    def open(self) -> int:
+        """How many calls have not ended yet."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop waiting for the open calls; items they still send are dropped."""
+
+    def __enter__(self) -> Calls:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def stream_calls(
+    calls: Calls, requests: Sequence[tuple[ActorRef, Any]], timeout: float
 ) -> Iterator[tuple[ActorRef, Any]]:
-    """Yield the items that producers put into `sink` until every call to `refs` has ended.
+    """`Transport.stream` on top of `Transport.open_calls`."""
+    with calls:
+        for ref, request in requests:
+            calls.add(ref, request)
+        while calls.open:
+            item = calls.next(timeout)
+            if item is None:
+                raise AskTimeoutError(f"no item from {calls_waited_on(requests)} within {timeout} s")
+            yield item
+
+
+def calls_waited_on(requests: Sequence[tuple[ActorRef, Any]]) -> list[str]:
+    return sorted({ref.name for ref, _ in requests})
+
+
+class SinkCalls(Calls):
+    """Calls whose producers put their items into one queue: the in-process transports.
 
     Producers put `(ref, item)`, then `(ref, StreamEnd())`, or `(ref, Failure)`
-    to end with an error, which is yielded as `CallFailed`.
+    to end with an error, which comes out as `CallFailed`.
     """
-    open_calls = collections.Counter(ref.name for ref in refs)
-    while open_calls:
-        try:
-            ref, item = sink.get(timeout=timeout)
-        except queue.Empty:
-            names = sorted(open_calls.elements())
-            raise AskTimeoutError(f"no item from {names} within {timeout} s") from None
-        if isinstance(item, StreamEnd | Failure):
-            open_calls -= collections.Counter([ref.name])
-            if isinstance(item, Failure):
-                yield ref, CallFailed(item.error())
-        else:
-            yield ref, item
+
+    def __init__(self, send: Callable[[ActorRef, Any, queue.SimpleQueue[tuple[ActorRef, Any]]], None]) -> None:
+        self._send = send
+        self.sink: queue.SimpleQueue[tuple[ActorRef, Any]] = queue.SimpleQueue()
+        self._open: collections.Counter[str] = collections.Counter()
+
+    def add(self, ref: ActorRef, request: Any) -> None:
+        self._send(ref, request, self.sink)
+        self._open[ref.name] += 1
+
+    def close(self) -> None:
+        self._open.clear()  # producers still running put into a queue no one reads
+
+    @property
+    def open(self) -> int:
+        return self._open.total()
+
+    def next(self, timeout: float) -> tuple[ActorRef, Any] | None:
+        deadline = time.monotonic() + timeout
+        while self._open:
+            try:
+                ref, item = self.sink.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if isinstance(item, StreamEnd | Failure):
+                self._open -= collections.Counter([ref.name])
+                if isinstance(item, Failure):
+                    return ref, CallFailed(item.error())
+                continue
+            return ref, item
+        return None
 
 
 def run_into_sink(

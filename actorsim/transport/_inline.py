@@ -19,8 +19,10 @@ from actorsim.transport._base import (
     ActorRef,
     Behaviour,
     BehaviourFactory,
-    merge_sink,
+    Calls,
+    SinkCalls,
     run_into_sink,
+    stream_calls,
 )
 
 
@@ -57,11 +59,14 @@ class InlineTransport:
     def stream(
         self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
     ) -> Iterator[tuple[ActorRef, Any]]:
-        sink: queue.SimpleQueue[tuple[ActorRef, Any]] = queue.SimpleQueue()
-        for ref, request in calls:
-            behaviour, lock = self._entry(ref)
-            self._workers.submit(self._locked_run, behaviour, lock, ref, request, sink)
-        return merge_sink(sink, [ref for ref, _ in calls], timeout)
+        return stream_calls(self.open_calls(), calls, timeout)
+
+    def open_calls(self) -> Calls:
+        return SinkCalls(self._send_streamed)
+
+    def _send_streamed(self, ref: ActorRef, request: Any, sink: queue.SimpleQueue[tuple[ActorRef, Any]]) -> None:
+        behaviour, lock = self._entry(ref)
+        self._workers.submit(self._locked_run, behaviour, lock, ref, request, sink)
 
     @staticmethod
     def _locked_run(

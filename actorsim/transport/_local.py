@@ -19,9 +19,11 @@ from actorsim.transport._base import (
     ActorRef,
     Behaviour,
     BehaviourFactory,
+    Calls,
     Failure,
-    merge_sink,
+    SinkCalls,
     run_into_sink,
+    stream_calls,
 )
 
 _Sink = queue.SimpleQueue[tuple[ActorRef, Any]]
@@ -100,10 +102,13 @@ class LocalTransport:
     def stream(
         self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
     ) -> Iterator[tuple[ActorRef, Any]]:
-        sink: _Sink = queue.SimpleQueue()
-        for ref, request in calls:
-            self._mailbox(ref).inbox.put(_Delivery(request, sink, streamed=True))
-        return merge_sink(sink, [ref for ref, _ in calls], timeout)
+        return stream_calls(self.open_calls(), calls, timeout)
+
+    def open_calls(self) -> Calls:
+        return SinkCalls(self._send_streamed)
+
+    def _send_streamed(self, ref: ActorRef, request: Any, sink: _Sink) -> None:
+        self._mailbox(ref).inbox.put(_Delivery(request, sink, streamed=True))
 
     def stop(self, ref: ActorRef) -> None:
         with self._lock:

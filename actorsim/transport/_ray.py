@@ -11,6 +11,7 @@ import itertools
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -19,7 +20,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError
-from actorsim.transport._base import ActorRef, Behaviour, BehaviourFactory, CallFailed
+from actorsim.transport._base import ActorRef, Behaviour, BehaviourFactory, CallFailed, Calls, stream_calls
 
 
 class RayShell:
@@ -53,6 +54,46 @@ def _unwrap(error: RayTaskError) -> BaseException:
 def _died(ref: ActorRef, error: RayActorError) -> ActorDiedError:
     """Ray's word that an actor is gone, as the supervisor understands it."""
     return ActorDiedError(f"actor {ref.name!r} died: {error}")
+
+
+class _RayCalls(Calls):
+    """Streamed calls as Ray streaming generators, taken as their items become ready."""
+
+    def __init__(self, transport: RayTransport) -> None:
+        self._transport = transport
+        self._generators: dict[Any, ActorRef] = {}
+
+    def add(self, ref: ActorRef, request: Any) -> None:
+        handle = self._transport._handle(ref)
+        self._generators[handle.stream.options(num_returns="streaming").remote(request)] = ref
+
+    @property
+    def open(self) -> int:
+        return len(self._generators)
+
+    def next(self, timeout: float) -> tuple[ActorRef, Any] | None:
+        deadline = time.monotonic() + timeout
+        while self._generators:
+            ready, _ = ray.wait(list(self._generators), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+            generator = ready[0]
+            ref = self._generators[generator]
+            assert isinstance(generator, ray.ObjectRefGenerator)
+            try:
+                object_ref = next(generator)
+                return ref, self._transport._get(ref, object_ref, timeout)
+            except StopIteration:
+                del self._generators[generator]
+            except AskTimeoutError:
+                raise
+            except Exception as error:  # the call failed: the others go on
+                del self._generators[generator]
+                return ref, CallFailed(_died(ref, error) if isinstance(error, RayActorError) else error)
+        return None
+
+    def close(self) -> None:
+        self._generators.clear()
 
 
 class RayTransport:
@@ -117,32 +158,10 @@ class RayTransport:
     def stream(
         self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
     ) -> Iterator[tuple[ActorRef, Any]]:
-        generators: dict[Any, ActorRef] = {
-            self._handle(ref).stream.options(num_returns="streaming").remote(request): ref
-            for ref, request in calls
-        }
-        while generators:
-            ready, _ = ray.wait(list(generators), num_returns=1, timeout=timeout)
-            if not ready:
-                names = sorted(ref.name for ref in generators.values())
-                raise AskTimeoutError(f"no item from {names} within {timeout} s")
-            for generator in ready:
-                ref = generators[generator]
-                assert isinstance(generator, ray.ObjectRefGenerator)
-                try:
-                    object_ref = next(generator)
-                    item = self._get(ref, object_ref, timeout)
-                except StopIteration:
-                    del generators[generator]
-                    continue
-                except AskTimeoutError:
-                    raise
-                except Exception as error:  # the call failed: the others go on
-                    del generators[generator]
-                    if isinstance(error, RayActorError):
-                        error = _died(ref, error)
-                    item = CallFailed(error)
-                yield ref, item
+        return stream_calls(self.open_calls(), calls, timeout)
+
+    def open_calls(self) -> Calls:
+        return _RayCalls(self)
 
     def stop(self, ref: ActorRef) -> None:
         if self._refs.get(ref.name) is ref:

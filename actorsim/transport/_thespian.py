@@ -26,7 +26,16 @@ import psutil
 from thespian.actors import Actor, ActorAddress, ActorExitRequest, ActorSystem
 
 from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError
-from actorsim.transport._base import ActorRef, Behaviour, BehaviourFactory, CallFailed, Failure, StreamEnd
+from actorsim.transport._base import (
+    ActorRef,
+    Behaviour,
+    BehaviourFactory,
+    CallFailed,
+    Calls,
+    Failure,
+    StreamEnd,
+    stream_calls,
+)
 
 SYSTEM_BASE = "multiprocQueueBase"
 _DRIVER_POLL_SECONDS = 1.0
@@ -137,6 +146,57 @@ def _standard_streams_to(path: Path) -> Iterator[None]:
         os.dup2(saved[1], 2)
         for fd in saved:
             os.close(fd)
+
+
+class _ThespianCalls(Calls):
+    """Streamed calls: answers are matched to calls by id, other calls' answers kept for them."""
+
+    def __init__(self, transport: ThespianTransport) -> None:
+        self._transport = transport
+        self._calls: dict[int, ActorRef] = {}
+        self._holding = False
+
+    def add(self, ref: ActorRef, request: Any) -> None:
+        transport = self._transport
+        if not self._holding:
+            transport._lock.acquire()  # released by close(): the endpoint serves one thread at a time
+            self._holding = True
+        address = transport._address(ref)
+        call_id = transport._open_call()
+        self._calls[call_id] = ref
+        transport._system.tell(address, _Request(call_id, request, "stream"))
+
+    @property
+    def open(self) -> int:
+        return len(self._calls)
+
+    def next(self, timeout: float) -> tuple[ActorRef, Any] | None:
+        deadline = time.monotonic() + timeout
+        while self._calls:
+            answer = self._transport._next_answer(self._calls, max(0.0, deadline - time.monotonic()))
+            if answer is None:
+                return None
+            ref = self._calls[answer.call_id]
+            if isinstance(answer.value, StreamEnd | Failure | _Died):
+                self._end(answer.call_id)
+            if isinstance(answer.value, Failure):
+                return ref, CallFailed(answer.value.error())
+            if isinstance(answer.value, _Died):
+                return ref, CallFailed(_Died.error(ref))
+            if not isinstance(answer.value, StreamEnd):
+                return ref, answer.value
+        return None
+
+    def _end(self, call_id: int) -> None:
+        del self._calls[call_id]
+        self._transport._waiting.pop(call_id, None)
+
+    def close(self) -> None:
+        for call_id in list(self._calls):
+            self._end(call_id)
+        if self._holding:
+            self._holding = False
+            self._transport._lock.release()
 
 
 class ThespianTransport:
@@ -251,31 +311,11 @@ class ThespianTransport:
     def stream(
         self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
     ) -> Iterator[tuple[ActorRef, Any]]:
-        with self._lock:
-            open_calls: dict[int, ActorRef] = {}
-            try:
-                for ref, request in calls:
-                    address = self._address(ref)
-                    call_id = self._open_call()
-                    open_calls[call_id] = ref
-                    self._system.tell(address, _Request(call_id, request, "stream"))
-                while open_calls:
-                    answer = self._next_answer(open_calls, timeout)
-                    if answer is None:
-                        names = sorted(ref.name for ref in open_calls.values())
-                        raise AskTimeoutError(f"no item from {names} within {timeout} s")
-                    ref = open_calls[answer.call_id]
-                    if isinstance(answer.value, StreamEnd | Failure | _Died):
-                        del open_calls[answer.call_id], self._waiting[answer.call_id]
-                    if isinstance(answer.value, Failure):
-                        yield ref, CallFailed(answer.value.error())
-                    elif isinstance(answer.value, _Died):
-                        yield ref, CallFailed(_Died.error(ref))
-                    elif not isinstance(answer.value, StreamEnd):
-                        yield ref, answer.value
-            finally:
-                for call_id in open_calls:
-                    self._waiting.pop(call_id, None)
+        return stream_calls(self.open_calls(), calls, timeout)
+
+    def open_calls(self) -> Calls:
+        """Holds the driver's endpoint until closed; the same thread may still ask and spawn meanwhile."""
+        return _ThespianCalls(self)
 
     def stop(self, ref: ActorRef) -> None:
         with self._lock:

@@ -1,0 +1,121 @@
+"""Hooks into a run, so that tools such as replay plug in instead of being special cases.
+
+An `Intervention` sees the points where a run meets the outside world: the
+ids it makes, the model each agent gets, a human's typed input, each delivery
+to an agent and each published message. A run holds a chain of them (first
+answer wins); by default the chain only reads a terminal human's input.
+autogen-core's `InterventionHandler` is the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from actorsim._envelope import Message
+from actorsim.llm import ChatMessage, ChatModel
+
+
+@attrs.frozen
+class RunState:
+    """What a run holds at one point: each role's queue and memory, and the history."""
+
+    pending: Mapping[str, Sequence[Message]]
+    memories: Mapping[str, Sequence[ChatMessage]]
+    history: Sequence[Message]
+
+
+class Intervention:
+    """Every hook does nothing; subclasses override the ones they need."""
+
+    def run_started(self) -> dict[str, Any]:
+        """Fields to add to the run's `run.started` event."""
+        return {}
+
+    def new_id(self) -> str | None:
+        """The id of the next message the driver makes, or None for a fresh one."""
+        return None
+
+    def choose_model(self, role: str, llm: Mapping[str, Any] | ChatModel) -> Mapping[str, Any] | ChatModel:
+        """The model `role` gets instead of `llm` (a config or a built model)."""
+        return llm
+
+    def human_input(self, role: str) -> str | None:
+        """What the terminal human `role` says now, or None to ask the next intervention."""
+        return None
+
+    def before_delivery(self, name: str, request: Any, attempt: int) -> BaseException | None:
+        """An error to treat as the crash of this delivery (the `attempt`-th of `request`), instead of sending it."""
+        return None
+
+    def published(self, message: Message, state: Callable[[], RunState]) -> None:
+        """`message` is stored; `state()` reads the run's state at this point. May raise to stop the run."""
+
+
+class TerminalInput(Intervention):
+    """Reads a terminal human's reply from standard input, in the driver (`human_input_mode="TERMINAL"`)."""
+
+    def human_input(self, role: str) -> str | None:
+        return input(f"<{role}>: ")
+
+
+class Interventions:
+    """A run's chain of interventions, last of all the terminal reader."""
+
+    def __init__(self, handlers: Sequence[Intervention] = ()) -> None:
+        self.handlers = (*handlers, TerminalInput())
+
+    def run_started(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        for handler in self.handlers:
+            fields.update(handler.run_started())
+        return fields
+
+    def new_id(self) -> str | None:
+        return next((made for handler in self.handlers if (made := handler.new_id()) is not None), None)
+
+    def choose_model(self, role: str, llm: Mapping[str, Any] | ChatModel) -> Mapping[str, Any] | ChatModel:
+        for handler in self.handlers:
+            llm = handler.choose_model(role, llm)
+        return llm
+
+    def human_input(self, role: str) -> str:
+        for handler in self.handlers:
+            if (text := handler.human_input(role)) is not None:
+                return text
+        raise AssertionError("TerminalInput always answers")
+
+    def before_delivery(self, name: str, request: Any, attempt: int) -> BaseException | None:
+        for handler in self.handlers:
+            if (fault := handler.before_delivery(name, request, attempt)) is not None:
+                return fault
+        return None
+
+    def published(self, message: Message, state: Callable[[], RunState]) -> None:
+        for handler in self.handlers:
+            handler.published(message, state)
+
+
+_installed: list[Intervention] = []
+
+
+@contextlib.contextmanager
+def installed(*handlers: Intervention) -> Iterator[None]:
+    """Add `handlers` to every run started in this process meanwhile, `remote=False` task centers included.
+
+    How `actorsim replay` runs a recorded program unchanged: the program
+    calls `actorsim.init()` itself, and its run picks the replay up here.
+    """
+    _installed.extend(handlers)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            _installed.remove(handler)
+
+
+def installed_handlers() -> tuple[Intervention, ...]:
+    return tuple(_installed)

@@ -1,0 +1,323 @@
+"""The step engine: who responds, what they pull, their replies streamed at once and published in order.
+
+`TaskCenter` checks the caller's arguments and hands a step to `Steps`,
+which owns everything a step needs beyond them: the agents and their roles,
+the driver's copy of each agent's memory (given back to it after a restart),
+the trace, step counter and Lamport clock of the driver. Restarts happen in
+the runtime's supervised stream; here a restart is only a `Redelivered`
+item (shown text is kept, so frames are not shown twice) or, past the
+budget, a `CallFailed` whose messages go to the dead letters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import attrs
+
+from actorsim._actors.agent_host import Chunk, GetMemory, GetMemoryState, Reply, RestoreMemory, RunStep
+from actorsim._actors.environment import (
+    AddRoles,
+    BuryDeadLetters,
+    DeadLetter,
+    GetHistory,
+    GetPending,
+    Publish,
+    Release,
+    TakePending,
+)
+from actorsim._actors.registry import AgentInfo, Register, SetStatus
+from actorsim._envelope import USER_REQUIREMENT, Frame, Message
+from actorsim._errors import AgentFailedError
+from actorsim._intervention import RunState
+from actorsim._roles import resolve_recipients
+from actorsim._runtime import Redelivered, Runtime
+from actorsim.llm import ChatMessage
+from actorsim.memory import MemoryState
+from actorsim.transport import ActorRef, CallFailed
+
+Memory = tuple[list[ChatMessage], list[str]]
+"""The driver's copy of an agent's memory: its turns and the ids of the messages it handled."""
+
+
+class Steps:
+    """Runs a task center's steps over its Environment, Registry and agents."""
+
+    def __init__(self, runtime: Runtime, group: str, environment: ActorRef, registry: ActorRef) -> None:
+        self.runtime = runtime
+        self._group = group
+        self._environment = environment
+        self._registry = registry
+        self.agents: dict[str, tuple[ActorRef, AgentInfo]] = {}
+        self._role_of: dict[str, str] = {}  # actor name -> role
+        # Each agent's memory as of its last finished step, given back to it after a restart.
+        self._memories: dict[str, Memory] = {}
+        # Agents that may have finished a step whose reply was never taken (the caller left it part-way):
+        # their memory is set back to the driver's copy before they answer again.
+        self._unsynced: set[str] = set()
+        self._trace_id: str | None = None
+        self._step = 0
+        self._clock = 0  # Lamport clock of the driver: after every reply it has seen
+
+    # -- members
+
+    def add(self, members: Sequence[tuple[ActorRef, AgentInfo]]) -> None:
+        """Register started agents; their roles join the Environment in this order."""
+        self._ask_env(AddRoles(
+            tuple(info.role for _, info in members if not info.is_watcher),
+            tuple(info.role for _, info in members if info.is_watcher),
+        ))
+        for ref, info in members:
+            self.runtime.ask(self._registry, Register(info))
+            self.agents[info.role] = (ref, info)
+            self._role_of[ref.name] = info.role
+            self._keep_memory(ref, info.role)
+        self.runtime.join_group(self._group, [ref.name for ref, _ in members])
+
+    def _keep_memory(self, ref: ActorRef, role: str) -> None:
+        """Start the driver's copy of the agent's memory (it may come with one, from its storage)."""
+        state: MemoryState = self.runtime.ask(ref, GetMemoryState())
+        memory = self._memories[role] = (list(state.turns), list(state.handled))
+        # The snapshot holds the copy, not this object: a plain task center is still freed when dropped.
+        self.runtime.keep_snapshot(ref.name, "memory", lambda: _restore_request(memory))
+
+    def queue_roles(self) -> list[str]:
+        """The roles that have a queue: every role but the watchers."""
+        return [role for role, (_, info) in self.agents.items() if not info.is_watcher]
+
+    def failure(self, role: str) -> AgentFailedError | None:
+        """Why `role`'s supervisor gave up on it, once it did."""
+        error = self.runtime.failure(self.agents[role][0].name)
+        return error if isinstance(error, AgentFailedError) else None
+
+    # -- publishing
+
+    def send(self, task: str, send_to: str | Sequence[str], send_from: str) -> Message:
+        """Publish a task; a user requirement opens a new trace."""
+        recipients = resolve_recipients(send_to, sender=send_from, roles=self.queue_roles(), argument="send_to")
+        self._clock += 1
+        message_id = self.runtime.new_id()
+        if send_from == USER_REQUIREMENT or self._trace_id is None:
+            self._trace_id = message_id
+        message = Message(
+            task, send_from, recipients, message_id=message_id, trace_id=self._trace_id, step=self._step,
+            clock=self._clock,
+        )
+        self._publish(message)
+        return message
+
+    def _publish(self, message: Message, answers: tuple[str, ...] = ()) -> None:
+        self._ask_env(Publish(message, answers=answers))
+        self.runtime.interventions.published(message, self.state)
+
+    def state(self) -> RunState:
+        """Every role's queue and memory and the history, as they are now."""
+        return RunState(
+            pending={role: self.environment_pending(role) for role in self.agents},
+            memories={role: self.runtime.ask(ref, GetMemory()) for role, (ref, _) in self.agents.items()},
+            history=self._ask_env(GetHistory()),
+        )
+
+    def environment_pending(self, role: str) -> tuple[Message, ...]:
+        return () if self.agents[role][1].is_watcher else tuple(self._ask_env(GetPending(role)))
+
+    # -- steps
+
+    def run(
+        self,
+        task: str | None,
+        rounds: int,
+        send_to: str | Sequence[str],
+        allowed: tuple[str, ...] | None,
+        user_response: str | None,
+    ) -> Iterator[Frame]:
+        """`rounds` steps, one after another; arguments were checked by the caller."""
+        for round_index in range(1, rounds + 1):
+            yield from self._one_step(task, send_to, allowed, user_response, round_index)
+
+    def _take_messages(
+        self, allowed: tuple[str, ...] | None, user_response: str | None
+    ) -> dict[str, tuple[Message, ...]]:
+        """This step's responders, in registration order, with the messages they pull."""
+        if allowed is None:
+            # A human with nothing to say yet keeps its messages until it speaks.
+            silent = () if user_response is not None else tuple(
+                role for role, (_, info) in self.agents.items() if info.human_input_mode == "ON"
+            )
+            taken: dict[str, tuple[Message, ...]] = self._ask_env(TakePending(passed_over=silent))
+            return {role: taken[role] for role in self.agents if role in taken}
+        readers = tuple(role for role in allowed if not self.agents[role][1].is_watcher)
+        taken = self._ask_env(TakePending(readers)) if readers else {}
+        history = self._ask_env(GetHistory()) if len(readers) < len(allowed) else ()
+        return {role: taken.get(role, history) for role in allowed}
+
+    def _one_step(
+        self,
+        task: str | None,
+        send_to: str | Sequence[str],
+        allowed: tuple[str, ...] | None,
+        user_response: str | None,
+        round_index: int,
+    ) -> Iterator[Frame]:
+        received = self._take_messages(allowed, user_response)
+        if not received:
+            return
+        self._step += 1
+        responders = list(received)
+        state = _StepState(received)
+        for role in list(received):
+            if (failure := self.failure(role)) is not None:
+                state.failed.append(failure)
+                self._give_up_on(role, received.pop(role), failure)
+        # The driver names each reply before the step starts (a replay makes the same ids in the same order).
+        reply_ids = {role: self.runtime.new_id() for role in received}
+        self.runtime.log(
+            "step.started", flush=False, step=self._step, round=round_index, responders=responders, reply_ids=reply_ids,
+        )
+        state.requests = {
+            role: self._request(role, messages, reply_ids[role], task, send_to, user_response, round_index)
+            for role, messages in received.items()
+        }
+        state.order = list(state.requests)
+        state.owed = {role for role in state.requests if not self.agents[role][1].is_watcher}
+        for role in self._unsynced.intersection(state.requests):
+            self.runtime.ask(self.agents[role][0], _restore_request(self._memories[role]))
+            self._unsynced.discard(role)
+        try:
+            yield from self._stream(state)
+        except BaseException as error:
+            self._unsynced.update(role for role in state.requests if role not in state.replies)
+            if isinstance(error, GeneratorExit):
+                # Left part-way (the caller stopped iterating): replies already made are published
+                # out of turn rather than lost; what no one answered waits in its queue again.
+                for role in state.order[state.published:]:
+                    self._publish_reply(role, state)
+            self.runtime.log("step.failed", step=self._step, error=repr(error), unanswered=sorted(state.owed))
+            raise
+        finally:
+            if state.owed:
+                self._ask_env(Release(tuple(state.owed)))
+        self.runtime.restart_deferred()
+        self.runtime.log("step.finished", step=self._step)
+        if state.failed:
+            raise state.failed[0]
+
+    def _stream(self, state: _StepState) -> Iterator[Frame]:
+        """The responders' frames as they come, each shown once however often its step is delivered."""
+        text = dict.fromkeys(state.requests, "")
+        calls = [(self.agents[role][0], request) for role, request in state.requests.items()]
+        items = self.runtime.stream(
+            calls, final=lambda item: isinstance(item, Reply), context=lambda request: {"reply_id": request.reply_id}
+        )
+        for name, item in items:
+            role = self._role_of[name]
+            if isinstance(item, Chunk):
+                # A step delivered again streams its reply again: show only what was not shown yet.
+                so_far = text[role] = text[role] + item.text
+                shown = state.shown.get(role, "")
+                if len(so_far) > len(shown):
+                    state.shown[role] = so_far
+                    yield Frame(item.role, so_far[max(len(shown), len(so_far) - len(item.text)):], item.message_id)
+            elif isinstance(item, Reply):
+                self._clock = max(self._clock, item.message.clock)
+                self._remember(role, item.remembered)
+                state.replies[role] = item
+                self._publish_in_order(state)
+            elif isinstance(item, Redelivered):
+                text[role] = ""
+                self.runtime.log(
+                    "message.redelivered", role=role, reply_id=state.requests[role].reply_id,
+                    message_ids=[m.message_id for m in state.received[role]], cause=repr(item.cause),
+                )
+            elif isinstance(item, CallFailed):
+                failure = item.error
+                if not isinstance(failure, AgentFailedError):
+                    raise failure
+                state.failed.append(failure)
+                self._give_up_on(role, state.received[role], failure)
+                state.owed.discard(role)
+                state.replies[role] = None
+                self._publish_in_order(state)
+
+    def _remember(self, role: str, added: MemoryState) -> None:
+        turns, handled = self._memories[role]
+        turns.extend(added.turns)
+        handled.extend(added.handled)
+
+    def _publish_in_order(self, state: _StepState) -> None:
+        """Publish in responder order, whatever order replies finish in: a run's history is reproducible."""
+        while state.published < len(state.order) and state.order[state.published] in state.replies:
+            self._publish_reply(state.order[state.published], state)
+            state.published += 1
+
+    def _publish_reply(self, role: str, state: _StepState) -> None:
+        """Publish `role`'s reply, if it made one to publish, as the answer to what it received."""
+        if (reply := state.replies.get(role)) is not None and reply.publish:
+            self._publish(reply.message, answers=tuple(m.message_id for m in state.received[role]))
+            state.owed.discard(role)
+
+    def _give_up_on(self, role: str, messages: Sequence[Message], error: AgentFailedError) -> None:
+        """The agent is past its budget: its messages go to the dead letters, the Registry marks it failed."""
+        ref, info = self.agents[role]
+        if messages and not info.is_watcher:
+            self._ask_env(BuryDeadLetters(tuple(DeadLetter(m, role, str(error)) for m in messages)))
+        if info.status != "failed":
+            self.runtime.ask(self._registry, SetStatus(role, "failed"))
+            self.agents[role] = (ref, attrs.evolve(info, status="failed"))
+
+    def _request(
+        self,
+        role: str,
+        received: tuple[Message, ...],
+        reply_id: str,
+        task: str | None,
+        send_to: str | Sequence[str],
+        user_response: str | None,
+        round_index: int,
+    ) -> RunStep:
+        info = self.agents[role][1]
+        if info.human_input_mode == "TERMINAL" and user_response is None:
+            user_response = self.runtime.interventions.human_input(role)
+            self.runtime.log("human.input", role=role, text=user_response)
+        return RunStep(
+            received=received,
+            reply_id=reply_id,
+            send_to=resolve_recipients(send_to, sender=role, roles=self.queue_roles(), argument="send_to"),
+            trace_id=self._trace_id,
+            step=self._step,
+            round=round_index,
+            clock=self._clock,
+            task=task,
+            user_response=user_response if info.is_human else None,
+        )
+
+    def _ask_env(self, request: Any) -> Any:
+        return self.runtime.ask(self._environment, request)
+
+    def stop(self) -> None:
+        """Stop the agents, the Environment and the Registry."""
+        for ref, _ in self.agents.values():
+            self.runtime.stop(ref)
+        self.runtime.stop(self._environment)
+        self.runtime.stop(self._registry)
+
+
+def _restore_request(memory: Memory) -> RestoreMemory:
+    """The request that gives an agent back the driver's copy of its memory."""
+    turns, handled = memory
+    return RestoreMemory(MemoryState(tuple(turns), tuple(handled)))
+
+
+@attrs.define
+class _StepState:
+    """One step on its way: who answers what, what came back, what is published and still owed."""
+
+    received: dict[str, tuple[Message, ...]]
+    requests: dict[str, RunStep] = attrs.Factory(dict)
+    order: list[str] = attrs.Factory(list)  # responders, in the order their replies are published
+    owed: set[str] = attrs.Factory(set)
+    replies: dict[str, Reply | None] = attrs.Factory(dict)  # None: its supervisor gave up
+    published: int = 0
+    shown: dict[str, str] = attrs.Factory(dict)  # what each reply has shown so far, across deliveries
+    failed: list[AgentFailedError] = attrs.Factory(list)
