@@ -241,9 +241,9 @@ class Replay(Intervention):
         return self.divergence
 
     def recorded_end(self) -> str | None:
-        """The error the recorded run's last step failed with, if it ended that way."""
-        steps = self.run.of_type("step.failed", "step.finished")
-        return steps[-1].get("error") if steps and steps[-1]["event"] == "step.failed" else None
+        """The error that ended the recorded run (`repr`), if one did."""
+        ends = self.run.of_type("run.failed")
+        return str(ends[-1]["error"]) if ends else None
 
 
 def _recorded_calls(events: Sequence[dict[str, Any]], fork_time: float) -> dict[str, dict[str, RecordedCall]]:

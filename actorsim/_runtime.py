@@ -273,6 +273,9 @@ class Runtime:
         if kind is not None and issubclass(kind, KeyboardInterrupt) and not self._closed:
             # Marks the log as ended by the user, so a replay stops where the run did.
             self.log("run.interrupted")
+        elif error is not None and isinstance(error, Exception) and not self._closed:
+            # How the run ended, so that a replay can tell it ended the same way.
+            self.log("run.failed", error=repr(error))
         self.shutdown()
 
 

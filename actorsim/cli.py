@@ -186,7 +186,7 @@ def _report(recording: Replay, ended: BaseException | None) -> None:
     exit_code = ended.code if isinstance(ended, SystemExit) else None
     if ended is not None and not (isinstance(ended, SystemExit) and exit_code in (0, None)):
         recorded_end = recording.recorded_end()
-        if recorded_end is not None and isinstance(ended, Exception) and recorded_end == repr(ended):
+        if recorded_end is not None and recorded_end.startswith(f"{type(ended).__name__}("):
             console.print(f"replay matched {matched} and ended as the recording did: {ended}")
             return
         raise click.ClickException(f"the replayed program ended with {ended!r} after matching {matched}")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 
 from actorsim.runs import find_run, read_run
@@ -152,3 +153,171 @@ def test_an_unknown_message_id_is_refused(recorded_script: Path) -> None:
     replayed = actorsim_command(recorded_script, "replay", "latest", "--until", "ffff")
     assert replayed.returncode == 1
     assert "--until ffff: no single recorded message" in replayed.stderr
+
+
+# -- faults: crashes, kills and a dead model server replay to the same end
+
+CHAOS = """
+import contextlib, os, sys
+import psutil
+import actorsim
+from actorsim import RolePlay, Supervision, TaskCenter, create_component
+
+every = int(os.environ.get("KILL_EVERY", "0"))  # the replay runs without: its kills come from the log
+policy = Supervision(max_restarts=20, within=60, backoff_initial=0.01, backoff_jitter=0.0)
+with actorsim.init(transport=sys.argv[1]) as runtime:
+    tc = create_component(TaskCenter, name="task_center", remote=True)
+    names = [f"agent_{n}" for n in range(4)]
+    replies = lambda name: [f"{name} makes point {k}, and a few more words to stream." for k in range(3)]
+    tc.add_agents([
+        create_component(RolePlay, name=name, remote=True, supervision=policy,
+                         llm={"model_server": "scripted", "replies": replies(name), "chunk_latency": 0.002})
+        for name in names
+    ])
+    tc.send_task_request("Moon?")
+    count = 0
+    for _ in range(3):
+        for frame in tc.step():
+            count += 1
+            if every and count % every == 0:
+                pid = runtime.supervisor.current(names[count // every % len(names)]).pid
+                with contextlib.suppress(psutil.NoSuchProcess):  # already dead, its restart not yet due
+                    process = psutil.Process(pid)
+                    if process.status() != psutil.STATUS_ZOMBIE:
+                        process.kill()
+                        process.wait(timeout=10)
+            print(frame)
+"""
+
+
+def restarts(folder: Path) -> list[str]:
+    return [event["actor"] for event in read_run(folder).of_type("actor.restarted")]
+
+
+@pytest.mark.parametrize("transport", ["thespian", "ray"])
+def test_a_run_with_killed_agents_replays_its_kills(transport: str, tmp_path: Path) -> None:
+    """Agents SIGKILLed mid-step in the recording die again at the same deliveries in the replay, and restart."""
+    (tmp_path / "chaos.py").write_text(CHAOS)
+    recorded = subprocess.run(
+        [sys.executable, "chaos.py", transport], cwd=tmp_path, env={**os.environ, "KILL_EVERY": "9"},
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert recorded.returncode == 0, recorded.stderr
+    original = find_run(tmp_path / "logs", "latest")
+    killed = restarts(original)
+    assert len(killed) >= 3
+
+    replayed = actorsim_command(tmp_path, "replay", "latest")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "replay matched 13 messages" in replayed.stdout
+    replay_folder = max((tmp_path / "logs").iterdir())
+    # Each dies again at the delivery it died in; within a step, at its start rather than mid-reply.
+    assert sorted(restarts(replay_folder)) == sorted(killed), "the same agents restart, as often"
+    assert [m.message_id for m in read_run(replay_folder).messages] == [
+        m.message_id for m in read_run(original).messages
+    ], "the replay makes the recorded ids"
+
+    # Step by step: --until a reply published after the first restart stops there.
+    first_restart = read_run(original).of_type("actor.restarted")[0]["ts"]
+    later = next(m for m in read_run(original).messages if m.created_at > first_restart)
+    number = read_run(original).messages.index(later) + 1
+    until = actorsim_command(tmp_path, "replay", "latest", "--until", later.message_id)
+    assert until.returncode == 0, until.stdout + until.stderr
+    assert f"replay stopped at {later.message_id}" in until.stdout
+    assert f"replay matched {number} message" in until.stdout
+
+
+def test_a_run_whose_model_server_failed_replays_to_the_same_failure(tmp_path: Path) -> None:
+    """A server that refuses the key: the recorded failure and give-up happen again, with no server at all."""
+    with OpenAIServer(["Rockets."], failures=[401] * 8) as server:
+        recorded = run(
+            [sys.executable, DEBATE, "--transport", "local", "--rounds", "2", "--model-server", "openai",
+             "--model", "m", "--api-base", server.api_base],
+            tmp_path,
+        )
+    assert recorded.returncode != 0
+    assert "AgentFailedError" in recorded.stderr
+
+    replayed = actorsim_command(tmp_path, "replay", "latest")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "replay matched 1 message and ended as the recording did: agent 'joe_biden' failed" in replayed.stdout
+    original, replay = sorted((tmp_path / "logs").iterdir())
+    kinds = ("actor.crashed", "actor.restarted", "actor.given_up")
+    assert [e["event"] for e in read_run(replay).of_type(*kinds)] == [
+        e["event"] for e in read_run(original).of_type(*kinds)
+    ]
+
+
+def test_replay_in_process_reenacts_a_crash(tmp_path: Path) -> None:
+    """`TaskCenter(interventions=[Replay(...)])`: no subprocess, no CLI; the recorded crash happens again."""
+    from actorsim import RolePlay, Supervision, TaskCenter
+    from actorsim._replay import Replay
+    from tests.actors import TouchyAgent
+
+    quick = Supervision(backoff_initial=0.0, backoff_jitter=0.0)
+
+    def program(**options: object) -> TaskCenter:
+        task_center = TaskCenter(log_dir=tmp_path / "logs", **options)  # type: ignore[arg-type]
+        touchy = TouchyAgent(
+            "joe_biden", trigger="Moon", once_marker=str(tmp_path / "raised"), supervision=quick,
+            llm={"model_server": "scripted", "replies": ["Artemis.", "Again."]},
+        )
+        task_center.add_agents([touchy, RolePlay("donald_trump", llm={"model_server": "scripted", "replies": ["No."]})])
+        task_center.send_task_request("Moon?")
+        for _ in range(2):
+            list(task_center.step())
+        return task_center
+
+    recorded = program()
+    original = recorded.runtime.log_config.directory  # type: ignore[union-attr]
+    history = recorded.environment.history()
+    recorded.close()
+    assert restarts(original) == ["joe_biden"]
+
+    replay = Replay(original)
+    replayed = program(interventions=[replay])
+    assert replay.matched == replay.recorded == len(history) == 5
+    timeless = [attrs.evolve(m, created_at=0.0) for m in history]
+    assert [attrs.evolve(m, created_at=0.0) for m in replayed.environment.history()] == timeless, "ids too"
+    replay_folder = replayed.runtime.log_config.directory  # type: ignore[union-attr]
+    replayed.close()
+    crashed = read_run(replay_folder).of_type("actor.crashed")
+    assert [(e["actor"], e["reply_id"]) for e in crashed] == [
+        (e["actor"], e["reply_id"]) for e in read_run(original).of_type("actor.crashed")
+    ]
+    assert "cannot stand 'Moon'" in crashed[0]["error"]
+
+
+def test_replay_in_process_stops_at_until_with_the_state(tmp_path: Path) -> None:
+    """`ReplayStopped` carries each role's queue and memory and the history at the message asked for."""
+    import actorsim
+    from actorsim import RolePlay, create_component
+    from actorsim._replay import Replay, ReplayStopped
+    from actorsim._runtime import RunOptions, Runtime, new_run_id
+    from actorsim.transport import load_transport
+
+    def program(replay: Replay | None) -> Runtime:
+        runtime = Runtime(load_transport("local"), RunOptions(log_dir=tmp_path), new_run_id(), [replay] if replay else [])
+        with runtime:
+            tc = create_component(actorsim.TaskCenter, name="tc", remote=True, runtime=runtime)
+            tc.add_agents([
+                create_component(RolePlay, name=name, remote=True, runtime=runtime,
+                                 llm={"model_server": "scripted", "replies": [f"{name} one.", f"{name} two."]})
+                for name in ("ada", "bruno")
+            ])
+            tc.send_task_request("Moon?", send_to="ada")
+            for _ in range(3):
+                list(tc.step())
+        return runtime
+
+    original = program(None).log_config.directory  # type: ignore[union-attr]
+    messages = read_run(original).messages
+    replay = Replay(original, until=messages[2].message_id)
+    with pytest.raises(ReplayStopped) as stopped:
+        program(replay)
+    assert stopped.value.message == messages[2] and replay.matched == 3
+    state = stopped.value.state
+    assert state is not None
+    assert [m.content for m in state.history] == ["Moon?", "ada one.", "bruno one."]
+    assert [m.content for m in state.pending["ada"]] == ["bruno one."]
+    assert [turn.content for turn in state.memories["bruno"]] == ["ada: ada one.", "bruno one."]

@@ -1,0 +1,162 @@
+"""The supervisor alone: its restart budget, backoff and `one_for_all` rule, on a fake clock.
+
+Built from a transport, a timeout and a log function, it needs no run: these
+tests give it the inline transport, record its log events and sleeps, and
+move its clock by hand, so a 60-second window takes no time at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from actorsim import ComponentFailedError, Supervision
+from actorsim._supervision import Supervisor
+from actorsim.transport import Transport, load_transport
+from tests.actors import DurableAppend, GetValues, Recorder
+
+POLICY = Supervision(max_restarts=2, within=10.0, backoff_initial=1.0, backoff_max=3.0, backoff_jitter=0.0)
+
+
+class Clock:
+    """A clock that only moves when told to, and a sleep that moves it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class Unfixable(Exception):
+    restartable = False
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def events() -> list[tuple[str, dict[str, Any]]]:
+    return []
+
+
+@pytest.fixture
+def transport() -> Iterator[Transport]:
+    inline = load_transport("inline")
+    yield inline
+    inline.shutdown()
+
+
+@pytest.fixture
+def supervisor(transport: Transport, clock: Clock, events: list[tuple[str, dict[str, Any]]]) -> Supervisor:
+    def log(event: str, **fields: Any) -> str:
+        events.append((event, fields))
+        return f"log:{len(events)}"
+
+    return Supervisor(transport, timeout=5.0, log=log, sleep=clock.sleep, clock=clock)
+
+
+def kinds(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [event for event, _ in events]
+
+
+class TestBudget:
+    def test_a_crash_restarts_the_child_with_its_journal(self, supervisor: Supervisor, transport: Transport) -> None:
+        """The successor is a new actor under the same name, given the durable requests again."""
+        ref = supervisor.spawn(Recorder, "recorder", POLICY)
+        transport.ask(ref, DurableAppend("kept"), timeout=1)
+        supervisor.journal("recorder", DurableAppend("kept"))
+        successor = supervisor.crashed(ref, RuntimeError("boom"))
+        assert successor is not ref and successor.name == "recorder"
+        assert transport.ask(successor, GetValues(), timeout=1) == ["kept"]
+
+    def test_past_the_budget_within_the_window_it_gives_up(
+        self, supervisor: Supervisor, events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """Two restarts are allowed within 10 s; the third crash gives up, naming the log line."""
+        ref = supervisor.spawn(Recorder, "recorder", POLICY)
+        ref = supervisor.crashed(ref, RuntimeError("one"))
+        ref = supervisor.crashed(ref, RuntimeError("two"))
+        with pytest.raises(ComponentFailedError, match="failed after 2 restarts: RuntimeError: three") as raised:
+            supervisor.crashed(ref, RuntimeError("three"))
+        assert raised.value.log_line == f"log:{len(events)}"
+        assert kinds(events)[-2:] == ["actor.crashed", "actor.given_up"]
+        with pytest.raises(ComponentFailedError):
+            supervisor.current("recorder")
+
+    def test_crashes_older_than_the_window_do_not_count(self, supervisor: Supervisor, clock: Clock) -> None:
+        """Crashes spread wider than `within` restart for ever."""
+        ref = supervisor.spawn(Recorder, "recorder", POLICY)
+        for _ in range(6):
+            ref = supervisor.crashed(ref, RuntimeError("now and then"))
+            clock.now += 11.0
+        assert supervisor.failure("recorder") is None
+
+    def test_a_cause_no_restart_cures_gives_up_at_once(
+        self, supervisor: Supervisor, clock: Clock, events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """An error that says `restartable = False` is not restarted and not waited for."""
+        ref = supervisor.spawn(Recorder, "recorder", POLICY)
+        with pytest.raises(ComponentFailedError, match="failed after 0 restarts"):
+            supervisor.crashed(ref, Unfixable("refused"))
+        assert clock.slept == []
+        assert "actor.restarted" not in kinds(events)
+
+
+class TestBackoff:
+    def test_restarts_in_a_row_wait_twice_as_long_up_to_the_bound(self, supervisor: Supervisor, clock: Clock) -> None:
+        policy = Supervision(max_restarts=5, within=100.0, backoff_initial=1.0, backoff_max=3.0, backoff_jitter=0.0)
+        ref = supervisor.spawn(Recorder, "recorder", policy)
+        for _ in range(4):
+            ref = supervisor.crashed(ref, RuntimeError("again"))
+        assert clock.slept == [1.0, 2.0, 3.0, 3.0]
+
+    def test_note_crash_returns_the_backoff_without_waiting(self, supervisor: Supervisor, clock: Clock) -> None:
+        """The split a supervised stream uses: count the crash now, restart once the backoff has passed."""
+        ref = supervisor.spawn(Recorder, "recorder", POLICY)
+        assert supervisor.note_crash(ref, RuntimeError("boom"), reply_id="r1") == 1.0
+        assert clock.slept == []
+        assert supervisor.current("recorder") is ref, "not restarted before restart() is called"
+        assert supervisor.restart("recorder") is not ref
+
+    def test_a_replaced_ref_is_not_restarted_twice(self, supervisor: Supervisor) -> None:
+        ref = supervisor.spawn(Recorder, "recorder", POLICY)
+        successor = supervisor.crashed(ref, RuntimeError("boom"))
+        assert supervisor.note_crash(ref, RuntimeError("the same death, seen late")) is None
+        assert supervisor.current("recorder") is successor
+
+
+class TestOneForAll:
+    def test_siblings_restart_between_steps_not_at_once(
+        self, supervisor: Supervisor, events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        policy = Supervision(strategy="one_for_all", backoff_initial=0.0, backoff_jitter=0.0)
+        first = supervisor.spawn(Recorder, "first", policy)
+        second = supervisor.spawn(Recorder, "second", policy)
+        other_group = supervisor.spawn(Recorder, "elsewhere", policy)
+        supervisor.join_group("center", ["first", "second"])
+        supervisor.join_group("other", ["elsewhere"])
+        supervisor.crashed(first, RuntimeError("boom"))
+        assert supervisor.current("second") is second, "a sibling waits for the step to end"
+        supervisor.restart_deferred()
+        assert supervisor.current("second") is not second
+        assert supervisor.current("elsewhere") is other_group
+        reasons = [fields["reason"] for event, fields in events if event == "actor.restarted"]
+        assert reasons == ["RuntimeError('boom')", "one_for_all: a sibling crashed"]
+
+    def test_one_for_one_leaves_the_siblings_alone(self, supervisor: Supervisor) -> None:
+        first = supervisor.spawn(Recorder, "first", POLICY)
+        second = supervisor.spawn(Recorder, "second", POLICY)
+        supervisor.join_group("center", ["first", "second"])
+        supervisor.crashed(first, RuntimeError("boom"))
+        supervisor.restart_deferred()
+        assert supervisor.current("second") is second
