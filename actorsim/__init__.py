@@ -13,8 +13,13 @@ from actorsim._errors import (
     ComponentFailedError,
     LLMError,
     RemoteError,
+    ReplayDivergence,
+    ReplayStopped,
+    RunLogError,
     TransportUnavailableError,
 )
+from actorsim._intervention import Intervention, RunState
+from actorsim._replay import Replay
 from actorsim._runtime import Runtime, current_runtime, init, shutdown
 from actorsim._supervision import Supervision
 from actorsim.agents import Agent, RolePlay
@@ -40,13 +45,19 @@ __all__ = [
     "DeadLetter",
     "EnvironmentView",
     "Frame",
+    "Intervention",
     "LLMError",
     "Memory",
     "MemoryState",
     "Message",
     "RegistryView",
     "RemoteError",
+    "Replay",
+    "ReplayDivergence",
+    "ReplayStopped",
     "RolePlay",
+    "RunLogError",
+    "RunState",
     "Runtime",
     "Supervision",
     "TRANSPORTS",

@@ -27,10 +27,12 @@ class AgentHandle:
 
     @property
     def name(self) -> str:
+        """The agent's actor name, unique in its run."""
         return self.info.name
 
     @property
     def role(self) -> str:
+        """The role the agent plays in its task center."""
         return self.info.role
 
     def get_history(self) -> list[ChatMessage]:
@@ -39,6 +41,7 @@ class AgentHandle:
         return history
 
     def stop(self) -> None:
+        """Stop the agent's actor; later requests to it raise `ActorStoppedError`."""
         self.runtime.stop(self.ref)
 
     def __repr__(self) -> str:

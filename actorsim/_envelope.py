@@ -51,6 +51,7 @@ class Message:
         return self.message_id
 
     def to_dict(self) -> dict[str, Any]:
+        """The message as a dict of its fields, as the run log holds it."""
         # By hand: attrs.asdict took a third of the cost of logging a message.
         return {name: getattr(self, name) for name in _MESSAGE_FIELDS}
 
@@ -59,6 +60,7 @@ class Message:
         return cls(**data)
 
     def to_json(self) -> bytes:
+        """The message as JSON bytes."""
         return orjson.dumps(self.to_dict())
 
     @classmethod

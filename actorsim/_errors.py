@@ -1,8 +1,31 @@
-"""Exceptions a user of actorsim may catch."""
+"""Every exception actorsim raises of its own, in one place.
+
+    ActorsimError
+    ├── ActorStoppedError            the actor was stopped; it takes no more messages
+    │   └── ActorDiedError           its process is gone (killed, crashed): its supervisor restarts it
+    ├── ComponentFailedError         past its restart budget: its supervisor gave up on it
+    │   └── AgentFailedError         ... an agent: the step that needed it raises this
+    ├── AskTimeoutError (+ TimeoutError)   no answer within the timeout
+    ├── RemoteError                  an actor's exception that could not travel back as itself
+    ├── LLMError                     a model call failed for good
+    │   └── TransientServerError     a failure worth another try (busy server, broken stream)
+    ├── TransportUnavailableError (+ ImportError)   the transport's package is missing
+    ├── RunLogError (+ ValueError)   a run log that cannot be read
+    ├── ReplayDivergence             a replay did what its recording did not
+    ├── ReplayStopped                a replay reached `until`, or where its recording was interrupted
+    └── ReplayedFault                a recorded crash, made again by a replay
+
+An error whose `restartable` attribute is False tells the supervisor that no
+restart can cure it: the component is given up on at once.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from actorsim._envelope import Message
+    from actorsim._intervention import RunState
 
 
 class ActorsimError(Exception):
@@ -46,6 +69,7 @@ class AgentFailedError(ComponentFailedError):
 
     @property
     def role(self) -> str:
+        """The role of the agent that failed."""
         return self.name
 
 
@@ -68,3 +92,50 @@ class LLMError(ActorsimError):
 
 class TransportUnavailableError(ActorsimError, ImportError):
     """The package a transport needs is not installed."""
+
+
+class TransientServerError(LLMError):
+    """A failure worth another try: the server was busy, or down for a moment."""
+
+
+class RunLogError(ActorsimError, ValueError):
+    """A run log that cannot be read: missing, truncated, corrupt, or from another version."""
+
+
+class ReplayDivergence(ActorsimError):
+    """The replay did something the recording did not. No restart cures it."""
+
+    restartable = False
+
+    def __init__(self, what: str, recorded: Any, replayed: Any) -> None:
+        super().__init__(f"replay diverged: {what}")
+        self.what = what
+        self.recorded = recorded
+        self.replayed = replayed
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ReplayDivergence, (self.what, self.recorded, self.replayed))
+
+
+class ReplayStopped(ActorsimError):
+    """The replay reached the message `until` named (`state` is the run's state there), or where the
+    recorded run was interrupted (`interrupted`)."""
+
+    def __init__(self, message: Message, state: RunState | None, *, interrupted: bool = False) -> None:
+        where = "where the recorded run was interrupted" if interrupted else "at the message asked for"
+        super().__init__(f"replay stopped {where}: {message.message_id} ({message.sent_from})")
+        self.message = message
+        self.state = state
+        self.interrupted = interrupted
+
+
+class ReplayedFault(ActorsimError):
+    """A crash the recording had at this delivery, made again; `restartable` as the recording's outcome was."""
+
+    def __init__(self, recorded: str, restartable: bool = True) -> None:
+        super().__init__(f"recorded: {recorded}")
+        self.recorded = recorded
+        self.restartable = restartable
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ReplayedFault, (self.recorded, self.restartable))

@@ -31,49 +31,10 @@ import attrs
 
 from actorsim._actors.agent_host import RunStep
 from actorsim._envelope import Message
-from actorsim._errors import ActorsimError
+from actorsim._errors import ReplayDivergence, ReplayedFault, ReplayStopped
 from actorsim._intervention import Intervention, RunState
 from actorsim.agents import current_reply
 from actorsim.llm import ChatMessage, ChatModel, build_chat_model
-
-
-class ReplayDivergence(ActorsimError):
-    """The replay did something the recording did not. No restart cures it."""
-
-    restartable = False
-
-    def __init__(self, what: str, recorded: Any, replayed: Any) -> None:
-        super().__init__(f"replay diverged: {what}")
-        self.what = what
-        self.recorded = recorded
-        self.replayed = replayed
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (ReplayDivergence, (self.what, self.recorded, self.replayed))
-
-
-class ReplayStopped(ActorsimError):
-    """The replay reached the message `until` named (`state` is the run's state there), or where the
-    recorded run was interrupted (`interrupted`)."""
-
-    def __init__(self, message: Message, state: RunState | None, *, interrupted: bool = False) -> None:
-        where = "where the recorded run was interrupted" if interrupted else "at the message asked for"
-        super().__init__(f"replay stopped {where}: {message.message_id} ({message.sent_from})")
-        self.message = message
-        self.state = state
-        self.interrupted = interrupted
-
-
-class ReplayedFault(ActorsimError):
-    """A crash the recording had at this delivery, made again; `restartable` as the recording's outcome was."""
-
-    def __init__(self, recorded: str, restartable: bool = True) -> None:
-        super().__init__(f"recorded: {recorded}")
-        self.recorded = recorded
-        self.restartable = restartable
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (ReplayedFault, (self.recorded, self.restartable))
 
 
 @attrs.frozen
@@ -295,3 +256,6 @@ def _recorded_error(text: str) -> str:
     """A replayed fault's own text is the recorded error, not a fault of a fault."""
     prefix = "ReplayedFault('recorded: "
     return text[len(prefix):-2] if text.startswith(prefix) else text
+
+
+__all__ = ["RecordedCall", "Replay", "ReplayDivergence", "ReplayModel", "ReplayStopped", "ReplayedFault"]

@@ -103,6 +103,7 @@ class Runtime:
 
     @property
     def transport_name(self) -> str:
+        """The name of the run's transport: "inline", "local", "thespian" or "ray"."""
         return self.transport.name
 
     def new_id(self) -> str:
@@ -141,6 +142,7 @@ class Runtime:
         return ref
 
     def stop(self, ref: ActorRef) -> None:
+        """Stop one actor and its supervision; later requests to it raise `ActorStoppedError`."""
         self.transport.stop(self.supervisor.forget(ref.name) or ref)
         self.log("actor.stopped", actor=ref.name)
 
@@ -233,7 +235,7 @@ class Runtime:
                     wait = min(wait, next_restart - time.monotonic())
                 got = open_calls.next(max(0.0, wait))
                 if got is None:
-                    if time.monotonic() - last_item >= timeout:
+                    if open_calls.open and time.monotonic() - last_item >= timeout:
                         raise AskTimeoutError(f"no item from {sorted(requests)} within {timeout} s")
                     continue
                 last_item = time.monotonic()
@@ -255,6 +257,7 @@ class Runtime:
                 self.log("actor.stopped", actor=name)
 
     def shutdown(self) -> None:
+        """Stop every actor and the transport, and close the run log; calling it again does nothing."""
         global _current
         if self._closed:
             return

@@ -71,21 +71,29 @@ class Agent:
 
     @property
     def is_human(self) -> bool:
+        """Whether a person speaks for this agent (`human_input_mode` "ON" or "TERMINAL")."""
         return self.human_input_mode != "CLOSE"
 
     def get_history(self) -> list[ChatMessage]:
+        """The agent's memory: every prompt turn and reply it has had, oldest first."""
         return self.memory.get_history()
 
     def system_prompt(self) -> str:
+        """The system turn that opens every prompt: the instruction and who the agent is. Override to change it."""
         return f"{self.instruction}\nYou are {self.role}.".strip()
 
     def user_turn(self, received: Sequence[Message], task: str | None) -> str:
+        """The user turn of a prompt: one line per message received ("sender: text"), then the task. Override to change
+        it.
+        """
         lines = [f"{message.sent_from}: {message.content}" for message in received]
         if task:
             lines.append(f"Task: {task}")
         return "\n".join(lines) or "It is your turn to speak."
 
     def build_prompt(self, received: Sequence[Message], task: str | None) -> list[ChatMessage]:
+        """The whole prompt of a step: the system turn, the memory, then this step's user turn. Override to change it.
+        """
         return [
             ChatMessage("system", self.system_prompt()),
             *self.memory.get_history(),
@@ -194,3 +202,6 @@ def _common_prefix(before: Sequence[ChatMessage], now: Sequence[ChatMessage]) ->
 
 class RolePlay(Agent):
     """The seed's role-playing agent: an instruction describes who it plays."""
+
+
+__all__ = ["Agent", "HUMAN_INPUT_MODES", "RolePlay", "current_reply"]

@@ -263,3 +263,6 @@ def chat(
     )
     if code:
         sys.exit(code)
+
+
+__all__ = ["main", "run_program"]

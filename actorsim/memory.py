@@ -47,16 +47,20 @@ class Memory:
             raise ValueError(f"memory file {path} is not an actorsim memory: {error}") from error
 
     def get_history(self) -> list[ChatMessage]:
+        """Every turn, oldest first (a copy)."""
         return list(self._history)
 
     @property
     def turn_count(self) -> int:
+        """How many turns the memory holds."""
         return len(self._history)
 
     def turns_since(self, count: int) -> tuple[ChatMessage, ...]:
+        """The turns added after the first `count`."""
         return tuple(self._history[count:])
 
     def state(self) -> MemoryState:
+        """Everything the memory holds, to be restored later with `restore`."""
         return MemoryState(tuple(self._history), tuple(sorted(self._handled)))
 
     def restore(self, state: MemoryState) -> None:
@@ -67,9 +71,11 @@ class Memory:
             self._save(self.path)
 
     def has_handled(self, message_id: str) -> bool:
+        """Whether the message with this id was already answered."""
         return message_id in self._handled
 
     def update_history(self, turns: Iterable[ChatMessage], *, handled: Iterable[str] = ()) -> None:
+        """Add `turns` and note the ids of the messages they answered; saved to `storage_path`, if any."""
         self._history.extend(turns)
         self._handled.update(handled)
         if self.path is not None:
@@ -82,3 +88,6 @@ class Memory:
         partial = path.with_name(path.name + ".partial")
         partial.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
         partial.replace(path)
+
+
+__all__ = ["Memory", "MemoryState"]

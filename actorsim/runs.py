@@ -11,14 +11,10 @@ import attrs
 import orjson
 
 from actorsim._envelope import Message
-from actorsim._errors import ActorsimError
+from actorsim._errors import RunLogError
 from actorsim._runlog import FORMAT_VERSION
 
 ERROR_EVENTS = frozenset({"actor.failed", "actor.crashed", "actor.given_up", "llm.call.failed", "step.failed"})
-
-
-class RunLogError(ActorsimError, ValueError):
-    """A run log that cannot be read: missing, truncated, corrupt, or from another version."""
 
 
 @attrs.frozen
@@ -30,14 +26,17 @@ class Run:
     events: tuple[dict[str, Any], ...]
 
     def of_type(self, *names: str) -> list[dict[str, Any]]:
+        """The events of these kinds, in time order."""
         return [event for event in self.events if event["event"] in names]
 
     @property
     def started_at(self) -> float:
+        """When the run's first event was logged (seconds since the epoch)."""
         return float(self.events[0]["ts"]) if self.events else 0.0
 
     @property
     def transport(self) -> str:
+        """The transport the run used, or "?" when the log does not say."""
         started = self.of_type("run.started")
         return str(started[0]["transport"]) if started else "?"
 
@@ -49,6 +48,7 @@ class Run:
 
     @property
     def agents(self) -> list[str]:
+        """The names of the run's agents, sorted."""
         return sorted({e["actor"] for e in self.of_type("actor.started") if e.get("behaviour") == "AgentHost"})
 
     @property
@@ -58,10 +58,12 @@ class Run:
 
     @property
     def errors(self) -> list[dict[str, Any]]:
+        """The events that record something going wrong (crashes, failures, give-ups)."""
         return [event for event in self.events if event["event"] in ERROR_EVENTS]
 
     @property
     def processes(self) -> set[int]:
+        """The ids of every process that logged for the run."""
         return {int(event["pid"]) for event in self.events}
 
 
@@ -139,6 +141,7 @@ def _run_folders(log_dir: str | os.PathLike[str]) -> list[Path]:
 
 
 def list_runs(log_dir: str | os.PathLike[str]) -> list[Run]:
+    """Every run logged in `log_dir`, oldest first; raises `RunLogError` for a log it cannot read."""
     return [read_run(folder) for folder in _run_folders(log_dir)]
 
 
@@ -153,12 +156,14 @@ class Causality:
                 self.children.setdefault(parent, []).append(message)
 
     def get(self, message_id: str) -> Message:
+        """The message with this id or unique id prefix; raises `RunLogError` otherwise."""
         matches = [m for m in self.messages.values() if m.message_id.startswith(message_id)]
         if len(matches) != 1:
             raise RunLogError(f"{len(matches) or 'no'} messages with id {message_id!r} in this run")
         return matches[0]
 
     def roots(self) -> list[Message]:
+        """The messages no other message of the run caused: the tasks."""
         return [m for m in self.messages.values() if not any(p in self.messages for p in m.parent_ids)]
 
     def causes(self, message: Message) -> list[Message]:
@@ -175,3 +180,6 @@ class Causality:
     def effects(self, message: Message) -> list[Message]:
         """The messages that answered this one directly."""
         return self.children.get(message.message_id, [])
+
+
+__all__ = ["Causality", "ERROR_EVENTS", "Run", "RunLogError", "find_run", "list_runs", "read_run"]

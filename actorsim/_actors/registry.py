@@ -13,6 +13,8 @@ from actorsim._supervision import Durable
 
 @attrs.frozen
 class AgentInfo:
+    """What the Registry knows of an agent: its names, its class, whether a person speaks for it, its status."""
+
     name: str
     role: str
     agent_class: str
@@ -23,6 +25,7 @@ class AgentInfo:
 
     @property
     def is_human(self) -> bool:
+        """Whether a person speaks for this agent."""
         return self.human_input_mode != "CLOSE"
 
 

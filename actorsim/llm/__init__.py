@@ -59,9 +59,9 @@ def build_chat_model(llm: Mapping[str, Any] | ChatModel) -> ChatModel:
 
 
 __all__ = [
-    "MODEL_SERVERS",
     "ChatMessage",
     "ChatModel",
+    "MODEL_SERVERS",
     "OpenAIChatModel",
     "OpenAIConfig",
     "ScriptedConfig",

@@ -16,7 +16,7 @@ import httpx
 import tenacity
 from httpx_sse import connect_sse
 
-from actorsim._errors import LLMError
+from actorsim._errors import LLMError, TransientServerError
 from actorsim._runlog import log_event
 from actorsim._validators import positive
 from actorsim.llm._protocol import ChatMessage
@@ -42,10 +42,6 @@ class OpenAIConfig:
     retry_initial_wait: float = attrs.field(default=0.5, validator=positive)
     retry_max_wait: float = attrs.field(default=10.0, validator=positive)
     temperature: float | None = None
-
-
-class TransientServerError(LLMError):
-    """A failure worth another try: the server was busy, or down for a moment."""
 
 
 def _is_transient(error: BaseException) -> bool:
@@ -88,6 +84,7 @@ class OpenAIChatModel:
         )
 
     def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        """Stream the reply to `messages` piece by piece; raises `LLMError` when the call fails for good."""
         self.last_usage = None
         body: dict[str, Any] = {
             "model": self.config.model,
@@ -145,4 +142,5 @@ class OpenAIChatModel:
             raise TransientServerError(f"the stream from {self.config.api_base} broke off before the reply's end")
 
     def close(self) -> None:
+        """Close the HTTP connection pool."""
         self._client.close()

@@ -18,6 +18,7 @@ class ChatMessage:
     content: str
 
     def to_dict(self) -> dict[str, str]:
+        """The turn as the chat-completions API takes it: `{"role": ..., "content": ...}`."""
         return {"role": self.role, "content": self.content}
 
 
@@ -25,4 +26,5 @@ class ChatMessage:
 class ChatModel(Protocol):
     """A model that streams its reply to a prompt as text chunks."""
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]: ...
+    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        """The reply to `messages`, piece by piece as it is generated; raises `LLMError` when it fails."""

@@ -47,6 +47,7 @@ class ScriptedModel:
         self._sleep = sleep
 
     def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        """Stream the scripted reply for a prompt holding this many replies, word by word."""
         earlier = sum(1 for message in messages if message.role == "assistant")
         reply = self.config.replies[earlier % len(self.config.replies)]
         if HEARD in reply:

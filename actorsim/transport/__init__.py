@@ -35,4 +35,12 @@ def load_transport(name: str, **options: Any) -> Transport:
     return transport
 
 
-__all__ = ["TRANSPORTS", "ActorRef", "Behaviour", "BehaviourFactory", "CallFailed", "Transport", "load_transport"]
+__all__ = [
+    "ActorRef",
+    "Behaviour",
+    "BehaviourFactory",
+    "CallFailed",
+    "TRANSPORTS",
+    "Transport",
+    "load_transport",
+]

@@ -25,7 +25,8 @@ class Behaviour(Protocol):
     whose items travel back one by one as they are produced.
     """
 
-    def receive(self, request: Any) -> Any: ...
+    def receive(self, request: Any) -> Any:
+        """The answer to `request`: a value for an ask, an iterable of items for a streamed call."""
 
 
 BehaviourFactory = Callable[[], Behaviour]
@@ -141,7 +142,7 @@ class Calls(abc.ABC):
 
     @abc.abstractmethod
     def next(self, timeout: float) -> tuple[ActorRef, Any] | None:
-        """The next item of any open call, or None when none came within `timeout`.
+        """The next item of any open call; None when none came within `timeout`, or every call has ended.
 
         A call that failed ends with one `CallFailed` item; a call that ended
         normally ends silently.
@@ -172,9 +173,10 @@ def stream_calls(
             calls.add(ref, request)
         while calls.open:
             item = calls.next(timeout)
-            if item is None:
+            if item is None and calls.open:
                 raise AskTimeoutError(f"no item from {calls_waited_on(requests)} within {timeout} s")
-            yield item
+            if item is not None:
+                yield item
 
 
 def calls_waited_on(requests: Sequence[tuple[ActorRef, Any]]) -> list[str]:
