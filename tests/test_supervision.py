@@ -232,3 +232,23 @@ def test_chaos_agents_killed_at_random_leave_no_trace(make: Make) -> None:
     assert memories == {name: agent.get_history() for name, agent in calm_agents.items()}
     restarted = events_since(task_center, started, "actor.restarted")
     assert len(restarted) == len(killed)
+
+
+@in_processes
+def test_a_killed_agent_restarts_while_the_others_still_stream(make: Make) -> None:
+    """A restart does not wait for the step's end: the killed agent is back before a slow sibling has finished."""
+    started = time.time()
+    task_center = make(TaskCenter, "task_center")
+    slow = make(RolePlay, "slow", llm=scripted(" ".join(["word"] * 60), chunk_latency=0.05))
+    doomed = make(RolePlay, "doomed", llm=scripted("one two three four", chunk_latency=0.05), supervision=QUICK)
+    task_center.add_agents([slow, doomed])
+    task_center.send_task_request(TASK)
+    frames = []
+    for frame in task_center.step():
+        if frame.role == "doomed" and not any(f.role == "doomed" for f in frames):
+            kill(task_center, "doomed")
+        frames.append(frame)
+    assert texts_by_role(frames)["doomed"] == "one two three four"
+    events = events_since(task_center, started, "actor.restarted", "llm.call.finished")
+    order = [(e["event"], e.get("actor") if e["event"] == "actor.restarted" else e["role"]) for e in events]
+    assert order.index(("actor.restarted", "doomed")) < order.index(("llm.call.finished", "slow"))
