@@ -22,7 +22,7 @@ class TestAsk:
         """Requests from one sender are handled in the order they were sent."""
         ref = runtime.spawn(Recorder, name="recorder")
         for value in range(50):
-            runtime.transport.tell(ref, Append(value))
+            runtime.transport.ask(ref, Append(value), timeout=10)
         assert runtime.ask(ref, GetValues()) == list(range(50))
 
     def test_factory_arguments_reach_the_behaviour(self, runtime: Runtime) -> None:

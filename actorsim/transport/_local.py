@@ -20,6 +20,7 @@ from actorsim.transport._base import (
     Behaviour,
     BehaviourFactory,
     Failure,
+    Transport,
     merge_sink,
     run_into_sink,
 )
@@ -30,7 +31,7 @@ _Sink = queue.SimpleQueue[tuple[ActorRef, Any]]
 @attrs.frozen
 class _Delivery:
     request: Any
-    sink: _Sink | None
+    sink: _Sink
     streamed: bool
 
 
@@ -49,19 +50,21 @@ class _Mailbox:
     def _loop(self) -> None:
         while not isinstance(delivery := self.inbox.get(), _Stop):
             if delivery.streamed:
-                assert delivery.sink is not None
                 run_into_sink(self.behaviour, self.ref, delivery.request, delivery.sink)
                 continue
             try:
                 result: Any = self.behaviour.receive(delivery.request)
             except Exception as error:
                 result = Failure.capture(error)
-            if delivery.sink is not None:
-                delivery.sink.put((self.ref, result))
+            delivery.sink.put((self.ref, result))
 
 
-class LocalTransport:
-    """Each actor is a thread that handles one request at a time."""
+class LocalTransport(Transport):
+    """Each actor is a thread that handles one request at a time.
+
+    Any thread may call at once: a request waits in its actor's mailbox, and
+    one lock guards the table of actors while they are spawned and stopped.
+    """
 
     name = "local"
 
@@ -82,9 +85,6 @@ class LocalTransport:
         if mailbox is None or mailbox.ref is not ref:
             raise ActorStoppedError(f"actor {ref.name!r} is stopped")
         return mailbox
-
-    def tell(self, to: ActorRef, request: Any) -> None:
-        self._mailbox(to).inbox.put(_Delivery(request, None, streamed=False))
 
     def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
         sink: _Sink = queue.SimpleQueue()
