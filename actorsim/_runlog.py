@@ -13,6 +13,7 @@ structlog and logging configuration is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import inspect
 import os
@@ -131,7 +132,12 @@ class RunLog:
         fields["ts"] = time.time()
         if "exc_info" in fields:
             structlog.processors.format_exc_info(None, name, fields)
-        return self._lines.append(orjson.dumps(fields, default=repr)[:-1] + (tail or self._tail))
+        line = orjson.dumps(fields, default=repr)[:-1] + (tail or self._tail)
+        if _captures:
+            event = orjson.loads(line)
+            for captured in list(_captures):
+                captured.append(event)
+        return self._lines.append(line)
 
     def flush(self) -> None:
         self._lines.flush()
@@ -141,6 +147,7 @@ class RunLog:
 
 
 _lock = threading.Lock()
+_captures: list[list[dict[str, Any]]] = []
 _logs: dict[str, RunLog] = {}
 _process_log: RunLog | None = None
 
@@ -174,6 +181,25 @@ def open_run_log(config: RunLogConfig, process: str) -> RunLog:
         if not log.is_driver:
             _process_log = log
         return log
+
+
+@contextlib.contextmanager
+def capture_events() -> Iterator[list[dict[str, Any]]]:
+    """Collect every run-log event this process writes during the block, as its file gets it.
+
+    For tests, after structlog's `testing.capture_logs`: no reading back, no
+    filtering a shared log by time. Events other processes log are not seen
+    (their files are theirs). A model call's `prompt` is as written:
+    `prompt_reused` turns of the previous call, then `prompt_new`.
+    """
+    captured: list[dict[str, Any]] = []
+    with _lock:
+        _captures.append(captured)
+    try:
+        yield captured
+    finally:
+        with _lock:
+            _captures.remove(captured)
 
 
 def close_run_log(run_id: str) -> None:

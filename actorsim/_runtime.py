@@ -8,7 +8,6 @@ import functools
 import os
 import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from actorsim._intervention import Intervention, Interventions, installed_handle
 from actorsim._runlog import LoggedBehaviour, RunLogConfig, close_run_log, open_run_log
 from actorsim._supervision import Durable, Supervision, Supervisor
 from actorsim._validators import positive
-from actorsim.transport import TRANSPORTS, ActorRef, BehaviourFactory, CallFailed, Transport, load_transport
+from actorsim.transport import TRANSPORTS, ActorRef, BehaviourFactory, CallFailed, Transport, load_transport_class
 
 if TYPE_CHECKING:
     from actorsim._replay import Replay
@@ -33,12 +32,17 @@ TRANSPORT_VARIABLE = "ACTORSIM_TRANSPORT"
 
 @attrs.frozen
 class RunOptions:
-    """How long to wait: `ask_timeout` for one answer, `step_timeout` for the next frame of a step."""
+    """How long to wait: `ask_timeout` for one answer, `step_timeout` for the next frame of a step.
+
+    Also what a backend builds itself from (`Transport.from_options`): `address`
+    is the Ray cluster to join, `log_dir` holds Thespian's output.
+    """
 
     ask_timeout: float = attrs.field(default=60.0, validator=positive)
     step_timeout: float = attrs.field(default=600.0, validator=positive)
     log_dir: Path | None = attrs.field(default=Path("logs"), converter=attrs.converters.optional(Path))
     console_log: bool = False
+    address: str | None = None
 
 
 def _version() -> str:
@@ -314,23 +318,17 @@ def init(
     name = transport or os.environ.get(TRANSPORT_VARIABLE) or "local"
     if name not in TRANSPORTS:
         raise ValueError(f"unknown transport {name!r}; choose one of {', '.join(TRANSPORTS)}")
-    if address is not None and name != "ray":
-        raise ValueError(f"address= is for the 'ray' transport, not {name!r}")
-    options = RunOptions(ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=log_dir, console_log=console_log)
+    options = RunOptions(
+        ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=log_dir, console_log=console_log, address=address
+    )
     if _current is not None:
         raise RuntimeError(
             f"actorsim is already initialised with the {_current.transport_name!r} transport; "
             "call actorsim.shutdown() first"
         )
     run_id = new_run_id()
-    backend_options: dict[str, Any] = {}
-    if name == "thespian":
-        output_dir = options.log_dir / run_id if options.log_dir is not None else Path(tempfile.gettempdir())
-        backend_options["output_path"] = output_dir / f"thespian-{run_id}.out"
-    elif name == "ray":
-        backend_options["address"] = address
     handlers = [*interventions, *([replay_from(replay)] if replay is not None else [])]
-    _current = Runtime(load_transport(name, **backend_options), options, run_id, handlers)
+    _current = Runtime(load_transport_class(name).from_options(options, run_id), options, run_id, handlers)
     atexit.register(_current.shutdown)
     return _current
 

@@ -14,6 +14,7 @@ import structlog
 
 from actorsim import Message, RolePlay
 from actorsim._supervision import Durable
+from tests.gates import Barrier, Gate
 
 
 @attrs.frozen
@@ -47,6 +48,21 @@ class Count:
 
     n: int
     pause: float = 0.0
+
+
+@attrs.frozen
+class Lockstep:
+    """Stream 0..n-1, waiting at gate k before item k (from 1): the test sees each item before the next is made."""
+
+    n: int
+    gate: Gate
+
+
+@attrs.frozen
+class Meet:
+    """Answer only once `barrier` has all its parties waiting at once."""
+
+    barrier: Barrier
 
 
 @attrs.frozen
@@ -87,6 +103,18 @@ class Recorder:
             if request.pause:
                 time.sleep(request.pause)
             yield index, time.time()
+
+    @receive.register
+    def _lockstep(self, request: Lockstep) -> Iterator[int]:
+        for index in range(request.n):
+            if index:
+                request.gate.wait(index)
+            yield index
+
+    @receive.register
+    def _meet(self, request: Meet) -> int:
+        request.barrier.wait()
+        return len(self.values)
 
     @receive.register
     def _pid(self, request: GetPid) -> int:

@@ -1,6 +1,8 @@
 """One suite, every transport.
 
-`runtime` runs a test on local, thespian and ray; `make` builds components in
+`runtime` runs a test on local, thespian and ray; `transport` gives the bare
+transport, and with `every_transport` also inline's (behind `remote=False`),
+the one no user picks by name; `make` builds components in
 each of the seed's modes: plain objects (`remote=False`) and actors on each
 transport. One actor system per transport serves the whole session (Ray takes
 seconds to start); only one is up at a time, and every actor a test started is
@@ -18,6 +20,7 @@ import pytest
 
 import actorsim
 from actorsim import Runtime, TaskCenter, create_component
+from actorsim.transport import ActorRef, BehaviourFactory, Transport, load_transport
 
 
 def _available(name: str) -> bool:
@@ -28,6 +31,17 @@ TRANSPORT_PARAMS = [
     pytest.param(name, id=name, marks=pytest.mark.skipif(not _available(name), reason=f"{name} is not installed"))
     for name in actorsim.TRANSPORTS
 ]
+
+_ALL_PARAMS = {param.values[0]: param for param in [pytest.param("inline", id="inline"), *TRANSPORT_PARAMS]}
+
+
+def on_transports(*names: str) -> pytest.MarkDecorator:
+    """Runs a test of the `transport` fixture on the transports `names` (inline among them if asked)."""
+    return pytest.mark.parametrize("transport_name", [_ALL_PARAMS[name] for name in names], indirect=True)
+
+
+every_transport = on_transports("inline", *actorsim.TRANSPORTS)
+"""Inline (behind `remote=False`) as well as the three a user chooses."""
 
 _live: dict[str, Runtime] = {}
 
@@ -63,6 +77,35 @@ def runtime(transport_name: str, log_dir: Path) -> Iterator[Runtime]:
     live = _runtime_for(transport_name, log_dir)
     yield live
     live.stop_all()
+
+
+@pytest.fixture
+def transport(transport_name: str, log_dir: Path) -> Iterator[Transport]:
+    """The bare transport: a new inline one, or the session's runtime's for the others."""
+    if transport_name != "inline":
+        yield _runtime_for(transport_name, log_dir).transport
+        return
+    inline = load_transport("inline")
+    yield inline
+    inline.shutdown()
+
+
+Spawn = Callable[[BehaviourFactory, str], ActorRef]
+
+
+@pytest.fixture
+def spawn(transport: Transport) -> Iterator[Spawn]:
+    """`spawn(factory, name)` on the bare transport; every actor it started is stopped after the test."""
+    started: list[ActorRef] = []
+
+    def start(factory: BehaviourFactory, name: str) -> ActorRef:
+        ref = transport.spawn(factory, name=name, timeout=60)
+        started.append(ref)
+        return ref
+
+    yield start
+    for ref in started:
+        transport.stop(ref)
 
 
 @pytest.fixture(scope="session", params=[pytest.param("plain", id="plain"), *TRANSPORT_PARAMS])

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from actorsim import Frame, TaskCenter
-from actorsim.runs import find_run, read_run
+from actorsim import Frame
+from actorsim._runlog import capture_events
+from actorsim.runs import _read_file, _rebuild_prompt, find_run, read_run
 
 TASK = "what is the best solution to land on moon?"
 
@@ -35,10 +37,31 @@ def prompt_text(agent: Any) -> str:
     return "\n".join(turn.content for turn in agent.get_history() if turn.role == "user")
 
 
-def events_since(task_center: TaskCenter, started: float, *kinds: str) -> list[dict[str, Any]]:
-    """The run log's events since `started` (of `kinds`, if given): a test session shares its runtime."""
-    directory = task_center.runtime.log_config.directory  # type: ignore[union-attr]
-    return [e for e in read_run(directory).events if e["ts"] >= started and (not kinds or e["event"] in kinds)]
+@contextlib.contextmanager
+def logged_events(log_dir: Path) -> Iterator[list[dict[str, Any]]]:
+    """Every run-log event of the runs under `log_dir` logged during the block, as `read_run` reads them.
+
+    Filled when the block ends. This process's events are captured as they are logged
+    (`capture_events`); other processes' (Thespian's and Ray's actors) are the lines their files
+    gained during the block, found by their place in the files, not by time.
+    """
+    def files() -> list[Path]:
+        return [path for path in log_dir.glob("*/*.jsonl") if not path.stem.endswith(f"-{os.getpid()}")]
+
+    lines_before = {path: len(path.read_bytes().splitlines()) for path in files()}
+    events: list[dict[str, Any]] = []
+    with capture_events() as here:
+        yield events
+    prompts: dict[tuple[str, int], dict[str, list[Any]]] = collections.defaultdict(dict)
+    for event in here:
+        if event["event"] == "llm.call.started":
+            _rebuild_prompt(event, prompts[event["run_id"], event["pid"]], "captured")
+    elsewhere = [event for path in files() for event in list(_read_file(path))[lines_before.get(path, 0):]]
+    events.extend(sorted([*here, *elsewhere], key=lambda event: event["ts"]))  # ordered as read_run orders them
+
+
+def of_kind(events: list[dict[str, Any]], *kinds: str) -> list[dict[str, Any]]:
+    return [event for event in events if event["event"] in kinds]
 
 
 def alive(pid: int) -> bool:

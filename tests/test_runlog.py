@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from actorsim.runs import Causality, RunLogError, read_run
 from actorsim.transport import load_transport
 from tests.actors import ContextReportingAgent
 from tests.conftest import Make
-from tests.helpers import TASK, events_since, scripted, texts_by_role
+from tests.helpers import TASK, logged_events, scripted, texts_by_role
 from tests.openai_server import OpenAIServer
 from tests.test_task_center import debate
 
@@ -33,11 +32,11 @@ def whispered_debate(make: Make) -> TaskCenter:
 
 
 class TestEvents:
-    def test_a_run_logs_every_kind_of_event(self, make: Make, mode: str) -> None:
+    def test_a_run_logs_every_kind_of_event(self, make: Make, mode: str, log_dir: Path) -> None:
         """Publishing, pulling, delivering, model calls, steps and actors all appear."""
-        started = time.time()
-        task_center = whispered_debate(make)
-        kinds = {event["event"] for event in events_since(task_center, started)}
+        with logged_events(log_dir) as events:
+            whispered_debate(make)
+        kinds = {event["event"] for event in events}
         assert {
             "actor.started",
             "message.published",
@@ -49,10 +48,10 @@ class TestEvents:
             "step.finished",
         } <= kinds
 
-    def test_child_processes_log_too(self, make: Make, mode: str) -> None:
+    def test_child_processes_log_too(self, make: Make, mode: str, log_dir: Path) -> None:
         """On Thespian and Ray the Environment and agents log from their own processes."""
-        started = time.time()
-        events = events_since(whispered_debate(make), started)
+        with logged_events(log_dir) as events:
+            whispered_debate(make)
         by_kind = {event["event"]: event for event in events}
         actor_pids = {by_kind["message.published"]["pid"], by_kind["llm.call.finished"]["pid"]}
         if mode in ("thespian", "ray"):
@@ -83,40 +82,37 @@ class TestEvents:
         task_center.send_task_request(TASK)
         assert texts_by_role(task_center.step()) == {"reporter": "bound: {'actor': 'reporter'}"}
 
-    def test_model_calls_record_prompt_reply_and_latency(self, make: Make) -> None:
-        started = time.time()
-        task_center, _ = debate(make, "joe_biden")
-        task_center.send_task_request(TASK)
-        list(task_center.step())
-        finished = [e for e in events_since(task_center, started) if e["event"] == "llm.call.finished"]
+    def test_model_calls_record_prompt_reply_and_latency(self, make: Make, log_dir: Path) -> None:
+        with logged_events(log_dir) as events:
+            task_center, _ = debate(make, "joe_biden")
+            task_center.send_task_request(TASK)
+            list(task_center.step())
+        finished = [e for e in events if e["event"] == "llm.call.finished"]
         assert [(e["role"], e["reply"], e["actor"]) for e in finished] == [
             ("joe_biden", "joe_biden reply 1.", "joe_biden")
         ]
         assert finished[0]["latency_s"] >= 0
-        begun = [e for e in events_since(task_center, started) if e["event"] == "llm.call.started"]
+        begun = [e for e in events if e["event"] == "llm.call.started"]
         assert begun[0]["prompt"][-1] == {"role": "user", "content": f"user_requirement: {TASK}"}
 
-    def test_each_logged_prompt_is_the_one_the_model_received(self, make: Make) -> None:
+    def test_each_logged_prompt_is_the_one_the_model_received(self, make: Make, log_dir: Path) -> None:
         """Prompts are logged as what is new since the agent's last call, and read back whole."""
-        started = time.time()
-        with OpenAIServer(["One.", "Two.", "Three."]) as server:
+        with OpenAIServer(["One.", "Two.", "Three."]) as server, logged_events(log_dir) as events:
             llm = {"model_server": "openai", "model": "m", "api_base": server.api_base}
             task_center = make(TaskCenter, "task_center")
             task_center.add_agents([make(RolePlay, "joe_biden", llm=llm), make(RolePlay, "donald_trump", llm=llm)])
             task_center.send_task_request(TASK)
             for _ in range(3):
                 list(task_center.step())
-        events = events_since(task_center, started)
         begun = [e for e in events if e["event"] == "llm.call.started"]
         logged, received = (e["prompt"] for e in begun), (r["messages"] for r in server.requests)
         assert sorted(map(repr, logged)) == sorted(map(repr, received))
         last = max((e for e in begun if e["role"] == "joe_biden"), key=lambda e: e["ts"])
         assert last["prompt_reused"] == len(last["prompt"]) - 2, "only the last reply and the new turn are written"
 
-    def test_failures_are_logged_with_their_traceback(self, make: Make) -> None:
+    def test_failures_are_logged_with_their_traceback(self, make: Make, log_dir: Path) -> None:
         """A model that refuses the key: each crash, restart and the giving up are in the log, with tracebacks."""
-        started = time.time()
-        with OpenAIServer(["never"], api_key="right") as server:
+        with OpenAIServer(["never"], api_key="right") as server, logged_events(log_dir) as events:
             llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "api_key": "wrong"}
             task_center = make(TaskCenter, "task_center")
             task_center.add_agents([make(RolePlay, "joe_biden", llm=llm)])
@@ -124,7 +120,6 @@ class TestEvents:
             gave_up = "agent 'joe_biden' failed after 3 restarts.*answered 401"
             with pytest.raises(AgentFailedError, match=gave_up) as raised:
                 list(task_center.step())
-        events = events_since(task_center, started)
         failed = [e for e in events if e["event"] == "actor.failed"]
         assert failed and "answered 401" in failed[0]["exception"] and "Traceback" in failed[0]["exception"]
         kinds = ("llm.call.failed", "actor.crashed", "actor.restarted", "actor.given_up", "message.dead_lettered")
@@ -136,15 +131,13 @@ class TestEvents:
         assert '"event":"actor.given_up"' in Path(path).read_text().splitlines()[int(line) - 1]
         assert task_center.environment.pending_roles() == [], "the task is a dead letter, not pending"
 
-    def test_retries_are_logged(self, make: Make) -> None:
-        started = time.time()
-        with OpenAIServer(["ok"], failures=[500, 500]) as server:
+    def test_retries_are_logged(self, make: Make, log_dir: Path) -> None:
+        with OpenAIServer(["ok"], failures=[500, 500]) as server, logged_events(log_dir) as events:
             llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "retry_initial_wait": 0.01}
             task_center = make(TaskCenter, "task_center")
             task_center.add_agents([make(RolePlay, "joe_biden", llm=llm)])
             task_center.send_task_request(TASK)
             assert "".join(f.content for f in task_center.step()) == "ok"
-        events = events_since(task_center, started)
         finished = [e for e in events if e["event"] == "llm.call.finished"]
         assert finished[0]["usage"] == {"prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8}
         retries = [e for e in events if e["event"] == "llm.call.retry"]
@@ -169,11 +162,10 @@ class TestConsole:
 
 
 class TestCausality:
-    def test_a_reply_names_exactly_the_messages_its_author_pulled(self, make: Make) -> None:
+    def test_a_reply_names_exactly_the_messages_its_author_pulled(self, make: Make, log_dir: Path) -> None:
         """In the three-man debate each reply's parents are what its author pulled for that step."""
-        started = time.time()
-        task_center = whispered_debate(make)
-        events = events_since(task_center, started)
+        with logged_events(log_dir) as events:
+            task_center = whispered_debate(make)
         delivered = {e["reply_id"]: e["message_ids"] for e in events if e["event"] == "message.delivered"}
         pulled = [taken for e in events if e["event"] == "message.pulled" for taken in e["taken"].items()]
         replies = [m for m in task_center.environment.history() if m.sent_from != "user_requirement"]

@@ -2,39 +2,54 @@
 
 from __future__ import annotations
 
-import time
+from pathlib import Path
 
 from actorsim import RolePlay, TaskCenter
+from actorsim.llm import ScriptedConfig, ScriptedModel
 from tests.conftest import Make
-from tests.helpers import TASK, scripted
+from tests.gates import Barrier, Gate
+from tests.helpers import TASK
+
+ONCE = {"max_restarts": 0}
+"""A model that gives up waiting fails the step at once, rather than after restarts."""
 
 
 class TestStreaming:
-    def test_the_first_frame_arrives_before_the_reply_is_finished(self, make: Make) -> None:
-        """A slow model's first words reach the caller while it is still producing the rest."""
+    def test_the_first_frame_arrives_before_the_reply_is_finished(self, make: Make, tmp_path: Path) -> None:
+        """A model's first word reaches the caller while it is still producing the rest.
+
+        The model makes its second word only once the test has seen the first: a frame that waited
+        for the end of the reply would never come, and the model would give up waiting.
+        """
+        gate = Gate(tmp_path, timeout=30)
+        model = ScriptedModel(ScriptedConfig(["one two three four five six"], chunk_latency=0.15), sleep=gate)
         task_center = make(TaskCenter, "task_center")
-        slow = make(RolePlay, "slow", llm=scripted("one two three four five six", chunk_latency=0.15))
+        slow = make(RolePlay, "slow", llm=model, supervision=ONCE)
         task_center.add_agents([slow])
         task_center.send_task_request(TASK)
-        arrivals = [(time.time(), frame) for frame in task_center.step()]
-        reply = task_center.environment.history()[-1]
-        first_arrival, first_frame = arrivals[0]
+        arrivals = []
+        for frame in task_center.step():
+            arrivals.append((gate.is_open(), frame))
+            gate.open()
+        first_seen_with_gate_open, first_frame = arrivals[0]
         assert first_frame.content == "one "
-        # The reply is made once its last chunk is produced, five chunk latencies after the first.
-        assert first_arrival < reply.created_at - 0.5
+        assert not first_seen_with_gate_open, "the first frame came before the reply was finished"
         assert len(arrivals) == 6
 
 
 class TestConcurrency:
-    def test_twenty_slow_agents_take_about_one_latency(self, make: Make, mode: str) -> None:
-        """20 agents whose model takes 0.3 s each finish one step well under the 6 s sum."""
+    def test_twenty_slow_agents_answer_at_once(self, make: Make, tmp_path: Path) -> None:
+        """20 agents of one step are all producing at once: each model answers only when all 20 are waiting."""
+        barrier = Barrier(tmp_path, parties=20, timeout=60)
         task_center = make(TaskCenter, "task_center")
-        agents = [make(RolePlay, f"agent_{n}", llm=scripted(f"reply {n}", reply_latency=0.3)) for n in range(20)]
+        agents = [
+            make(
+                RolePlay, f"agent_{n}", supervision=ONCE,
+                llm=ScriptedModel(ScriptedConfig([f"reply {n}"], reply_latency=0.3), sleep=barrier),
+            )
+            for n in range(20)
+        ]
         task_center.add_agents(agents)
         task_center.send_task_request(TASK)
-        started = time.perf_counter()
         frames = list(task_center.step())
-        elapsed = time.perf_counter() - started
-        print(f"\n[{mode}] one step of 20 agents x 0.3 s model latency: {elapsed:.2f} s (sum of latencies 6.0 s)")
         assert {frame.role for frame in frames} == {f"agent_{n}" for n in range(20)}
-        assert elapsed < 2.0

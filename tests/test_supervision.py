@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from actorsim import AgentFailedError, Message, RolePlay, Supervision, TaskCenter
 from tests.actors import TouchyAgent
 from tests.conftest import Make
-from tests.helpers import TASK, alive, events_since, scripted, texts_by_role, wait_until_gone
+from tests.helpers import TASK, alive, logged_events, of_kind, scripted, texts_by_role, wait_until_gone
 
 in_processes = pytest.mark.parametrize("mode", ["thespian", "ray"], indirect=True)
 """Modes whose agents are processes of their own, which a test can kill."""
@@ -66,46 +65,49 @@ class TestPolicy:
 
 
 class TestCrash:
-    def test_an_agent_that_raises_once_handles_the_message_once(self, make: Make, tmp_path: Path) -> None:
+    def test_an_agent_that_raises_once_handles_the_message_once(
+        self, make: Make, tmp_path: Path, log_dir: Path
+    ) -> None:
         """Restarted, the message delivered again, answered once; the log shows crash, restart, redelivery."""
-        started = time.time()
-        task_center = make(TaskCenter, "task_center")
-        touchy = make(
-            TouchyAgent, "joe_biden", trigger="moon", once_marker=str(tmp_path / "raised"),
-            llm=scripted("Artemis.", "Again."), supervision=QUICK,
-        )
-        task_center.add_agents([touchy, make(RolePlay, "donald_trump", llm=scripted("Rockets."))])
-        task = task_center.send_task_request(TASK)
-        frames = list(task_center.step())
-        assert texts_by_role(frames) == {"joe_biden": "Artemis.", "donald_trump": "Rockets."}
-        history = task_center.environment.history()
-        assert [m.sent_from for m in history].count("joe_biden") == 1
-        assert [(turn.role, turn.content) for turn in touchy.get_history()] == [
-            ("user", f"user_requirement: {TASK}"),
-            ("assistant", "Artemis."),
-        ]
-        assert task_center.environment.pending_roles() == ["joe_biden", "donald_trump"]  # each other's replies
-        kinds = ("actor.crashed", "actor.restarted", "message.redelivered")
-        crashed, restarted, redelivered = (events_since(task_center, started, kind) for kind in kinds)
+        with logged_events(log_dir) as events:
+            task_center = make(TaskCenter, "task_center")
+            touchy = make(
+                TouchyAgent, "joe_biden", trigger="moon", once_marker=str(tmp_path / "raised"),
+                llm=scripted("Artemis.", "Again."), supervision=QUICK,
+            )
+            task_center.add_agents([touchy, make(RolePlay, "donald_trump", llm=scripted("Rockets."))])
+            task = task_center.send_task_request(TASK)
+            frames = list(task_center.step())
+            assert texts_by_role(frames) == {"joe_biden": "Artemis.", "donald_trump": "Rockets."}
+            history = task_center.environment.history()
+            assert [m.sent_from for m in history].count("joe_biden") == 1
+            assert [(turn.role, turn.content) for turn in touchy.get_history()] == [
+                ("user", f"user_requirement: {TASK}"),
+                ("assistant", "Artemis."),
+            ]
+            assert task_center.environment.pending_roles() == ["joe_biden", "donald_trump"]  # each other's replies
+            kinds = ("actor.crashed", "actor.restarted", "message.redelivered")
+        crashed, restarted, redelivered = (of_kind(events, kind) for kind in kinds)
         assert [e["actor"] for e in crashed] == [e["actor"] for e in restarted] == ["joe_biden"]
         assert "cannot stand 'moon'" in crashed[0]["error"]
         assert redelivered[0]["message_ids"] == [task.message_id]
         assert redelivered[0]["reply_id"] == next(m.message_id for m in history if m.sent_from == "joe_biden")
 
-    def test_a_poison_message_is_dead_lettered_once_the_budget_is_spent(self, make: Make) -> None:
+    def test_a_poison_message_is_dead_lettered_once_the_budget_is_spent(self, make: Make, log_dir: Path) -> None:
         """Two restarts allowed: three crashes, then the message is a dead letter and the step names the role."""
-        started = time.time()
-        task_center = make(TaskCenter, "task_center")
-        budget = Supervision(max_restarts=2, within=60, backoff_initial=0.01, backoff_jitter=0.0)
-        touchy = make(TouchyAgent, "joe_biden", trigger="moon", llm=scripted("Never."), supervision=budget)
-        task_center.add_agents([touchy, make(RolePlay, "donald_trump", llm=scripted("Rockets.", "Still here."))])
-        task = task_center.send_task_request(TASK)
-        frames: list[Any] = []
-        with pytest.raises(AgentFailedError, match="agent 'joe_biden' failed after 2 restarts.*cannot stand") as raised:
-            frames.extend(task_center.step())
-        assert raised.value.role == "joe_biden"
-        assert texts_by_role(frames) == {"donald_trump": "Rockets."}, "the others answered in the same step"
-        assert len(events_since(task_center, started, "actor.restarted")) == 2
+        with logged_events(log_dir) as events:
+            task_center = make(TaskCenter, "task_center")
+            budget = Supervision(max_restarts=2, within=60, backoff_initial=0.01, backoff_jitter=0.0)
+            touchy = make(TouchyAgent, "joe_biden", trigger="moon", llm=scripted("Never."), supervision=budget)
+            task_center.add_agents([touchy, make(RolePlay, "donald_trump", llm=scripted("Rockets.", "Still here."))])
+            task = task_center.send_task_request(TASK)
+            frames: list[Any] = []
+            gave_up = "agent 'joe_biden' failed after 2 restarts.*cannot stand"
+            with pytest.raises(AgentFailedError, match=gave_up) as raised:
+                frames.extend(task_center.step())
+            assert raised.value.role == "joe_biden"
+            assert texts_by_role(frames) == {"donald_trump": "Rockets."}, "the others answered in the same step"
+        assert len(of_kind(events, "actor.restarted")) == 2
         [letter] = task_center.environment.dead_letters()
         assert (letter.message.message_id, letter.role) == (task.message_id, "joe_biden")
         assert "cannot stand 'moon'" in letter.error
@@ -123,22 +125,24 @@ class TestCrash:
         with pytest.raises(AgentFailedError, match="joe_biden"):
             task_center.step(allowed_roles="joe_biden")
 
-    def test_one_for_all_restarts_the_siblings_with_their_memories(self, make: Make, tmp_path: Path) -> None:
-        started = time.time()
-        task_center = make(TaskCenter, "task_center")
-        policy = Supervision(strategy="one_for_all", backoff_initial=0.01, backoff_jitter=0.0)
-        touchy = make(
-            TouchyAgent, "joe_biden", trigger="Mars", once_marker=str(tmp_path / "raised"),
-            llm=scripted("Moon first.", "Mars later."), supervision=policy,
-        )
-        trump = make(RolePlay, "donald_trump", llm=scripted("Moon, believe me.", "Mars, big."))
-        task_center.add_agents([touchy, trump])
-        task_center.send_task_request(TASK)
-        list(task_center.step())
-        trump_memory = trump.get_history()
-        task_center.send_task_request("And Mars?", send_to="joe_biden")
-        assert texts_by_role(task_center.step()) == {"joe_biden": "Mars later.", "donald_trump": "Mars, big."}
-        restarted = events_since(task_center, started, "actor.restarted")
+    def test_one_for_all_restarts_the_siblings_with_their_memories(
+        self, make: Make, tmp_path: Path, log_dir: Path
+    ) -> None:
+        with logged_events(log_dir) as events:
+            task_center = make(TaskCenter, "task_center")
+            policy = Supervision(strategy="one_for_all", backoff_initial=0.01, backoff_jitter=0.0)
+            touchy = make(
+                TouchyAgent, "joe_biden", trigger="Mars", once_marker=str(tmp_path / "raised"),
+                llm=scripted("Moon first.", "Mars later."), supervision=policy,
+            )
+            trump = make(RolePlay, "donald_trump", llm=scripted("Moon, believe me.", "Mars, big."))
+            task_center.add_agents([touchy, trump])
+            task_center.send_task_request(TASK)
+            list(task_center.step())
+            trump_memory = trump.get_history()
+            task_center.send_task_request("And Mars?", send_to="joe_biden")
+            assert texts_by_role(task_center.step()) == {"joe_biden": "Mars later.", "donald_trump": "Mars, big."}
+        restarted = of_kind(events, "actor.restarted")
         assert sorted(e["actor"] for e in restarted) == [
             "donald_trump", "joe_biden", "task_center/environment", "task_center/registry"
         ]
@@ -148,24 +152,24 @@ class TestCrash:
 
 @in_processes
 class TestKill:
-    def test_an_agent_killed_mid_reply_finishes_it_once(self, make: Make) -> None:
+    def test_an_agent_killed_mid_reply_finishes_it_once(self, make: Make, log_dir: Path) -> None:
         """Frames are not shown twice; one reply is published; the memory holds the step once."""
-        started = time.time()
-        task_center = make(TaskCenter, "task_center")
-        reply = "one two three four five six seven eight"
-        agent = make(RolePlay, "joe_biden", llm=scripted(reply, chunk_latency=0.05), supervision=QUICK)
-        task_center.add_agents([agent])
-        task_center.send_task_request(TASK)
-        frames = []
-        for frame in task_center.step():
-            if not frames:
-                killed = kill(task_center, "joe_biden")
-            frames.append(frame)
-        assert "".join(frame.content for frame in frames) == reply
-        assert [m.content for m in task_center.environment.history()] == [TASK, reply]
-        assert [turn.content for turn in agent.get_history()] == [f"user_requirement: {TASK}", reply]
-        assert not alive(killed)
-        assert [e["actor"] for e in events_since(task_center, started, "actor.restarted")] == ["joe_biden"]
+        with logged_events(log_dir) as events:
+            task_center = make(TaskCenter, "task_center")
+            reply = "one two three four five six seven eight"
+            agent = make(RolePlay, "joe_biden", llm=scripted(reply, chunk_latency=0.05), supervision=QUICK)
+            task_center.add_agents([agent])
+            task_center.send_task_request(TASK)
+            frames = []
+            for frame in task_center.step():
+                if not frames:
+                    killed = kill(task_center, "joe_biden")
+                frames.append(frame)
+            assert "".join(frame.content for frame in frames) == reply
+            assert [m.content for m in task_center.environment.history()] == [TASK, reply]
+            assert [turn.content for turn in agent.get_history()] == [f"user_requirement: {TASK}", reply]
+            assert not alive(killed)
+        assert [e["actor"] for e in of_kind(events, "actor.restarted")] == ["joe_biden"]
 
     def test_the_environment_killed_keeps_its_queues_and_history(self, make: Make) -> None:
         task_center = make(TaskCenter, "task_center", supervision=QUICK)
@@ -215,40 +219,42 @@ def chaos_run(make: Make, kills: random.Random | None) -> tuple[TaskCenter, dict
 
 
 @in_processes
-def test_chaos_agents_killed_at_random_leave_no_trace(make: Make) -> None:
+def test_chaos_agents_killed_at_random_leave_no_trace(make: Make, log_dir: Path) -> None:
     """The final history and every memory equal those of a run without faults; every kill was a restart."""
-    started = time.time()
-    task_center, agents, killed = chaos_run(make, random.Random(7))
-    history = task_center.environment.history()
-    memories = {name: agent.get_history() for name, agent in agents.items()}
+    with logged_events(log_dir) as events:
+        task_center, agents, killed = chaos_run(make, random.Random(7))
+        history = task_center.environment.history()
+        memories = {name: agent.get_history() for name, agent in agents.items()}
 
-    def plain(cls: type, name: str, **options: Any) -> Any:
-        return cls(name=name, log_dir=None) if cls is TaskCenter else cls(name=name, **options)
+        def plain(cls: type, name: str, **options: Any) -> Any:
+            return cls(name=name, log_dir=None) if cls is TaskCenter else cls(name=name, **options)
 
-    calm, calm_agents, _ = chaos_run(plain, None)
-    assert len(killed) >= 5
-    assert shape(history) == shape(calm.environment.history())
-    assert len({m.message_id for m in history}) == len(history) == 1 + 10 * 20
-    assert memories == {name: agent.get_history() for name, agent in calm_agents.items()}
-    restarted = events_since(task_center, started, "actor.restarted")
+        calm, calm_agents, _ = chaos_run(plain, None)
+        assert len(killed) >= 5
+        assert shape(history) == shape(calm.environment.history())
+        assert len({m.message_id for m in history}) == len(history) == 1 + 10 * 20
+        assert memories == {name: agent.get_history() for name, agent in calm_agents.items()}
+    restarted = of_kind(events, "actor.restarted")
     assert len(restarted) == len(killed)
 
 
 @in_processes
-def test_a_killed_agent_restarts_while_the_others_still_stream(make: Make) -> None:
+def test_a_killed_agent_restarts_while_the_others_still_stream(make: Make, log_dir: Path) -> None:
     """A restart does not wait for the step's end: the killed agent is back before a slow sibling has finished."""
-    started = time.time()
-    task_center = make(TaskCenter, "task_center")
-    slow = make(RolePlay, "slow", llm=scripted(" ".join(["word"] * 60), chunk_latency=0.05))
-    doomed = make(RolePlay, "doomed", llm=scripted("one two three four", chunk_latency=0.05), supervision=QUICK)
-    task_center.add_agents([slow, doomed])
-    task_center.send_task_request(TASK)
-    frames = []
-    for frame in task_center.step():
-        if frame.role == "doomed" and not any(f.role == "doomed" for f in frames):
-            kill(task_center, "doomed")
-        frames.append(frame)
+    with logged_events(log_dir) as events:
+        task_center = make(TaskCenter, "task_center")
+        slow = make(RolePlay, "slow", llm=scripted(" ".join(["word"] * 60), chunk_latency=0.05))
+        doomed = make(RolePlay, "doomed", llm=scripted("one two three four", chunk_latency=0.05), supervision=QUICK)
+        task_center.add_agents([slow, doomed])
+        task_center.send_task_request(TASK)
+        frames = []
+        for frame in task_center.step():
+            if frame.role == "doomed" and not any(f.role == "doomed" for f in frames):
+                kill(task_center, "doomed")
+            frames.append(frame)
     assert texts_by_role(frames)["doomed"] == "one two three four"
-    events = events_since(task_center, started, "actor.restarted", "llm.call.finished")
-    order = [(e["event"], e.get("actor") if e["event"] == "actor.restarted" else e["role"]) for e in events]
+    order = [
+        (e["event"], e.get("actor") if e["event"] == "actor.restarted" else e["role"])
+        for e in of_kind(events, "actor.restarted", "llm.call.finished")
+    ]
     assert order.index(("actor.restarted", "doomed")) < order.index(("llm.call.finished", "slow"))

@@ -18,8 +18,13 @@ TRANSPORTS = ("local", "thespian", "ray")
 _PACKAGE_OF = {"thespian": "thespian", "ray": "ray"}
 
 
-def load_transport(name: str, **options: Any) -> Transport:
-    """Start the transport called `name`."""
+def load_transport_class(name: str) -> type[Transport]:
+    """The backend called `name`, imported on first use.
+
+    Raises ValueError for an unknown name, `TransportUnavailableError` naming
+    what to install when its package is missing, and TypeError for a module
+    whose `transport_class` is not a `Transport`.
+    """
     if name not in (*TRANSPORTS, "inline"):
         raise ValueError(f"unknown transport {name!r}; choose one of {', '.join(TRANSPORTS)}")
     try:
@@ -31,8 +36,15 @@ def load_transport(name: str, **options: Any) -> Transport:
         raise TransportUnavailableError(
             f"the {name!r} transport needs the {package!r} package: pip install 'actorsim[{name}]'"
         ) from error
-    transport: Transport = module.transport_class(**options)
-    return transport
+    backend = getattr(module, "transport_class", None)
+    if not (isinstance(backend, type) and issubclass(backend, Transport)):
+        raise TypeError(f"actorsim.transport._{name}.transport_class must subclass Transport, not {backend!r}")
+    return backend
+
+
+def load_transport(name: str, **options: Any) -> Transport:
+    """Start the transport called `name` with its backend's own keyword `options`."""
+    return load_transport_class(name)(**options)
 
 
 __all__ = [
@@ -43,4 +55,5 @@ __all__ = [
     "TRANSPORTS",
     "Transport",
     "load_transport",
+    "load_transport_class",
 ]

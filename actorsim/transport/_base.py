@@ -10,11 +10,14 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
 import attrs
 
 from actorsim._errors import AskTimeoutError, RemoteError
+
+if TYPE_CHECKING:
+    from actorsim._runtime import RunOptions
 
 
 @runtime_checkable
@@ -45,23 +48,55 @@ class ActorRef:
     pid: int | None = attrs.field(default=None, eq=False)
 
 
-class Transport(Protocol):
-    """Runs behaviours as actors and carries requests to them.
+class Transport(abc.ABC):
+    """Runs behaviours as actors and carries requests to them; every backend subclasses it.
 
-    One transport per run. `ask` and `stream` block the calling thread and
-    raise the actor's own exception when its behaviour raised.
+    One transport per run, built by `from_options`. `ask` and `stream` block
+    the calling thread and raise the actor's own exception when its behaviour
+    raised, with the actor's traceback as a note where it ran elsewhere.
+
+    Threads: `spawn`, `ask`, `stream` and `stop` may be called from several
+    threads at once, and the thread that iterates a stream may call them while
+    the stream is open (a step publishes its replies as they end). An actor
+    still handles one request at a time, in the order they reached it. A
+    stream is iterated by the thread that started it. `shutdown` comes last,
+    with no other call in flight. A backend that serialises calls says so in
+    its docstring and names the lock (Thespian's driver endpoint: one lock, held
+    by a stream from its first item to its end).
     """
 
-    name: str
+    name: ClassVar[str]
+    """How `load_transport` and the run log name this backend."""
 
+    @classmethod
+    def from_options(cls, options: RunOptions, run_id: str) -> Self:
+        """Start this backend for run `run_id`; a backend with options of its own overrides it.
+
+        Raises ValueError for an option this backend does not take.
+        """
+        cls._refuse_address(options)
+        return cls()
+
+    @classmethod
+    def _refuse_address(cls, options: RunOptions) -> None:
+        """Only a backend that joins a cluster takes `address`."""
+        if options.address is not None:
+            raise ValueError(f"address= is for the 'ray' transport, not {cls.name!r}")
+
+    @abc.abstractmethod
     def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
-        """Start an actor whose behaviour `factory` builds; names are unique per run."""
+        """Start an actor whose behaviour `factory` builds; names are unique per run.
 
-    def tell(self, to: ActorRef, request: Any) -> None:
-        """Deliver without waiting for (or getting) an answer."""
+        Raises ValueError for a name in use, and the factory's own exception if it fails.
+        """
 
+    @abc.abstractmethod
     def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
-        """Deliver and wait for the behaviour's return value."""
+        """Deliver and wait for the behaviour's return value.
+
+        Raises `AskTimeoutError` after `timeout`, `ActorStoppedError` or
+        `ActorDiedError` for an actor that cannot answer.
+        """
 
     def stream(
         self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
@@ -70,11 +105,13 @@ class Transport(Protocol):
 
         Several calls share one stream because responders in a step run
         concurrently and their frames interleave; `timeout` bounds the wait
-        for the next item from any of them. A call that fails (its behaviour
-        raised, its actor died: `ActorDiedError`) ends with one `CallFailed`
-        item; the others go on.
+        for the next item from any of them (`AskTimeoutError`). A call that
+        fails (its behaviour raised, its actor died: `ActorDiedError`) ends
+        with one `CallFailed` item; the others go on.
         """
+        return stream_calls(self.open_calls(), calls, timeout)
 
+    @abc.abstractmethod
     def open_calls(self) -> Calls:
         """An empty set of streamed calls, to which calls are added while their items are taken.
 
@@ -82,14 +119,22 @@ class Transport(Protocol):
         again to a restarted actor while the other calls go on.
         """
 
+    @abc.abstractmethod
     def stop(self, ref: ActorRef) -> None:
         """Stop one actor; later requests to it raise `ActorStoppedError`.
 
         Requests to an actor whose process died raise `ActorDiedError`.
         """
 
+    @abc.abstractmethod
     def shutdown(self) -> None:
         """Stop every actor and release every process, port and file of the run."""
+
+
+def add_remote_traceback(error: BaseException, remote_traceback: str) -> BaseException:
+    """Show where an actor raised `error`: its traceback ran in another thread or process."""
+    error.add_note(f"Raised in an actor:\n{remote_traceback}")
+    return error
 
 
 @attrs.frozen
@@ -115,9 +160,7 @@ class Failure:
     def error(self) -> BaseException:
         """The original exception where it unpickles, with the remote traceback as a note."""
         if self.payload is not None:
-            error: BaseException = pickle.loads(self.payload)
-            error.add_note(f"Raised in an actor:\n{self.remote_traceback}")
-            return error
+            return add_remote_traceback(pickle.loads(self.payload), self.remote_traceback)
         return RemoteError(self.type_name, self.message, self.remote_traceback)
 
 

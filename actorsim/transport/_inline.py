@@ -11,7 +11,6 @@ import concurrent.futures
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 from actorsim._errors import ActorStoppedError
@@ -21,25 +20,30 @@ from actorsim.transport._base import (
     BehaviourFactory,
     Calls,
     SinkCalls,
+    Transport,
     run_into_sink,
-    stream_calls,
 )
 
 
-class InlineTransport:
-    """Calls behaviours directly; a lock per behaviour keeps one call at a time."""
+class InlineTransport(Transport):
+    """Calls behaviours directly; a lock per behaviour keeps one call at a time.
+
+    Calls to different behaviours from several threads run at once.
+    """
 
     name = "inline"
 
     def __init__(self) -> None:
         self._behaviours: dict[str, tuple[Behaviour, threading.Lock]] = {}
+        self._spawning = threading.Lock()  # one name, one behaviour, however many threads spawn
         # Threads are reused across steps; the bound is far above any step's responders.
         self._workers = concurrent.futures.ThreadPoolExecutor(max_workers=4096, thread_name_prefix="actorsim")
 
     def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
-        if name in self._behaviours:
-            raise ValueError(f"a component named {name!r} already exists")
-        self._behaviours[name] = (factory(), threading.Lock())
+        with self._spawning:
+            if name in self._behaviours:
+                raise ValueError(f"a component named {name!r} already exists")
+            self._behaviours[name] = (factory(), threading.Lock())
         return ActorRef(name, name, os.getpid())
 
     def _entry(self, ref: ActorRef) -> tuple[Behaviour, threading.Lock]:
@@ -48,18 +52,10 @@ class InlineTransport:
         except KeyError:
             raise ActorStoppedError(f"component {ref.name!r} is stopped") from None
 
-    def tell(self, to: ActorRef, request: Any) -> None:
-        self.ask(to, request, timeout=0)
-
     def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
         behaviour, lock = self._entry(to)
         with lock:
             return behaviour.receive(request)
-
-    def stream(
-        self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
-    ) -> Iterator[tuple[ActorRef, Any]]:
-        return stream_calls(self.open_calls(), calls, timeout)
 
     def open_calls(self) -> Calls:
         return SinkCalls(self._send_streamed)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -22,8 +21,8 @@ from actorsim.transport._base import (
     Calls,
     Failure,
     SinkCalls,
+    Transport,
     run_into_sink,
-    stream_calls,
 )
 
 _Sink = queue.SimpleQueue[tuple[ActorRef, Any]]
@@ -32,7 +31,7 @@ _Sink = queue.SimpleQueue[tuple[ActorRef, Any]]
 @attrs.frozen
 class _Delivery:
     request: Any
-    sink: _Sink | None
+    sink: _Sink
     streamed: bool
 
 
@@ -51,19 +50,21 @@ class _Mailbox:
     def _loop(self) -> None:
         while not isinstance(delivery := self.inbox.get(), _Stop):
             if delivery.streamed:
-                assert delivery.sink is not None
                 run_into_sink(self.behaviour, self.ref, delivery.request, delivery.sink)
                 continue
             try:
                 result: Any = self.behaviour.receive(delivery.request)
             except Exception as error:
                 result = Failure.capture(error)
-            if delivery.sink is not None:
-                delivery.sink.put((self.ref, result))
+            delivery.sink.put((self.ref, result))
 
 
-class LocalTransport:
-    """Each actor is a thread that handles one request at a time."""
+class LocalTransport(Transport):
+    """Each actor is a thread that handles one request at a time.
+
+    Any thread may call at once: a request waits in its actor's mailbox, and
+    one lock guards the table of actors while they are spawned and stopped.
+    """
 
     name = "local"
 
@@ -85,9 +86,6 @@ class LocalTransport:
             raise ActorStoppedError(f"actor {ref.name!r} is stopped")
         return mailbox
 
-    def tell(self, to: ActorRef, request: Any) -> None:
-        self._mailbox(to).inbox.put(_Delivery(request, None, streamed=False))
-
     def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
         sink: _Sink = queue.SimpleQueue()
         self._mailbox(to).inbox.put(_Delivery(request, sink, streamed=False))
@@ -98,11 +96,6 @@ class LocalTransport:
         if isinstance(result, Failure):
             raise result.error()
         return result
-
-    def stream(
-        self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
-    ) -> Iterator[tuple[ActorRef, Any]]:
-        return stream_calls(self.open_calls(), calls, timeout)
 
     def open_calls(self) -> Calls:
         return SinkCalls(self._send_streamed)

@@ -11,16 +11,28 @@ import itertools
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Self
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError
-from actorsim.transport._base import ActorRef, Behaviour, BehaviourFactory, CallFailed, Calls, stream_calls
+from actorsim.transport._base import (
+    ActorRef,
+    Behaviour,
+    BehaviourFactory,
+    CallFailed,
+    Calls,
+    Transport,
+    add_remote_traceback,
+)
+
+if TYPE_CHECKING:
+    from actorsim._runtime import RunOptions
 
 
 class RayShell:
@@ -46,9 +58,11 @@ _RemoteShell: Any = ray.remote(num_cpus=0, max_restarts=0)(RayShell)
 
 
 def _unwrap(error: RayTaskError) -> BaseException:
-    """Raise the actor's own exception type, as a user calling plainly expects."""
+    """Raise the actor's own exception type, as a user calling plainly expects, with the actor's traceback as a note."""
     cause = error.cause
-    return cause if isinstance(cause, BaseException) else error
+    if not isinstance(cause, BaseException):
+        return error  # its message holds the actor's traceback already
+    return add_remote_traceback(cause, str(error))  # Ray words its traceback as the message
 
 
 def _died(ref: ActorRef, error: RayActorError) -> ActorDiedError:
@@ -96,10 +110,19 @@ class _RayCalls(Calls):
         self._generators.clear()
 
 
-class RayTransport:
-    """Every actor is a Ray actor in this run's own namespace."""
+class RayTransport(Transport):
+    """Every actor is a Ray actor in this run's own namespace.
+
+    Ray's calls may come from any thread; one lock guards the table of actors
+    while they are spawned and stopped.
+    """
 
     name = "ray"
+
+    @classmethod
+    def from_options(cls, options: RunOptions, run_id: str) -> Self:
+        """`options.address` joins that Ray cluster; without one, a private instance is started."""
+        return cls(address=options.address)
 
     def __init__(self, *, address: str | None = None, num_cpus: int | None = None) -> None:
         self._owns_cluster = address is None
@@ -116,19 +139,27 @@ class RayTransport:
             log_to_driver=False,
             configure_logging=False,
         )
-        self._refs: dict[str, ActorRef] = {}
+        self._refs: dict[str, ActorRef | None] = {}  # None: being spawned
         self._spawned = itertools.count(1)
+        self._lock = threading.Lock()
 
     def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
-        if name in self._refs:
-            raise ValueError(f"an actor named {name!r} already exists in this run")
-        # A suffix keeps Ray's name free at once for an actor that reuses a stopped one's name.
-        ray_name = f"{name}-{next(self._spawned)}"
-        handle: Any = _RemoteShell.options(name=ray_name).remote()
+        with self._lock:
+            if name in self._refs:
+                raise ValueError(f"an actor named {name!r} already exists in this run")
+            self._refs[name] = None  # the name is taken while the actor starts, outside the lock
+            # A suffix keeps Ray's name free at once for an actor that reuses a stopped one's name.
+            ray_name = f"{name}-{next(self._spawned)}"
         try:
-            pid = self._get(ActorRef(name, handle), handle.start.remote(factory), timeout)
+            handle: Any = _RemoteShell.options(name=ray_name).remote()
+            try:
+                pid = self._get(ActorRef(name, handle), handle.start.remote(factory), timeout)
+            except BaseException:
+                ray.kill(handle)
+                raise
         except BaseException:
-            ray.kill(handle)
+            with self._lock:
+                del self._refs[name]
             raise
         ref = self._refs[name] = ActorRef(name, handle, pid)
         return ref
@@ -149,28 +180,23 @@ class RayTransport:
         except RayTaskError as error:
             raise _unwrap(error) from None
 
-    def tell(self, to: ActorRef, request: Any) -> None:
-        self._handle(to).ask.remote(request)
-
     def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
         return self._get(to, self._handle(to).ask.remote(request), timeout)
-
-    def stream(
-        self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
-    ) -> Iterator[tuple[ActorRef, Any]]:
-        return stream_calls(self.open_calls(), calls, timeout)
 
     def open_calls(self) -> Calls:
         return _RayCalls(self)
 
     def stop(self, ref: ActorRef) -> None:
-        if self._refs.get(ref.name) is ref:
+        with self._lock:
+            if self._refs.get(ref.name) is not ref:
+                return
             del self._refs[ref.name]
-            ray.kill(ref.address)
+        ray.kill(ref.address)
 
     def shutdown(self) -> None:
         for ref in list(self._refs.values()):
-            self.stop(ref)
+            if ref is not None:
+                self.stop(ref)
         ray.shutdown()
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)

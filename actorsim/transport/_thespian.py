@@ -15,11 +15,12 @@ import contextlib
 import itertools
 import os
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import attrs
 import psutil
@@ -34,8 +35,11 @@ from actorsim.transport._base import (
     Calls,
     Failure,
     StreamEnd,
-    stream_calls,
+    Transport,
 )
+
+if TYPE_CHECKING:
+    from actorsim._runtime import RunOptions
 
 SYSTEM_BASE = "multiprocQueueBase"
 _DRIVER_POLL_SECONDS = 1.0
@@ -56,7 +60,7 @@ class _Start:
 class _Request:
     call_id: int
     request: Any
-    mode: str  # "ask", "tell" or "stream"
+    streamed: bool
 
 
 @attrs.frozen
@@ -98,14 +102,13 @@ class ThespianShell(Actor):  # type: ignore[misc]
         assert self.behaviour is not None, "request before start"
         try:
             result = self.behaviour.receive(message.request)
-            if message.mode == "stream":
+            if message.streamed:
                 for item in result:
                     self.send(sender, _Answer(message.call_id, item))
                 result = StreamEnd()
         except Exception as error:
             result = Failure.capture(error)
-        if message.mode != "tell":
-            self.send(sender, _Answer(message.call_id, result))
+        self.send(sender, _Answer(message.call_id, result))
 
 
 def _exit_with_driver(driver_pid: int) -> None:
@@ -164,7 +167,7 @@ class _ThespianCalls(Calls):
         address = transport._address(ref)
         call_id = transport._open_call()
         self._calls[call_id] = ref
-        transport._system.tell(address, _Request(call_id, request, "stream"))
+        transport._system.tell(address, _Request(call_id, request, streamed=True))
 
     @property
     def open(self) -> int:
@@ -199,15 +202,31 @@ class _ThespianCalls(Calls):
             self._transport._lock.release()
 
 
-class ThespianTransport:
+class ThespianTransport(Transport):
     """Every actor is a process under one Thespian admin owned by this run.
 
-    Thespian's driver endpoint is not thread-safe: one lock serialises the
-    driver's calls, and answers are matched to calls by id, so that an answer
-    to a call given up on is never taken for another's.
+    Thespian's driver endpoint is not thread-safe: one re-entrant lock
+    (`_lock`) serialises the driver's calls, and answers are matched to calls
+    by id, so that an answer to a call given up on is never taken for another's.
+
+    What the lock means for callers: calls from several threads are safe but
+    take turns, each waiting for the one before to be answered. A stream holds
+    the lock from its first item until it ends or is closed, so while one is
+    open other threads' calls wait for its end; the thread iterating it may
+    still call (the lock is re-entrant), which is how a step publishes its
+    replies. A thread that keeps a stream open while it waits for another
+    thread's call to this transport deadlocks: iterate a stream to its end,
+    or close it, before waiting on another thread.
     """
 
     name = "thespian"
+
+    @classmethod
+    def from_options(cls, options: RunOptions, run_id: str) -> Self:
+        """Thespian's processes write their own output to `thespian-<run_id>.out` in the run's log folder."""
+        cls._refuse_address(options)
+        output_dir = options.log_dir / run_id if options.log_dir is not None else Path(tempfile.gettempdir())
+        return cls(output_path=output_dir / f"thespian-{run_id}.out")
 
     def __init__(self, *, output_path: Path) -> None:
         output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -298,20 +317,11 @@ class ThespianTransport:
             raise answer.value.error()
         return answer.value
 
-    def tell(self, to: ActorRef, request: Any) -> None:
-        with self._lock:
-            self._system.tell(self._address(to), _Request(0, request, "tell"))
-
     def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
         with self._lock:
             call_id = self._open_call()
-            self._system.tell(self._address(to), _Request(call_id, request, "ask"))
+            self._system.tell(self._address(to), _Request(call_id, request, streamed=False))
             return self._await(to, call_id, timeout)
-
-    def stream(
-        self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
-    ) -> Iterator[tuple[ActorRef, Any]]:
-        return stream_calls(self.open_calls(), calls, timeout)
 
     def open_calls(self) -> Calls:
         """Holds the driver's endpoint until closed; the same thread may still ask and spawn meanwhile."""
