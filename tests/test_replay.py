@@ -297,7 +297,8 @@ def test_replay_in_process_stops_at_until_with_the_state(tmp_path: Path) -> None
     from actorsim.transport import load_transport
 
     def program(replay: Replay | None) -> Runtime:
-        runtime = Runtime(load_transport("local"), RunOptions(log_dir=tmp_path), new_run_id(), [replay] if replay else [])
+        handlers = [replay] if replay else []
+        runtime = Runtime(load_transport("local"), RunOptions(log_dir=tmp_path), new_run_id(), handlers)
         with runtime:
             tc = create_component(actorsim.TaskCenter, name="tc", remote=True, runtime=runtime)
             tc.add_agents([
