@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ import orjson
 
 from actorsim._envelope import Message
 from actorsim._errors import ActorsimError
-from actorsim.llm import ChatMessage
+from actorsim.llm import ChatMessage, ModelItem, ToolCall
+from actorsim.tools import ToolOutcome
+from actorsim.tools._runner import readable_arguments
 
 REPLAY_VARIABLE = "ACTORSIM_REPLAY"
 UNTIL_VARIABLE = "ACTORSIM_REPLAY_UNTIL"
@@ -43,9 +45,50 @@ class ReplayDivergence(ActorsimError):
 
 @attrs.frozen
 class RecordedCall:
-    prompt: tuple[dict[str, str], ...]
+    prompt: tuple[dict[str, Any], ...]
     chunks: tuple[str, ...]
     live: bool = False  # after the fork of `--live-from`: ask the real model
+    tool_calls: tuple[dict[str, Any], ...] = ()
+
+
+@attrs.frozen
+class RecordedTool:
+    """One tool call's recorded outcome (`tool.call.finished` or `.failed`)."""
+
+    tool: str
+    arguments: Any
+    content: str
+    error: str | None
+    live: bool = False
+
+
+class RecordedToolAnswers:
+    """Answers a role's tool calls from the log, in order, so no tool runs (no side effect repeated).
+
+    From the first call made after the fork of `--live-from` on, tools run for real.
+    """
+
+    def __init__(self, role: str, calls: Sequence[RecordedTool], forks: bool) -> None:
+        self.role = role
+        self._calls = list(calls)
+        self._forks = forks
+        self._live = False
+        self._made = 0
+
+    def answer(self, call: ToolCall) -> ToolOutcome | None:
+        self._made += 1
+        if self._live or (self._forks and (not self._calls or self._calls[0].live)):
+            self._live = True
+            return None
+        if not self._calls:
+            raise ReplayDivergence(f"{self.role} makes tool call {self._made}, the recording has no more", None,
+                                   [call.name, call.arguments])
+        recorded = self._calls.pop(0)
+        made = [call.name, readable_arguments(call.arguments)]
+        if [recorded.tool, recorded.arguments] != made:
+            raise ReplayDivergence(f"{self.role}'s tool call {self._made} differs", [recorded.tool, recorded.arguments],
+                                   made)
+        return ToolOutcome(recorded.content, recorded.error)
 
 
 class ReplayModel:
@@ -55,21 +98,37 @@ class ReplayModel:
     original config) answers instead.
     """
 
-    def __init__(self, role: str, calls: Sequence[RecordedCall], live: Any = None) -> None:
+    def __init__(
+        self,
+        role: str,
+        calls: Sequence[RecordedCall],
+        live: Any = None,
+        tools: Sequence[RecordedTool] = (),
+        function_calling: bool = True,
+    ) -> None:
         self.role = role
         self._calls = list(calls)
         self._made = 0
         self._live_config = live
         self._live: Any = None
+        self.tool_answers = RecordedToolAnswers(role, tools, forks=live is not None)
+        self.function_calling = function_calling
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+    def stream(
+        self, messages: Sequence[ChatMessage], *, tools: Any = None, settings: Any = None
+    ) -> Iterator[ModelItem]:
         self._made += 1
         if self._live is None and self._live_config is not None and (not self._calls or self._calls[0].live):
             from actorsim.llm import build_chat_model
 
             self._live = build_chat_model(self._live_config)
         if self._live is not None:
-            yield from self._live.stream(messages)
+            import inspect
+
+            takes = "tools" in inspect.signature(self._live.stream).parameters
+            yield from self._live.stream(messages, tools=tools, settings=settings) if takes else self._live.stream(
+                messages
+            )
             return
         if not self._calls:
             raise ReplayDivergence(
@@ -84,6 +143,15 @@ class ReplayModel:
                 f"the prompt of {self.role}'s model call {self._made} differs", list(call.prompt), list(prompt)
             )
         yield from call.chunks
+        for recorded in call.tool_calls:
+            yield ToolCall.from_dict(recorded)
+
+
+def _function_calling(original: Any) -> bool:
+    """Whether the recorded model called tools natively (else the agent prompted it ReAct-style)."""
+    if isinstance(original, Mapping):
+        return bool(original.get("function_calling", True))
+    return bool(getattr(original, "function_calling", True))
 
 
 def _field(message: Message) -> dict[str, Any]:
@@ -127,8 +195,20 @@ class Replay:
                 begun = prompts.pop(0)
                 live = event["ts"] > fork_time
                 self._calls.setdefault(event["role"], []).append(
-                    RecordedCall(tuple(begun["prompt"]), tuple(event["chunk_texts"]), live)
+                    RecordedCall(tuple(begun["prompt"]), tuple(event["chunk_texts"]), live,
+                                 tuple(event.get("tool_calls", ())))
                 )
+        self._tools: dict[str, list[RecordedTool]] = {}
+        calling: dict[str, list[dict[str, Any]]] = {}
+        for event in self.run.of_type("tool.call.started", "tool.call.finished", "tool.call.failed"):
+            begun_calls = calling.setdefault(event["role"], [])
+            if event["event"] == "tool.call.started":
+                begun_calls.append(event)
+            elif begun_calls:
+                self._tools.setdefault(event["role"], []).append(RecordedTool(
+                    event["tool"], begun_calls.pop(0).get("arguments"), event.get("result", ""), event.get("error"),
+                    event["ts"] > fork_time,
+                ))
         self._messages: dict[str, list[Message]] = {}
         for message in self.run.messages:
             self._messages.setdefault(message.sent_from, []).append(message)
@@ -141,9 +221,13 @@ class Replay:
         self.reenacted_interrupt = False
 
     def model_for(self, role: str, original: Any) -> dict[str, Any]:
-        """The replay model config for `role`; `original` answers after the fork, if any."""
+        """The replay model config for `role`; `original` answers after the fork, if any.
+
+        It also answers the role's tool calls from the log (`ReplayModel.tool_answers`).
+        """
         live = original if self.fork_after < len(self.run.messages) else None
-        return {"model_server": "replay", "role": role, "calls": self._calls.get(role, []), "live": live}
+        return {"model_server": "replay", "role": role, "calls": self._calls.get(role, []), "live": live,
+                "tools": self._tools.get(role, []), "function_calling": _function_calling(original)}
 
     def human_input(self, role: str) -> str:
         answers = self._humans.get(role) or []

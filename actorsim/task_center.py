@@ -20,6 +20,7 @@ from actorsim._actors.agent_host import (
     Describe,
     GetMemory,
     GetMemoryState,
+    RememberSent,
     Reply,
     RestoreMemory,
     RunStep,
@@ -48,8 +49,9 @@ from actorsim._roles import ALL, check_known, resolve_recipients, role_list
 from actorsim._runtime import RunOptions, Runtime, current_runtime, new_run_id
 from actorsim._supervision import Supervision, supervision_from
 from actorsim.agents import Agent
-from actorsim.llm import ChatMessage
+from actorsim.llm import ChatMessage, GenerationSettings
 from actorsim.memory import MemoryState
+from actorsim.tools._service import Paused, ResumeStep, answer
 from actorsim.transport import ActorRef, CallFailed, load_transport
 
 
@@ -238,6 +240,8 @@ class TaskCenter:
                 task, send_from, recipients, trace_id=self._trace_id, step=self._step, clock=self._clock
             )
         self._publish(message)
+        if send_from != USER_REQUIREMENT:  # the seed's single agent remembers starting a task
+            self._remember(send_from, self.runtime.ask(self._agents[send_from][0], RememberSent(message)))
         return message
 
     def _publish(self, message: Message, answers: tuple[str, ...] = ()) -> None:
@@ -272,12 +276,20 @@ class TaskCenter:
         send_to: str | Sequence[str] = ALL,
         allowed_roles: str | Sequence[str] | None = None,
         user_response: str | None = None,
+        *,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        max_tokens: int | None = None,
     ) -> Iterator[Frame]:
         """Let this step's responders answer at once; yield their frames as they come.
 
         Responders are `allowed_roles`, else the roles with pending messages.
+        Generation settings given here reach every responder's model, over its `llm` dict's.
         Arguments are checked here, before any step runs.
         """
+        given = GenerationSettings(temperature, top_p, seed, max_tokens)
+        settings = given if given != GenerationSettings() else None
         if task is not None and not isinstance(task, str):
             raise TypeError(f"task must be a str or None, not {type(task).__name__}")
         if not isinstance(round, int) or isinstance(round, bool) or round < 1:
@@ -296,7 +308,7 @@ class TaskCenter:
                 info = self._agents[role][1]
                 if info.human_input_mode == "ON" and user_response is None:
                     raise ValueError(f"allowed_roles: human agent {role!r} responds: pass user_response")
-        return self._steps(task, round, send_to, allowed, user_response)
+        return self._steps(task, round, send_to, allowed, user_response, settings)
 
     def _steps(
         self,
@@ -305,9 +317,10 @@ class TaskCenter:
         send_to: str | Sequence[str],
         allowed: tuple[str, ...] | None,
         user_response: str | None,
+        settings: GenerationSettings | None = None,
     ) -> Iterator[Frame]:
         for round_index in range(1, rounds + 1):
-            yield from self._one_step(task, send_to, allowed, user_response, round_index)
+            yield from self._one_step(task, send_to, allowed, user_response, round_index, settings)
 
     def _take_messages(
         self, allowed: tuple[str, ...] | None, user_response: str | None
@@ -332,6 +345,7 @@ class TaskCenter:
         allowed: tuple[str, ...] | None,
         user_response: str | None,
         round_index: int,
+        settings: GenerationSettings | None = None,
     ) -> Iterator[Frame]:
         received = self._take_messages(allowed, user_response)
         if not received:
@@ -344,7 +358,7 @@ class TaskCenter:
                 state.failed.append(failure)
                 self._give_up_on(role, received.pop(role), failure)
         state.requests = {
-            role: self._run_step(role, messages, task, send_to, user_response, round_index)
+            role: self._run_step(role, messages, task, send_to, user_response, round_index, settings)
             for role, messages in received.items()
         }
         state.order = list(state.requests)
@@ -353,10 +367,14 @@ class TaskCenter:
             self.runtime.ask(self._agents[role][0], _restore_request(self._memories[role]))
             self._unsynced.discard(role)
         try:
-            deliveries = dict(state.requests)
+            deliveries: dict[str, RunStep | ResumeStep] = dict(state.requests)
             while deliveries:
                 crashes = yield from self._deliver(deliveries, state)
                 deliveries = self._recover(crashes, state)
+                # Steps paused for a tool service go on with its answer, asked here where the supervisor is.
+                deliveries.update({role: ResumeStep(p.reply_id, answer(self.runtime, p.request))
+                                   for role, p in state.paused.items()})
+                state.paused.clear()
         except BaseException as error:
             self._unsynced.update(role for role in state.requests if role not in state.replies)
             if isinstance(error, GeneratorExit):
@@ -377,10 +395,12 @@ class TaskCenter:
             raise state.failed[0]
 
     def _deliver(
-        self, deliveries: dict[str, RunStep], state: _StepState
+        self, deliveries: dict[str, RunStep | ResumeStep], state: _StepState
     ) -> Generator[Frame, None, dict[str, tuple[ActorRef, BaseException]]]:
         """Stream the responders' replies; return the calls that crashed."""
-        text = dict.fromkeys(deliveries, "")
+        # A resumed step goes on with its reply; a step delivered (again) starts it over.
+        text = {role: state.shown.get(role, "") if isinstance(call, ResumeStep) else ""
+                for role, call in deliveries.items()}
         crashes: dict[str, tuple[ActorRef, BaseException]] = {}
         current = self.runtime.supervisor.current
         calls = [(current(self._agents[role][0].name), step) for role, step in deliveries.items()]
@@ -393,6 +413,10 @@ class TaskCenter:
                 if len(so_far) > len(shown):
                     state.shown[role] = so_far
                     yield Frame(item.role, so_far[max(len(shown), len(so_far) - len(item.text)):], item.message_id)
+            elif isinstance(item, Frame):  # a tool call or result: shown as it comes
+                yield item
+            elif isinstance(item, Paused):
+                state.paused[role] = item
             elif isinstance(item, Reply):
                 self._clock = max(self._clock, item.message.clock)
                 self._remember(role, item.remembered)
@@ -404,9 +428,11 @@ class TaskCenter:
                 crashes[role] = (ref, item.error)
         return crashes
 
-    def _recover(self, crashes: dict[str, tuple[ActorRef, BaseException]], state: _StepState) -> dict[str, RunStep]:
+    def _recover(
+        self, crashes: dict[str, tuple[ActorRef, BaseException]], state: _StepState
+    ) -> dict[str, RunStep | ResumeStep]:
         """Restart the agents that crashed; the steps to deliver to them again."""
-        again = {}
+        again: dict[str, RunStep | ResumeStep] = {}
         for role, (ref, error) in crashes.items():
             try:
                 self.runtime.supervisor.crashed(ref, error)
@@ -459,6 +485,7 @@ class TaskCenter:
         send_to: str | Sequence[str],
         user_response: str | None,
         round_index: int,
+        settings: GenerationSettings | None = None,
     ) -> RunStep:
         info = self._agents[role][1]
         if info.human_input_mode == "TERMINAL" and user_response is None:
@@ -474,6 +501,7 @@ class TaskCenter:
             clock=self._clock,
             task=task,
             user_response=user_response if info.is_human else None,
+            settings=settings,
         )
 
     def close(self) -> None:
@@ -505,3 +533,4 @@ class _StepState:
     published: int = 0
     shown: dict[str, str] = attrs.Factory(dict)  # what each reply has shown so far, across deliveries
     failed: list[AgentFailedError] = attrs.Factory(list)
+    paused: dict[str, Paused] = attrs.Factory(dict)  # steps waiting for a tool service

@@ -15,8 +15,9 @@ from typing import Any
 import attrs
 
 from actorsim.llm._openai import OpenAIChatModel, OpenAIConfig
-from actorsim.llm._protocol import ChatMessage, ChatModel
+from actorsim.llm._protocol import ChatMessage, ChatModel, ModelItem, ToolCall
 from actorsim.llm._scripted import ScriptedConfig, ScriptedModel
+from actorsim.llm._settings import SETTING_NAMES, GenerationSettings
 
 DASHSCOPE_API_BASE = "https://dashscope.aliyuncs.com/compatible-mode/v1"
 MODEL_SERVERS = ("scripted", "openai", "dashscope")
@@ -58,17 +59,24 @@ def build_chat_model(llm: Mapping[str, Any] | ChatModel) -> ChatModel:
     if server == "replay":
         from actorsim._replay import ReplayModel
 
-        return ReplayModel(options["role"], options["calls"], options.get("live"))
+        return ReplayModel(
+            options["role"], options["calls"], options.get("live"), options.get("tools", ()),
+            options.get("function_calling", True),
+        )
     raise ValueError(f"llm config: model_server must be one of {list(MODEL_SERVERS)}, got {server!r}")
 
 
 __all__ = [
     "MODEL_SERVERS",
+    "SETTING_NAMES",
     "ChatMessage",
     "ChatModel",
+    "GenerationSettings",
+    "ModelItem",
     "OpenAIChatModel",
     "OpenAIConfig",
     "ScriptedConfig",
     "ScriptedModel",
+    "ToolCall",
     "build_chat_model",
 ]
