@@ -99,6 +99,6 @@ def test_the_terminal_shows_tool_calls_compactly_apart_from_the_reply() -> None:
     ])
     view.show([Frame("ada", "Mild.", "m1")])
     lines = [line.rstrip() for line in output.getvalue().splitlines() if line.strip()]
-    assert '  \u2699 weather({"city": "Oslo"})' in lines
-    assert "  \u2699 weather \u2192 18 C in Oslo" in lines
+    assert '<ada> \u2699 weather({"city": "Oslo"})' in lines
+    assert "<ada> \u2699 weather \u2192 18 C in Oslo" in lines
     assert lines[-1] == "<ada>: Mild."

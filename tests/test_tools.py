@@ -244,3 +244,21 @@ def one_agent_openai(make: Make, server: OpenAIServer, function_list: Sequence[A
     agent = make(RolePlay, "ada", llm=config, function_list=function_list)
     task_center.add_agents([agent])
     return task_center, agent
+
+
+@pytest.mark.parametrize("transport", ["local", "thespian", "ray"])
+def test_the_tools_example_runs_offline(transport: str, tmp_path: Any) -> None:
+    """examples/tools.py: a local tool in the agent's process, a shared service in processes of its own."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "tools.py"
+    done = subprocess.run(
+        [sys.executable, str(example), "--transport", transport, "--log-dir", str(tmp_path / "logs")],
+        capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "<forecaster>: Launch weather: mild and clear in Houston." in done.stdout
+    assert '<navigator> \u2699 lookup({"topic": "moon"})' in done.stdout
+    assert '"fact": "384,400 km away"' in done.stdout

@@ -53,14 +53,10 @@ class TerminalView:
 
     def tool(self, frame: ToolFrame) -> None:
         """A tool call or result on a dim line of its own, under the role's label; the reply goes on after it."""
-        if frame.role != self._speaker:
-            self.console.print()
-            self.console.print(self.label(frame.role), ": ", sep="", end="")
-        shown = str(frame).split(" ", 1)[1]  # without the "<role>" the label already shows
+        shown = str(frame).split(" ", 1)[1]  # without the "<role>" the label shows
         self.console.print()
-        self.console.print(Text(f"  {shown}", style="dim"))
-        self.console.print(self.label(frame.role), ": ", sep="", end="")
-        self._speaker = frame.role
+        self.console.print(self.label(frame.role), Text(f" {shown}", style="dim"), sep="", end="")
+        self._speaker = None
 
     def your_turn(self, role: str) -> None:
         """The line before a human's prompt: whose turn it is and how to stop."""
