@@ -3,7 +3,7 @@
 from actorsim._actors.environment import DeadLetter
 from actorsim._actors.registry import AgentInfo
 from actorsim._component import AgentHandle, create_component
-from actorsim._envelope import USER_REQUIREMENT, Frame, Message
+from actorsim._envelope import USER_REQUIREMENT, Frame, Message, ToolFrame
 from actorsim._errors import (
     ActorDiedError,
     ActorsimError,
@@ -23,9 +23,10 @@ from actorsim._replay import Replay
 from actorsim._runtime import Runtime, current_runtime, init, shutdown
 from actorsim._supervision import Supervision
 from actorsim.agents import Agent, RolePlay
-from actorsim.llm import ChatMessage, ChatModel
+from actorsim.llm import ChatMessage, ChatModel, GenerationSettings, ToolCall
 from actorsim.memory import Memory, MemoryState
 from actorsim.task_center import EnvironmentView, RegistryView, TaskCenter
+from actorsim.tools import Tool, ToolService, register_tool
 from actorsim.transport import TRANSPORTS
 
 __version__ = "0.1.0"
@@ -45,6 +46,7 @@ __all__ = [
     "DeadLetter",
     "EnvironmentView",
     "Frame",
+    "GenerationSettings",
     "Intervention",
     "LLMError",
     "Memory",
@@ -62,10 +64,15 @@ __all__ = [
     "Supervision",
     "TRANSPORTS",
     "TaskCenter",
+    "Tool",
+    "ToolCall",
+    "ToolFrame",
+    "ToolService",
     "TransportUnavailableError",
     "USER_REQUIREMENT",
     "create_component",
     "current_runtime",
     "init",
+    "register_tool",
     "shutdown",
 ]

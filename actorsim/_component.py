@@ -8,10 +8,12 @@ from typing import Any, TypeVar
 from actorsim._actors.agent_host import AgentHost, Describe, GetMemory
 from actorsim._actors.registry import AgentInfo
 from actorsim._errors import AgentFailedError
+from actorsim._options import check_options
 from actorsim._runtime import Runtime, current_runtime
 from actorsim._supervision import supervision_from
 from actorsim.agents import Agent
 from actorsim.llm import ChatMessage
+from actorsim.tools import ToolService, resolve_tools
 from actorsim.transport import ActorRef
 
 T = TypeVar("T")
@@ -51,22 +53,31 @@ class AgentHandle:
 def create_component(
     cls: type[T], name: str, remote: bool = False, *, runtime: Runtime | None = None, **kwargs: Any
 ) -> Any:
-    """Make a TaskCenter or an agent, as the seed's `create_component` does.
+    """Make a TaskCenter, an agent or a tool service, as the seed's `create_component` does.
 
     With `remote=True` an agent runs as an actor on the current run (see
     `actorsim.init`) and a handle comes back; with `remote=False` it is the
     plain object. A TaskCenter always lives in the calling process; with
-    `remote=True` its Environment and Registry are actors. Raises `TypeError`
-    for a bad name or class, and the agent's own errors for bad options.
+    `remote=True` its Environment and Registry are actors. A `ToolService`
+    with `remote=True` is served by actors of its own. An option the class
+    does not take is refused, naming it and the accepted ones; so is a tool
+    of `function_list` that cannot be one. Raises `TypeError`
+    for a bad name or class.
     """
     from actorsim.task_center import TaskCenter
 
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, not {name!r}")
-    if isinstance(cls, type) and issubclass(cls, TaskCenter):
+    if isinstance(cls, type) and issubclass(cls, TaskCenter | ToolService):
+        check_options(cls, kwargs, leave_out=("self", "name", "remote", "runtime"))
         return cls(name=name, remote=remote, runtime=runtime, **kwargs)
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
-        raise TypeError(f"create_component makes a TaskCenter or an Agent subclass, not {cls!r}")
+        raise TypeError(f"create_component makes a TaskCenter, an Agent subclass or a ToolService, not {cls!r}")
+    check_options(cls, kwargs)
+    if kwargs.get("function_list"):
+        # Resolved here, in the driver: names are looked up where they were registered, and only
+        # specs travel to the agent's process (a tool service's handle would not pickle).
+        kwargs["function_list"] = resolve_tools(kwargs["function_list"])
     if not remote:
         return cls(name=name, **kwargs)
     runtime = runtime or current_runtime()

@@ -78,6 +78,7 @@ class Frame(str):
     bare chunk and the id of the message the chunk belongs to.
     """
 
+    kind = "text"
     role: str
     content: str
     message_id: str
@@ -91,3 +92,42 @@ class Frame(str):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Frame, (self.role, self.content, self.message_id))
+
+
+class ToolFrame(Frame):
+    """A tool call (`kind="tool_call"`) or its result (`"tool_result"`) in an agent's reply stream.
+
+    Its `content` is "": code that joins frames' content into reply text gets
+    exactly the reply. As a string it reads compactly, for code that prints
+    frames: ``"<role> ⚙ weather({"city": "Paris"})"``, ``"<role> ⚙ weather → 18 C"``.
+    """
+
+    tool: str
+    call_id: str
+    detail: str
+    failed: bool
+
+    def __new__(
+        cls, role: str, kind: str, tool: str, call_id: str, detail: str, message_id: str, failed: bool = False
+    ) -> ToolFrame:
+        shown = detail if len(detail) <= 120 else detail[:117] + "..."
+        if kind == "tool_call":
+            text = f"<{role}> \u2699 {tool}({shown})"
+        else:
+            text = f"<{role}> \u2699 {tool} \u2192 {'error: ' if failed else ''}{shown}"
+        frame = str.__new__(cls, text)
+        frame.role = role
+        frame.content = ""
+        frame.message_id = message_id
+        frame.kind = kind
+        frame.tool = tool
+        frame.call_id = call_id
+        frame.detail = detail
+        frame.failed = failed
+        return frame
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            ToolFrame,
+            (self.role, self.kind, self.tool, self.call_id, self.detail, self.message_id, self.failed),
+        )

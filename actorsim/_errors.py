@@ -11,6 +11,7 @@
     │   └── TransientServerError     a failure worth another try (busy server, broken stream)
     ├── TransportUnavailableError (+ ImportError)   the transport's package is missing
     ├── RunLogError (+ ValueError)   a run log that cannot be read
+    ├── ToolSpecError (+ ValueError)   a `function_list` entry that cannot be a tool
     ├── ReplayDivergence             a replay did what its recording did not
     ├── ReplayStopped                a replay reached `until`, or where its recording was interrupted
     └── ReplayedFault                a recorded crash, made again by a replay
@@ -139,3 +140,14 @@ class ReplayedFault(ActorsimError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ReplayedFault, (self.recorded, self.restartable))
+
+
+class ToolSpecError(ActorsimError, ValueError):
+    """A `function_list` entry that cannot be a tool; the message names it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"function_list: tool {name!r}: {problem}")
+        self.tool = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ToolSpecError, (self.tool, str(self).split(": ", 2)[-1]))

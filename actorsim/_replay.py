@@ -7,7 +7,8 @@ the outside world:
 - ids: the driver makes the recorded message and reply ids, in the recorded
   order, so the replay's messages carry the recording's ids;
 - models: every agent's model is a `ReplayModel` that answers each call with
-  the recorded reply for that reply id, after checking the prompt;
+  the recorded reply for that reply id and prompt, and its tool calls from the
+  recorded results, so no tool runs and no side effect is repeated;
 - humans: a terminal human says what was recorded;
 - faults: a delivery that crashed in the recording (its model call failed, or
   its process died) crashes again at the same point: the supervisor restarts
@@ -34,54 +35,130 @@ from actorsim._envelope import Message
 from actorsim._errors import ReplayDivergence, ReplayedFault, ReplayStopped
 from actorsim._intervention import Intervention, RunState
 from actorsim.agents import current_reply
-from actorsim.llm import ChatMessage, ChatModel, build_chat_model
+from actorsim.llm import ChatMessage, ChatModel, ModelItem, ToolCall, build_chat_model, takes_tools
+from actorsim.tools import ToolOutcome
+from actorsim.tools._runner import readable_arguments
 
 
 @attrs.frozen
 class RecordedCall:
-    prompt: tuple[dict[str, str], ...]
+    prompt: tuple[dict[str, Any], ...]
     chunks: tuple[str, ...]
     live: bool = False  # after the fork of `live_from`: ask the real model
+    tool_calls: tuple[dict[str, Any], ...] = ()
+
+
+@attrs.frozen
+class RecordedTool:
+    """One tool call's recorded outcome (`tool.call.finished` or `.failed`)."""
+
+    tool: str
+    arguments: Any
+    content: str
+    error: str | None
+    live: bool = False
+
+
+class RecordedToolAnswers:
+    """Answers a role's tool calls from the log, by reply id and call id: no tool runs, no side effect repeats.
+
+    Keyed rather than counted, so that a step delivered again after a crash is
+    answered the same way. After the fork of `live_from`, tools run for real.
+    """
+
+    def __init__(self, role: str, calls: Mapping[tuple[str, str], RecordedTool], forks: bool) -> None:
+        self.role = role
+        self._calls = dict(calls)
+        self._forks = forks
+
+    def answer(self, call: ToolCall, reply_id: str | None) -> ToolOutcome | None:
+        recorded = self._calls.get((reply_id or "", call.call_id))
+        if self._forks and (recorded is None or recorded.live):
+            return None
+        made = [call.name, readable_arguments(call.arguments)]
+        if recorded is None:
+            raise ReplayDivergence(
+                f"{self.role} calls a tool (call {call.call_id} of reply {reply_id}) the recording does not have",
+                None, made,
+            )
+        if [recorded.tool, recorded.arguments] != made:
+            raise ReplayDivergence(
+                f"{self.role}'s tool call {call.call_id} differs", [recorded.tool, recorded.arguments], made
+            )
+        return ToolOutcome(recorded.content, recorded.error)
 
 
 class ReplayModel:
-    """Answers each call with the recorded reply for the same reply id, if the prompt is the recorded one.
+    """Answers each call with the recorded reply for the same reply id and prompt, then its recorded tool calls.
 
-    Keyed by reply id rather than by order, so that an agent restarted
-    mid-run (a fresh `ReplayModel`) answers where the recording was. A call
-    marked `live`, or one the recording does not have while `live` is
-    given, is answered by the real model (`live`: its original config).
+    Keyed rather than counted, so that an agent restarted mid-run (or a step
+    delivered again) answers where the recording was. A call marked `live`,
+    or one the recording does not have while `live` is given, is answered by
+    the real model (`live`: its original config).
     """
 
     def __init__(
-        self, role: str, calls: Mapping[str, RecordedCall], live: Mapping[str, Any] | ChatModel | None = None
+        self,
+        role: str,
+        calls: Mapping[str, Sequence[RecordedCall]],
+        live: Mapping[str, Any] | ChatModel | None = None,
+        tools: Mapping[tuple[str, str], RecordedTool] | None = None,
+        function_calling: bool = True,
     ) -> None:
         self.role = role
-        self._calls = dict(calls)
+        self._calls = {reply_id: list(made) for reply_id, made in calls.items()}
+        self._order = [reply_id for reply_id in self._calls]
         self._live_config = live
         self._live: ChatModel | None = None
+        self.tool_answers = RecordedToolAnswers(role, tools or {}, forks=live is not None)
+        self.function_calling = function_calling
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
-        reply_id = current_reply.get()
-        call = self._calls.get(reply_id or "")
-        if (call is None or call.live) and self._live_config is not None:
-            if self._live is None:
-                self._live = build_chat_model(self._live_config)
-            yield from self._live.stream(messages)
-            return
+    def stream(
+        self, messages: Sequence[ChatMessage], *, tools: Any = None, settings: Any = None
+    ) -> Iterator[ModelItem]:
+        reply_id = current_reply.get() or ""
         prompt = tuple(m.to_dict() for m in messages)
+        made = self._calls.get(reply_id, [])
+        call = next((recorded for recorded in made if recorded.prompt == prompt), None)
+        if (call is None or call.live) and self._live_config is not None:
+            yield from self._ask_live(messages, tools, settings)
+            return
         if call is None:
-            raise ReplayDivergence(
-                f"{self.role} makes a model call (for reply {reply_id}) that the recording does not have",
-                None, list(prompt),
-            )
-        if prompt != call.prompt:
-            number = list(self._calls).index(reply_id or "") + 1
+            if not made:
+                raise ReplayDivergence(
+                    f"{self.role} makes a model call (for reply {reply_id}) that the recording does not have",
+                    None, list(prompt),
+                )
+            closest = max(made, key=lambda recorded: _shared(recorded.prompt, prompt))
+            number = self._order.index(reply_id) + 1
             raise ReplayDivergence(
                 f"the prompt of {self.role}'s model call {number} differs (reply {reply_id})",
-                list(call.prompt), list(prompt),
+                list(closest.prompt), list(prompt),
             )
         yield from call.chunks
+        for recorded in call.tool_calls:
+            yield ToolCall.from_dict(recorded)
+
+    def _ask_live(self, messages: Sequence[ChatMessage], tools: Any, settings: Any) -> Iterator[ModelItem]:
+        if self._live is None:
+            assert self._live_config is not None
+            self._live = build_chat_model(self._live_config)
+        if takes_tools(self._live):
+            yield from self._live.stream(messages, tools=tools, settings=settings)  # type: ignore[call-arg]
+        else:
+            yield from self._live.stream(messages)
+
+
+def _shared(recorded: Sequence[Any], replayed: Sequence[Any]) -> int:
+    return next((n for n, (a, b) in enumerate(zip(recorded, replayed, strict=False)) if a != b),
+                min(len(recorded), len(replayed)))
+
+
+def _function_calling(original: Any) -> bool:
+    """Whether the recorded model called tools natively (else the agent prompted it ReAct-style)."""
+    if isinstance(original, Mapping):
+        return bool(original.get("function_calling", True))
+    return bool(getattr(original, "function_calling", True))
 
 
 def _fields(message: Message) -> dict[str, Any]:
@@ -120,6 +197,7 @@ class Replay(Intervention):
         self._live = bool(fork)
         fork_time = self.run.of_type("message.published")[fork[0]]["ts"] if fork else float("inf")
         self._calls = _recorded_calls(self.run.events, fork_time)
+        self._tools = _recorded_tools(self.run.events, fork_time)
         self._ids = _recorded_ids(self.run.events)
         self._faults = _recorded_faults(self.run.events)
         self._messages: dict[str, list[Message]] = {}
@@ -143,7 +221,10 @@ class Replay(Intervention):
         return self._ids.pop(0) if self._ids and not self.forked else None
 
     def choose_model(self, role: str, llm: Mapping[str, Any] | ChatModel) -> Mapping[str, Any] | ChatModel:
-        return ReplayModel(role, self._calls.get(role, {}), live=llm if self._live else None)
+        return ReplayModel(
+            role, self._calls.get(role, {}), live=llm if self._live else None,
+            tools=self._tools.get(role, {}), function_calling=_function_calling(llm),
+        )
 
     def human_input(self, role: str) -> str | None:
         answers = self._humans.get(role)
@@ -207,9 +288,9 @@ class Replay(Intervention):
         return str(ends[-1]["error"]) if ends else None
 
 
-def _recorded_calls(events: Sequence[dict[str, Any]], fork_time: float) -> dict[str, dict[str, RecordedCall]]:
-    """Each role's finished model calls, by reply id; a call retried after a crash keeps its last answer."""
-    calls: dict[str, dict[str, RecordedCall]] = {}
+def _recorded_calls(events: Sequence[dict[str, Any]], fork_time: float) -> dict[str, dict[str, list[RecordedCall]]]:
+    """Each role's finished model calls, by reply id (a reply that called tools made several)."""
+    calls: dict[str, dict[str, list[RecordedCall]]] = {}
     started: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         kind = event["event"]
@@ -221,9 +302,32 @@ def _recorded_calls(events: Sequence[dict[str, Any]], fork_time: float) -> dict[
         elif prompts:
             begun = prompts.pop(0)
             if kind == "llm.call.finished":
-                call = RecordedCall(tuple(begun["prompt"]), tuple(event["chunk_texts"]), event["ts"] > fork_time)
-                calls.setdefault(event["role"], {})[event.get("reply_id") or ""] = call
+                call = RecordedCall(
+                    tuple(begun["prompt"]), tuple(event["chunk_texts"]), event["ts"] > fork_time,
+                    tuple(event.get("tool_calls", ())),
+                )
+                calls.setdefault(event["role"], {}).setdefault(event.get("reply_id") or "", []).append(call)
     return calls
+
+
+def _recorded_tools(
+    events: Sequence[dict[str, Any]], fork_time: float
+) -> dict[str, dict[tuple[str, str], RecordedTool]]:
+    """Each role's finished tool calls, by reply id and call id."""
+    tools: dict[str, dict[tuple[str, str], RecordedTool]] = {}
+    arguments: dict[tuple[str, str], Any] = {}
+    for event in events:
+        kind = event["event"]
+        if kind not in ("tool.call.started", "tool.call.finished", "tool.call.failed"):
+            continue
+        key = (event.get("reply_id") or "", event["call_id"])
+        if kind == "tool.call.started":
+            arguments[key] = event.get("arguments")
+        elif key in arguments:
+            tools.setdefault(event["role"], {})[key] = RecordedTool(
+                event["tool"], arguments.pop(key), event.get("result", ""), event.get("error"), event["ts"] > fork_time
+            )
+    return tools
 
 
 def _recorded_ids(events: Sequence[dict[str, Any]]) -> list[str]:
@@ -258,4 +362,13 @@ def _recorded_error(text: str) -> str:
     return text[len(prefix):-2] if text.startswith(prefix) else text
 
 
-__all__ = ["RecordedCall", "Replay", "ReplayDivergence", "ReplayModel", "ReplayStopped", "ReplayedFault"]
+__all__ = [
+    "RecordedCall",
+    "RecordedTool",
+    "RecordedToolAnswers",
+    "Replay",
+    "ReplayDivergence",
+    "ReplayModel",
+    "ReplayStopped",
+    "ReplayedFault",
+]

@@ -172,6 +172,7 @@ class Runtime:
         *,
         final: Callable[[Any], bool],
         context: Callable[[Any], Mapping[str, Any]] = lambda request: {},
+        follow_ups: collections.deque[tuple[str, Any]] | None = None,
     ) -> Iterator[tuple[str, Any]]:
         """Stream `calls` as the transport does, under the supervisor: yields `(actor name, item)`.
 
@@ -181,7 +182,11 @@ class Runtime:
         `final` item already arrived. Past its budget the call ends with
         `CallFailed` carrying the supervisor's `ComponentFailedError`.
         `context(request)` says in the log what a crashed call was doing.
+        A request the caller puts into `follow_ups` while it handles an item
+        (`(actor name, request)`: a step resumed with a tool's answer) is sent
+        into the stream at once; a crash after it delivers the first request again.
         """
+        follow_ups = follow_ups if follow_ups is not None else collections.deque()
         timeout = self.options.step_timeout
         requests = {ref.name: request for ref, request in calls}
         attempts: collections.Counter[str] = collections.Counter()
@@ -202,7 +207,10 @@ class Runtime:
             for name in requests:
                 deliver(name)
             last_item = time.monotonic()
-            while open_calls.open or crashed or due:
+            while open_calls.open or crashed or due or follow_ups:
+                while follow_ups:
+                    name, request = follow_ups.popleft()
+                    open_calls.add(self.supervisor.current(name), request)
                 while crashed:
                     name, ref, error = crashed.popleft()
                     try:

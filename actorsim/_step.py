@@ -11,12 +11,21 @@ budget, a `CallFailed` whose messages go to the dead letters.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
 
-from actorsim._actors.agent_host import Chunk, GetMemory, GetMemoryState, Reply, RestoreMemory, RunStep
+from actorsim._actors.agent_host import (
+    Chunk,
+    GetMemory,
+    GetMemoryState,
+    RememberSent,
+    Reply,
+    RestoreMemory,
+    RunStep,
+)
 from actorsim._actors.environment import (
     AddRoles,
     BuryDeadLetters,
@@ -33,8 +42,9 @@ from actorsim._errors import AgentFailedError
 from actorsim._intervention import RunState
 from actorsim._roles import resolve_recipients
 from actorsim._runtime import Redelivered, Runtime
-from actorsim.llm import ChatMessage
+from actorsim.llm import ChatMessage, GenerationSettings
 from actorsim.memory import MemoryState
+from actorsim.tools._service import Paused, ResumeStep, answer
 from actorsim.transport import ActorRef, CallFailed
 
 Memory = tuple[list[ChatMessage], list[str]]
@@ -105,6 +115,8 @@ class Steps:
             clock=self._clock,
         )
         self._publish(message)
+        if send_from != USER_REQUIREMENT:  # the seed's single agent remembers starting a task
+            self._remember(send_from, self.runtime.ask(self.agents[send_from][0], RememberSent(message)))
         return message
 
     def _publish(self, message: Message, answers: tuple[str, ...] = ()) -> None:
@@ -131,10 +143,14 @@ class Steps:
         send_to: str | Sequence[str],
         allowed: tuple[str, ...] | None,
         user_response: str | None,
+        settings: GenerationSettings | None = None,
     ) -> Iterator[Frame]:
-        """`rounds` steps, one after another; arguments were checked by the caller."""
+        """`rounds` steps, one after another; arguments were checked by the caller.
+
+        `settings` are generation settings for every responder's model in these steps.
+        """
         for round_index in range(1, rounds + 1):
-            yield from self._one_step(task, send_to, allowed, user_response, round_index)
+            yield from self._one_step(task, send_to, allowed, user_response, round_index, settings)
 
     def _take_messages(
         self, allowed: tuple[str, ...] | None, user_response: str | None
@@ -159,6 +175,7 @@ class Steps:
         allowed: tuple[str, ...] | None,
         user_response: str | None,
         round_index: int,
+        settings: GenerationSettings | None,
     ) -> Iterator[Frame]:
         received = self._take_messages(allowed, user_response)
         if not received:
@@ -176,7 +193,7 @@ class Steps:
             "step.started", flush=False, step=self._step, round=round_index, responders=responders, reply_ids=reply_ids,
         )
         state.requests = {
-            role: self._request(role, messages, reply_ids[role], task, send_to, user_response, round_index)
+            role: self._request(role, messages, reply_ids[role], task, send_to, user_response, round_index, settings)
             for role, messages in received.items()
         }
         state.order = list(state.requests)
@@ -207,12 +224,19 @@ class Steps:
         """The responders' frames as they come, each shown once however often its step is delivered."""
         text = dict.fromkeys(state.requests, "")
         calls = [(self.agents[role][0], request) for role, request in state.requests.items()]
+        resumed: collections.deque[tuple[str, ResumeStep]] = collections.deque()
         items = self.runtime.stream(
-            calls, final=lambda item: isinstance(item, Reply), context=lambda request: {"reply_id": request.reply_id}
+            calls, final=lambda item: isinstance(item, Reply), context=lambda request: {"reply_id": request.reply_id},
+            follow_ups=resumed,
         )
         for name, item in items:
             role = self._role_of[name]
-            if isinstance(item, Chunk):
+            if isinstance(item, Paused):
+                # The step waits for a tool service: asked here, in the driver, where its supervisor is.
+                resumed.append((name, ResumeStep(item.reply_id, answer(self.runtime, item.request))))
+            elif isinstance(item, Frame):  # a tool call or its result: shown as it comes
+                yield item
+            elif isinstance(item, Chunk):
                 # A step delivered again streams its reply again: show only what was not shown yet.
                 so_far = text[role] = text[role] + item.text
                 shown = state.shown.get(role, "")
@@ -275,6 +299,7 @@ class Steps:
         send_to: str | Sequence[str],
         user_response: str | None,
         round_index: int,
+        settings: GenerationSettings | None,
     ) -> RunStep:
         info = self.agents[role][1]
         if info.human_input_mode == "TERMINAL" and user_response is None:
@@ -290,6 +315,7 @@ class Steps:
             clock=self._clock,
             task=task,
             user_response=user_response if info.is_human else None,
+            settings=settings,
         )
 
     def _ask_env(self, request: Any) -> Any:

@@ -12,26 +12,36 @@ import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
 
-from actorsim._envelope import Message
+from actorsim._envelope import Message, ToolFrame
 from actorsim._runlog import log_event
 from actorsim._supervision import Supervision, supervision_from
-from actorsim.llm import ChatMessage, ChatModel, build_chat_model
+from actorsim.llm import ChatMessage, ChatModel, GenerationSettings, ToolCall, build_chat_model, takes_tools
 from actorsim.memory import Memory
+from actorsim.tools import ServiceRequest, ToolOutcome, ToolRunner, resolve_tools
+from actorsim.tools._react import observation, parse_action, react_instructions
 
 HUMAN_INPUT_MODES = ("CLOSE", "ON", "TERMINAL")
+NO_SETTINGS = GenerationSettings()
+
+StepItem = str | ToolFrame | ServiceRequest
+"""What an agent's step streams: reply text, tool frames, and pauses for a tool service (answered by `send`)."""
 
 current_reply: contextvars.ContextVar[str | None] = contextvars.ContextVar("actorsim_current_reply", default=None)
 """The id of the reply a model call is made for, while the agent makes it: a model may key on it."""
 
 
 class Agent:
-    """An agent with a role, an instruction, a model and its own memory.
+    """An agent with a role, an instruction, a model, tools and its own memory.
 
     `human_input_mode="ON"` makes a human player whose replies come as
     `step(user_response=...)`; `"TERMINAL"` reads them from the driver's
     terminal. A watcher (`is_watcher=True`) reads the whole history and never
     publishes. Override `build_prompt` to change how messages become a prompt.
     `supervision` says how its crashes are handled (see `Supervision`).
+    `function_list` gives its tools (see `actorsim.tools`); the model may call
+    them for at most `max_tool_rounds` rounds per reply. `description` is
+    what the Registry shows of it; `use_history=False` leaves its memory out of
+    its prompts.
     """
 
     def __init__(
@@ -41,7 +51,10 @@ class Agent:
         role: str | None = None,
         llm: Mapping[str, Any] | ChatModel | None = None,
         instruction: str = "",
+        description: str = "",
         function_list: Sequence[Any] = (),
+        max_tool_rounds: int = 5,
+        use_history: bool = True,
         human_input_mode: str = "CLOSE",
         is_watcher: bool = False,
         storage_path: str | os.PathLike[str] | None = None,
@@ -51,10 +64,13 @@ class Agent:
             raise TypeError(f"name must be a non-empty str, not {name!r}")
         if human_input_mode not in HUMAN_INPUT_MODES:
             raise ValueError(f"human_input_mode must be one of {HUMAN_INPUT_MODES}, not {human_input_mode!r}")
-        if not isinstance(instruction, str):
-            raise TypeError(f"instruction must be a str, not {type(instruction).__name__}")
-        if list(function_list):
-            raise ValueError("function_list: tool calling is not supported yet; pass an empty list")
+        for option, value in (("instruction", instruction), ("description", description)):
+            if not isinstance(value, str):
+                raise TypeError(f"{option} must be a str, not {type(value).__name__}")
+        if not isinstance(use_history, bool):
+            raise TypeError(f"use_history must be True or False, not {use_history!r}")
+        if not isinstance(max_tool_rounds, int) or isinstance(max_tool_rounds, bool) or max_tool_rounds < 0:
+            raise ValueError(f"max_tool_rounds must be an int >= 0, not {max_tool_rounds!r}")
         if llm is None and human_input_mode == "CLOSE":
             raise ValueError(f"agent {name!r} needs an llm config (or human_input_mode 'ON'/'TERMINAL')")
         if is_watcher and human_input_mode != "CLOSE":
@@ -62,12 +78,31 @@ class Agent:
         self.name = name
         self.role = role or name
         self.instruction = instruction
+        self.description = description
+        self.use_history = use_history
+        self.max_tool_rounds = max_tool_rounds
         self.human_input_mode = human_input_mode
         self.is_watcher = is_watcher
-        self.llm = build_chat_model(llm) if llm is not None else None
+        self.tools = resolve_tools(function_list)
+        if self.tools and human_input_mode != "CLOSE":
+            raise ValueError(f"agent {name!r}: a human player calls no tools; leave function_list empty")
         self.memory = Memory(storage_path)
         self.supervision = supervision_from(supervision)
+        self.use_model(build_chat_model(llm) if llm is not None else None)
         self._logged_prompt: list[ChatMessage] = []  # the last prompt in the log, which the next one extends
+
+    def use_model(self, model: ChatModel | None) -> None:
+        """Answer with `model` from now on (a replay gives every agent one that answers from its log).
+
+        A model that takes `tools` and `settings` (the built-in backends do)
+        is called with them; one without native function calling is prompted
+        ReAct-style. A model with `tool_answers` answers the tool calls too.
+        """
+        self.llm = model
+        self._extended = model is not None and takes_tools(model)
+        self._native_tools = self._extended and bool(getattr(model, "function_calling", True))
+        answers = getattr(model, "tool_answers", None)
+        self._runner = ToolRunner(self.tools, self.role, answers) if self.tools else None
 
     @property
     def is_human(self) -> bool:
@@ -80,7 +115,10 @@ class Agent:
 
     def system_prompt(self) -> str:
         """The system turn that opens every prompt: the instruction and who the agent is. Override to change it."""
-        return f"{self.instruction}\nYou are {self.role}.".strip()
+        prompt = f"{self.instruction}\nYou are {self.role}.".strip()
+        if self.tools and not self._native_tools:
+            prompt += "\n\n" + react_instructions(self.tools)
+        return prompt
 
     def user_turn(self, received: Sequence[Message], task: str | None) -> str:
         """The user turn of a prompt: one line per message received ("sender: text"), then the task. Override to change
@@ -96,19 +134,25 @@ class Agent:
         """
         return [
             ChatMessage("system", self.system_prompt()),
-            *self.memory.get_history(),
+            *(self.memory.get_history() if self.use_history else ()),
             ChatMessage("user", self.user_turn(received, task)),
         ]
 
     def run(self, user_input: str, history: Sequence[ChatMessage] = ()) -> Iterator[str]:
-        """The seed's single-agent call: stream a reply to one input."""
-        model = self._model()
-        return model.stream([ChatMessage("system", self.system_prompt()), *history, ChatMessage("user", user_input)])
+        """The seed's single-agent call: stream a reply to one input (tools included)."""
+        prompt = [ChatMessage("system", self.system_prompt()), *history, ChatMessage("user", user_input)]
+        for item in _answered_in_process(self._reply(prompt, None, None)):
+            if isinstance(item, str) and not isinstance(item, ToolFrame):
+                yield item
 
     def _model(self) -> ChatModel:
         if self.llm is None:
             raise ValueError(f"agent {self.role!r} is a human player and has no model")
         return self.llm
+
+    def remember_sent(self, message: Message) -> None:
+        """Remember a message sent in this agent's name (`send_task_request(send_from=role)`), as its own turn."""
+        self.memory.update_history([ChatMessage("assistant", message.content)], handled=[message.message_id])
 
     def step(
         self,
@@ -117,33 +161,80 @@ class Agent:
         task: str | None = None,
         user_response: str | None = None,
         reply_id: str | None = None,
-    ) -> Generator[str, None, str]:
+        settings: GenerationSettings | None = None,
+    ) -> Generator[StepItem, Any, str]:
         """Stream a reply to what arrived; return the whole reply and remember it.
 
         A human's reply is `user_response` and nothing is streamed for it.
         Messages already handled (seen again, for a watcher) are left out.
         `reply_id`, the id the reply will have, links the model call to it in the log.
+        `settings` are this step's generation settings, over the `llm` dict's.
         """
         fresh = [message for message in received if not self.memory.has_handled(message.message_id)]
         if self.is_human:
             if user_response is None:
                 raise ValueError(f"human agent {self.role!r} responds in this step: pass user_response")
-            reply = user_response
+            turns = [ChatMessage("assistant", user_response)]
             prompt_turn = self.user_turn(fresh, task)
         else:
             prompt = self.build_prompt(fresh, task)
-            reply = yield from self._call_model(prompt, reply_id)
+            turns = yield from self._reply(prompt, reply_id, settings)
             prompt_turn = prompt[-1].content
         self.memory.update_history(
-            [ChatMessage("user", prompt_turn), ChatMessage("assistant", reply)],
+            [ChatMessage("user", prompt_turn), *turns],
             handled=[message.message_id for message in fresh],
         )
-        return reply
+        return turns[-1].content
 
-    def _call_model(self, prompt: Sequence[ChatMessage], reply_id: str | None) -> Generator[str, None, str]:
-        """Stream the model's reply, recording the call in the run log."""
+    def _reply(
+        self, prompt: Sequence[ChatMessage], reply_id: str | None, settings: GenerationSettings | None
+    ) -> Generator[StepItem, Any, list[ChatMessage]]:
+        """Call the model, and its tools while it asks for them; the turns this adds after the prompt."""
+        added: list[ChatMessage] = []
+        rounds = 0
+        while True:
+            offered = self._runner is not None and rounds < self.max_tool_rounds
+            text, calls = yield from self._call_model([*prompt, *added], reply_id, settings, offered)
+            if not calls or not offered:
+                if calls:
+                    log_event("tool.rounds_exhausted", role=self.role, reply_id=reply_id, rounds=rounds,
+                              unanswered=[call.name for call in calls])
+                added.append(ChatMessage("assistant", text))
+                return added
+            rounds += 1
+            added.append(ChatMessage("assistant", text, calls if self._native_tools else ()))
+            for call in calls:
+                outcome = yield from self._run_tool(call, reply_id or "")
+                if self._native_tools:
+                    added.append(ChatMessage("tool", outcome.for_model(), tool_call_id=call.call_id))
+                else:
+                    added.append(ChatMessage("user", observation(outcome.for_model())))
+
+    def _run_tool(self, call: ToolCall, reply_id: str) -> Generator[StepItem, Any, ToolOutcome]:
+        assert self._runner is not None
+        yield ToolFrame(self.role, "tool_call", call.name, call.call_id, call.arguments, reply_id)
+        outcome = yield from self._runner.run(call, reply_id)
+        yield ToolFrame(self.role, "tool_result", call.name, call.call_id, outcome.error or outcome.content,
+                        reply_id, failed=outcome.error is not None)
+        return outcome
+
+    def _call_model(
+        self, prompt: Sequence[ChatMessage], reply_id: str | None, settings: GenerationSettings | None, tools: bool
+    ) -> Generator[str, None, tuple[str, list[ToolCall]]]:
+        """Stream the model's reply, recording the call in the run log; its text and tool calls."""
         model = self._model()
         name = getattr(getattr(model, "config", None), "model", type(model).__name__)
+        extras: dict[str, Any] = {}
+        logged: dict[str, Any] = {}
+        if self._extended:
+            extras["settings"] = settings
+            if tools and self._native_tools:
+                extras["tools"] = self._runner.specs() if self._runner is not None else None
+        effective = (settings or NO_SETTINGS).over(getattr(model, "settings", NO_SETTINGS)).to_dict()
+        if effective:
+            logged["settings"] = effective
+        if tools:
+            logged["tools"] = sorted(self._runner.tools) if self._runner is not None else []
         # A prompt repeats the one before it and adds a turn or two: the log holds only what is
         # new, so a call costs the log the same on round 200 as on round 1. `read_run` rebuilds it.
         reused = _common_prefix(self._logged_prompt, prompt)
@@ -155,14 +246,22 @@ class Agent:
             reply_id=reply_id,
             prompt_reused=reused,
             prompt_new=[turn.to_dict() for turn in prompt[reused:]],
+            **logged,
         )
         started = time.perf_counter()
-        parts = []
+        parts: list[str] = []
+        calls: list[ToolCall] = []
+        # ReAct replies are held back until whole: an action is not reply text.
+        react = tools and not self._native_tools
         calling_for = current_reply.set(reply_id)
         try:
-            for chunk in model.stream(prompt):
-                parts.append(chunk)
-                yield chunk
+            for item in model.stream(prompt, **extras):
+                if isinstance(item, ToolCall):
+                    calls.append(item)
+                    continue
+                parts.append(item)
+                if not react:
+                    yield item
         except Exception as error:
             log_event(
                 "llm.call.failed",
@@ -175,6 +274,16 @@ class Agent:
         finally:
             current_reply.reset(calling_for)
         reply = "".join(parts)
+        if react:
+            action = parse_action(reply, len(self._logged_prompt))
+            if action is not None:
+                calls.append(action)
+            elif reply:
+                yield reply
+        if calls:
+            logged = {"tool_calls": [call.to_dict() for call in calls]}
+        else:
+            logged = {}
         log_event(
             "llm.call.finished",
             role=self.role,
@@ -184,8 +293,23 @@ class Agent:
             chunk_texts=parts,
             usage=getattr(model, "last_usage", None),
             latency_s=time.perf_counter() - started,
+            **logged,
         )
-        return reply
+        return reply, calls
+
+
+def _answered_in_process(items: Generator[StepItem, Any, Any]) -> Iterator[StepItem]:
+    """A step's items where no driver answers pauses: only in-process tools can be called."""
+    try:
+        item = next(items)
+        while True:
+            if isinstance(item, ServiceRequest):
+                item = items.send(ToolOutcome(error=f"tool service {item.service!r} is only reached in a step"))
+                continue
+            yield item
+            item = next(items)
+    except StopIteration:
+        return
 
 
 def _common_prefix(before: Sequence[ChatMessage], now: Sequence[ChatMessage]) -> int:

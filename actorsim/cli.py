@@ -8,8 +8,10 @@ import os
 import runpy
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
+import orjson
 from rich.console import Console
 from rich.pretty import Pretty
 from rich.table import Column, Table
@@ -34,6 +36,16 @@ def _label(message: Message, start: float) -> str:
         f"[bold]{message.sent_from}[/] -> {to}  [dim]step {message.step} round {message.round} "
         f"clock {message.clock} +{message.created_at - start:.3f}s {message.message_id}[/]\n{content}"
     )
+
+
+def _tool_label(call: dict[str, Any]) -> str:
+    """A tool call under the reply it fed: name, arguments, result or error, latency."""
+    outcome = f"[red]error: {call['error']}[/]" if call["event"] == "tool.call.failed" else str(call.get("result"))
+    if len(outcome) > 80:
+        outcome = outcome[:77] + "..."
+    latency = float(call.get("latency_s") or 0.0) * 1000
+    arguments = orjson.dumps(call.get("arguments")).decode()
+    return f"[cyan]\u2699 {call['tool']}[/]({arguments}) \u2192 {outcome}  [dim]{latency:.1f} ms {call['call_id']}[/]"
 
 
 @click.group()
@@ -79,6 +91,8 @@ def trace(log_dir: Path, run: str, message_id: str | None, role: str | None) -> 
             causes = Tree("[bold]caused by[/]")
             for cause in graph.causes(message):
                 causes.add(_label(cause, start))
+            for call in record.tool_calls().get(message.message_id, []):
+                causes.add(_tool_label(call))
             console.print(causes)
             roots = [message]
         else:
@@ -86,10 +100,13 @@ def trace(log_dir: Path, run: str, message_id: str | None, role: str | None) -> 
     except RunLogError as error:
         raise click.ClickException(str(error)) from None
     tree = Tree(f"[bold]run {record.run_id}[/] ({record.transport}, {len(graph.messages)} messages)")
+    tool_calls = record.tool_calls()
 
     def grow(node: Tree, message: Message, seen: set[str]) -> None:
         if role is None or role == message.sent_from or role in message.send_to:
             node = node.add(_label(message, start))
+            for call in tool_calls.get(message.message_id, []):  # what the reply was made from
+                node.add(_tool_label(call))
         for effect in graph.effects(message):
             if effect.message_id not in seen:
                 seen.add(effect.message_id)

@@ -41,7 +41,7 @@ class Memory:
     def _load(self, path: Path) -> None:
         try:
             data = orjson.loads(path.read_bytes())
-            self._history = [ChatMessage(**turn) for turn in data["history"]]
+            self._history = [ChatMessage.from_dict(turn) for turn in data["history"]]
             self._handled = set(data["handled"])
         except (orjson.JSONDecodeError, KeyError, TypeError) as error:
             raise ValueError(f"memory file {path} is not an actorsim memory: {error}") from error

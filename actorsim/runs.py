@@ -14,7 +14,9 @@ from actorsim._envelope import Message
 from actorsim._errors import RunLogError
 from actorsim._runlog import FORMAT_VERSION
 
-ERROR_EVENTS = frozenset({"actor.failed", "actor.crashed", "actor.given_up", "llm.call.failed", "step.failed"})
+ERROR_EVENTS = frozenset(
+    {"actor.failed", "actor.crashed", "actor.given_up", "llm.call.failed", "step.failed", "tool.call.failed"}
+)
 
 
 @attrs.frozen
@@ -55,6 +57,19 @@ class Run:
     def messages(self) -> list[Message]:
         """Every published message, in publication order."""
         return [Message.from_dict(event["message"]) for event in self.of_type("message.published")]
+
+    def tool_calls(self) -> dict[str, list[dict[str, Any]]]:
+        """Each reply's tool calls, by the reply's message id: the `tool.call.finished`/`failed` events,
+        with the call's arguments from its `tool.call.started`. They are among the reply's causes."""
+        arguments: dict[tuple[Any, str], Any] = {}
+        calls: dict[str, list[dict[str, Any]]] = {}
+        for event in self.of_type("tool.call.started", "tool.call.finished", "tool.call.failed"):
+            key = (event.get("role"), event["call_id"])
+            if event["event"] == "tool.call.started":
+                arguments[key] = event.get("arguments")
+            elif event.get("reply_id"):
+                calls.setdefault(event["reply_id"], []).append({**event, "arguments": arguments.get(key)})
+        return calls
 
     @property
     def errors(self) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from actorsim._step import Steps
 from actorsim._supervision import Supervision, supervision_from
 from actorsim._views import EnvironmentView, RegistryView
 from actorsim.agents import Agent
-from actorsim.llm import build_chat_model
+from actorsim.llm import GenerationSettings, build_chat_model
 from actorsim.transport import ActorRef, load_transport
 
 
@@ -102,7 +102,7 @@ class TaskCenter:
         if isinstance(agent, AgentHandle):
             return agent.ref, agent.info
         if agent.llm is not None:
-            agent.llm = build_chat_model(self.runtime.interventions.choose_model(agent.role, agent.llm))
+            agent.use_model(build_chat_model(self.runtime.interventions.choose_model(agent.role, agent.llm)))
         ref = self.runtime.spawn(
             functools.partial(AgentHost, agent),
             name=agent.name,
@@ -139,6 +139,11 @@ class TaskCenter:
         send_to: str | Sequence[str] = ALL,
         allowed_roles: str | Sequence[str] | None = None,
         user_response: str | None = None,
+        *,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        max_tokens: int | None = None,
     ) -> Iterator[Frame]:
         """Let this step's responders answer at once; yield their frames as they come.
 
@@ -148,7 +153,11 @@ class TaskCenter:
         `ValueError` for an unknown role or a human responder without
         `user_response`. Iterating raises `AgentFailedError` when a responder's
         supervisor gave up on it, after the other responders have answered.
+        Generation settings given here reach every responder's model, over its
+        `llm` dict's, for these steps only.
         """
+        given = GenerationSettings(temperature, top_p, seed, max_tokens)
+        settings = given if given != GenerationSettings() else None
         if task is not None and not isinstance(task, str):
             raise TypeError(f"task must be a str or None, not {type(task).__name__}")
         if not isinstance(round, int) or isinstance(round, bool) or round < 1:
@@ -166,7 +175,7 @@ class TaskCenter:
                     raise failure
                 if self._steps.agents[role][1].human_input_mode == "ON" and user_response is None:
                     raise ValueError(f"allowed_roles: human agent {role!r} responds: pass user_response")
-        return self._steps.run(task, round, send_to, allowed, user_response)
+        return self._steps.run(task, round, send_to, allowed, user_response, settings)
 
     def close(self) -> None:
         """Stop the Environment, the Registry and the agents of this task center."""

@@ -2,7 +2,8 @@
 
 It answers with scripted replies, can fail first with given HTTP statuses or
 break streams off part-way, and records every request body, so the HTTP model backends are tested for real
-without any outside service.
+without any outside service. A reply may be tool calls (`tool_reply`), streamed as `tool_calls` deltas
+in the standard shape or in one of the deviant shapes servers send (`SHAPES`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,21 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+SHAPES = ("standard", "reused_index", "no_index", "split_name")
+"""How tool-call deltas are streamed: as OpenAI does, with index 0 for every call, without `index`,
+or with the function name split over two fragments."""
+
+
+def tool_reply(*calls: tuple[str, str, str], shape: str = "standard") -> dict[str, Any]:
+    """A reply of tool calls, each `(id, name, arguments JSON)`, streamed in `shape`."""
+    assert shape in SHAPES
+    return {"tool_calls": [{"id": i, "name": n, "arguments": a} for i, n, a in calls], "shape": shape}
+
 
 class OpenAIServer:
     def __init__(
         self,
-        replies: list[str],
+        replies: list[Any],
         *,
         failures: list[int] | None = None,
         cut_after: list[int] | None = None,
@@ -59,7 +70,7 @@ class OpenAIServer:
         with self._lock:
             return self.cut_after.pop(0) if self.cut_after else None
 
-    def _next_answer(self, headers: Any, body: dict[str, Any]) -> tuple[int, str]:
+    def _next_answer(self, headers: Any, body: dict[str, Any]) -> tuple[int, Any]:
         with self._lock:
             self.requests.append(body)
             if self.api_key is not None and headers.get("Authorization") != f"Bearer {self.api_key}":
@@ -106,8 +117,26 @@ class OpenAIServer:
         return Handler
 
 
-def _events(model: str, reply: str) -> Iterator[str]:
+def _tool_fragments(calls: list[dict[str, str]], shape: str) -> Iterator[dict[str, Any]]:
+    for number, call in enumerate(calls):
+        where = {} if shape == "no_index" else {"index": 0 if shape == "reused_index" else number}
+        name = call["name"]
+        first_name = name[: len(name) // 2] if shape == "split_name" else name
+        yield {**where, "id": call["id"], "type": "function", "function": {"name": first_name, "arguments": ""}}
+        if shape == "split_name":
+            yield {**where, "function": {"name": name[len(name) // 2:]}}
+        half = len(call["arguments"]) // 2
+        for piece in (call["arguments"][:half], call["arguments"][half:]):
+            yield {**where, "function": {"arguments": piece}}
+
+
+def _events(model: str, reply: Any) -> Iterator[str]:
     yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+    if isinstance(reply, dict):
+        for fragment in _tool_fragments(reply["tool_calls"], reply["shape"]):
+            yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {"tool_calls": [fragment]}}]})
+        yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+        return
     for piece in re.findall(r"\S+\s*|\s+", reply):
         yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {"content": piece}}]})
     yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})

@@ -120,10 +120,16 @@ class TestBadConfig:
         with pytest.raises(ValueError, match="human_input_mode must be one of"):
             make(RolePlay, "user", human_input_mode="MAYBE")
 
-    def test_tools_are_refused_until_supported(self, make: Make) -> None:
-        """function_list is not silently ignored."""
-        with pytest.raises(ValueError, match="tool calling is not supported yet"):
+    def test_an_unknown_tool_name_is_refused(self, make: Make) -> None:
+        """function_list is not silently ignored: a name nobody registered is named."""
+        with pytest.raises(ValueError, match="function_list: tool 'search': no tool is registered by that name"):
             make(RolePlay, "joe_biden", llm=scripted("hi"), function_list=["search"])
+
+    def test_an_unknown_option_is_named_with_the_accepted_ones(self, make: Make) -> None:
+        """A misspelt option fails at create_component, listing what the class takes."""
+        expected = r"RolePlay does not take option\(s\) 'instructions'; it takes: .*instruction"
+        with pytest.raises(TypeError, match=expected):
+            make(RolePlay, "joe_biden", llm=scripted("hi"), instructions="Debate.")
 
     def test_unknown_transport(self) -> None:
         import actorsim

@@ -190,6 +190,24 @@ with actorsim.init(transport=sys.argv[1]) as runtime:
 """
 
 
+TOOL_SCRIPT = """
+import sys
+import actorsim
+from actorsim import RolePlay, TaskCenter, create_component
+from tests.tools import append_line
+
+with actorsim.init(transport="local"):
+    tc = create_component(TaskCenter, name="task_center", remote=True)
+    calls = {"tool_calls": [{"name": "append_line", "arguments": {"path": "effects.txt", "line": "done"}}]}
+    llm = {"model_server": "scripted", "replies": [calls, "The file has {heard}."]}
+    tc.add_agents([create_component(RolePlay, name="clerk", remote=True, llm=llm, function_list=[append_line])])
+    for task in ("Note it.", "Again."):
+        tc.send_task_request(task)
+        for frame in tc.step():
+            print(frame)
+"""
+
+
 def restarts(folder: Path) -> list[str]:
     return [event["actor"] for event in read_run(folder).of_type("actor.restarted")]
 
@@ -322,3 +340,32 @@ def test_replay_in_process_stops_at_until_with_the_state(tmp_path: Path) -> None
     assert [m.content for m in state.history] == ["Moon?", "ada one.", "bruno one."]
     assert [m.content for m in state.pending["ada"]] == ["bruno one."]
     assert [turn.content for turn in state.memories["bruno"]] == ["ada: ada one.", "bruno one."]
+
+
+def test_replay_answers_tool_calls_from_the_log_and_live_from_runs_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No side effect is repeated by a replay; after the fork of --live-from tools run for real; trace shows them."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the program imports its tool from tests.tools
+    (tmp_path / "program.py").write_text(TOOL_SCRIPT)
+    recorded = run([sys.executable, "program.py"], tmp_path)
+    assert recorded.returncode == 0, recorded.stderr
+    effects = tmp_path / "effects.txt"
+    assert effects.read_text() == "done\ndone\n"
+    assert "<clerk> \u2699 append_line \u2192 2 lines" in recorded.stdout
+
+    replayed = actorsim_command(tmp_path, "replay", "latest")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "replay matched 4 messages" in replayed.stdout
+    assert frames(replayed.stdout) == frames(recorded.stdout)
+    assert effects.read_text() == "done\ndone\n", "the replay ran no tool"
+
+    second_task = read_run(find_run(tmp_path / "logs", "latest")).messages[2]
+    forked = actorsim_command(tmp_path, "replay", "latest", "--live-from", second_task.message_id)
+    assert forked.returncode == 0, forked.stdout + forked.stderr
+    assert effects.read_text() == "done\ndone\ndone\n", "after the fork the tool ran for real, once"
+    assert "<clerk> \u2699 append_line \u2192 3 lines" in forked.stdout
+
+    trace = actorsim_command(tmp_path, "trace", "latest")
+    assert trace.returncode == 0, trace.stderr
+    assert trace.stdout.count("\u2699 append_line") == 2 and "2 lines" in trace.stdout

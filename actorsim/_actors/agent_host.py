@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 import attrs
 
 from actorsim._actors.registry import AgentInfo
-from actorsim._envelope import Message
+from actorsim._envelope import Frame, Message
 from actorsim._runlog import log_event
 from actorsim.agents import Agent
-from actorsim.llm import ChatMessage
+from actorsim.llm import ChatMessage, GenerationSettings
 from actorsim.memory import MemoryState
+from actorsim.tools import ServiceRequest
+from actorsim.tools._service import Paused, ResumeStep
 
 
 @attrs.frozen
@@ -33,6 +35,7 @@ class RunStep:
     clock: int
     task: str | None = None
     user_response: str | None = None
+    settings: GenerationSettings | None = None
 
 
 @attrs.frozen
@@ -67,6 +70,13 @@ class GetMemoryState:
 
 
 @attrs.frozen
+class RememberSent:
+    """`message` went out in the agent's name (`send_task_request(send_from=role)`): it remembers saying it."""
+
+    message: Message
+
+
+@attrs.frozen
 class RestoreMemory:
     """Sent by the supervisor to a restarted agent: its memory as of its last finished step."""
 
@@ -79,6 +89,7 @@ class AgentHost:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self._clock = 0
+        self._paused: dict[str, _Going] = {}  # steps waiting for a tool service, by reply id
 
     @classmethod
     def build(cls, agent_class: type[Agent], options: Mapping[str, Any]) -> AgentHost:
@@ -89,23 +100,45 @@ class AgentHost:
         raise TypeError(f"an agent does not understand {type(request).__name__}")
 
     @receive.register
-    def _run_step(self, request: RunStep) -> Iterator[Chunk | Reply]:
+    def _run_step(self, request: RunStep) -> Iterator[Chunk | Frame | Reply | Paused]:
         agent = self.agent
         received = request.received
-        message_id = request.reply_id
         turns_before = agent.memory.turn_count
         fresh = tuple(m.message_id for m in received if not agent.memory.has_handled(m.message_id))
         self._clock = max(self._clock, request.clock, *(m.clock for m in received)) + 1
         log_event("message.delivered", role=agent.role, message_ids=[m.message_id for m in received],
-                  reply_id=message_id, step=request.step)
-        texts = agent.step(received, task=request.task, user_response=request.user_response, reply_id=message_id)
+                  reply_id=request.reply_id, step=request.step)
+        # A subclass's `step` written before settings existed still works: they are passed only when given.
+        settings = {"settings": request.settings} if request.settings is not None else {}
+        texts = agent.step(received, task=request.task, user_response=request.user_response,
+                           reply_id=request.reply_id, **settings)
+        return self._drive(_Going(request, texts, turns_before, fresh), None)
+
+    @receive.register
+    def _resume(self, request: ResumeStep) -> Iterator[Chunk | Frame | Reply | Paused]:
+        going = self._paused.pop(request.reply_id, None)
+        if going is None:
+            raise LookupError(f"agent {self.agent.role!r} has no step {request.reply_id} waiting for a tool service")
+        return self._drive(going, request.outcome)
+
+    def _drive(self, going: _Going, answer: Any) -> Iterator[Chunk | Frame | Reply | Paused]:
+        """Run the step on: chunks and tool frames out, until its reply, or a pause for a tool service."""
+        agent = self.agent
+        request = going.request
+        message_id = request.reply_id
         while True:
             try:
-                text = next(texts)
+                item = going.texts.send(answer)
             except StopIteration as done:
                 reply: str = done.value
                 break
-            yield Chunk(agent.role, text, message_id)
+            answer = None
+            if isinstance(item, ServiceRequest):
+                self._paused[message_id] = going
+                yield Paused(message_id, item)
+                return
+            yield item if isinstance(item, Frame) else Chunk(agent.role, item, message_id)
+        received = request.received
         message = Message(
             content=reply,
             sent_from=agent.role,
@@ -117,8 +150,14 @@ class AgentHost:
             round=request.round,
             clock=self._clock,
         )
-        remembered = MemoryState(agent.memory.turns_since(turns_before), fresh)
+        remembered = MemoryState(agent.memory.turns_since(going.turns_before), going.fresh)
         yield Reply(message, publish=not agent.is_watcher, remembered=remembered)
+
+    @receive.register
+    def _remember_sent(self, request: RememberSent) -> MemoryState:
+        turns_before = self.agent.memory.turn_count
+        self.agent.remember_sent(request.message)
+        return MemoryState(self.agent.memory.turns_since(turns_before), (request.message.message_id,))
 
     @receive.register
     def _describe(self, request: Describe) -> AgentInfo:
@@ -129,6 +168,8 @@ class AgentHost:
             agent_class=f"{type(agent).__module__}.{type(agent).__qualname__}",
             human_input_mode=agent.human_input_mode,
             is_watcher=agent.is_watcher,
+            description=agent.description,
+            tools=tuple(tool.name for tool in agent.tools),
         )
 
     @receive.register
@@ -143,3 +184,13 @@ class AgentHost:
     def _restore_memory(self, request: RestoreMemory) -> None:
         self.agent.memory.restore(request.state)
         log_event("agent.restored", role=self.agent.role, turns=len(request.state.turns))
+
+
+@attrs.define
+class _Going:
+    """A step on its way, kept while it waits for a tool service."""
+
+    request: RunStep
+    texts: Generator[Any, Any, str]
+    turns_before: int
+    fresh: tuple[str, ...]

@@ -22,6 +22,8 @@ class AgentInfo:
     is_watcher: bool = False
     status: str = "ready"
     """"ready", or "failed" once its supervisor gave up on it."""
+    description: str = ""
+    tools: tuple[str, ...] = ()
 
     @property
     def is_human(self) -> bool:

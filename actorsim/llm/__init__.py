@@ -15,8 +15,9 @@ from typing import Any
 import attrs
 
 from actorsim.llm._openai import OpenAIChatModel, OpenAIConfig
-from actorsim.llm._protocol import ChatMessage, ChatModel
+from actorsim.llm._protocol import ChatMessage, ChatModel, ModelItem, ToolCall, takes_tools
 from actorsim.llm._scripted import ScriptedConfig, ScriptedModel
+from actorsim.llm._settings import SETTING_NAMES, GenerationSettings
 
 DASHSCOPE_API_BASE = "https://dashscope.aliyuncs.com/compatible-mode/v1"
 MODEL_SERVERS = ("scripted", "openai", "dashscope")
@@ -61,10 +62,15 @@ def build_chat_model(llm: Mapping[str, Any] | ChatModel) -> ChatModel:
 __all__ = [
     "ChatMessage",
     "ChatModel",
+    "GenerationSettings",
     "MODEL_SERVERS",
+    "ModelItem",
+    "SETTING_NAMES",
     "OpenAIChatModel",
     "OpenAIConfig",
     "ScriptedConfig",
     "ScriptedModel",
+    "ToolCall",
     "build_chat_model",
+    "takes_tools",
 ]

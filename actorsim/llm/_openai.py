@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -19,7 +19,9 @@ from httpx_sse import connect_sse
 from actorsim._errors import LLMError, TransientServerError
 from actorsim._runlog import log_event
 from actorsim._validators import positive
-from actorsim.llm._protocol import ChatMessage
+from actorsim.llm._protocol import ChatMessage, ModelItem
+from actorsim.llm._settings import GenerationSettings
+from actorsim.llm._tool_calls import ToolCallAssembler
 
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -42,6 +44,11 @@ class OpenAIConfig:
     retry_initial_wait: float = attrs.field(default=0.5, validator=positive)
     retry_max_wait: float = attrs.field(default=10.0, validator=positive)
     temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+    function_calling: bool = True
+    """False for a model without function calling: agents fall back to a ReAct prompt."""
 
 
 def _is_transient(error: BaseException) -> bool:
@@ -53,6 +60,8 @@ class OpenAIChatModel:
 
     def __init__(self, config: OpenAIConfig, *, sleep: Callable[[float], None] = tenacity.nap.sleep) -> None:
         self.config = config
+        self.function_calling = config.function_calling
+        self.settings = GenerationSettings(config.temperature, config.top_p, config.seed, config.max_tokens)
         self.last_usage: dict[str, Any] | None = None
         """Token counts of the last call, when the server sent them."""
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
@@ -83,22 +92,31 @@ class OpenAIChatModel:
             error=repr(error),
         )
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
-        """Stream the reply to `messages` piece by piece; raises `LLMError` when the call fails for good."""
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        settings: GenerationSettings | None = None,
+    ) -> Iterator[ModelItem]:
+        """The reply's text as it streams, then the tool calls it makes, each whole."""
         self.last_usage = None
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": [message.to_dict() for message in messages],
             "stream": True,
+            **(settings or GenerationSettings()).over(self.settings).to_dict(),
         }
-        if self.config.temperature is not None:
-            body["temperature"] = self.config.temperature
+        if tools:
+            body["tools"] = list(tools)
         shown = ""  # what earlier tries of this call already yielded
+        assembler = ToolCallAssembler()
         try:
             for attempt in self._retrying:
                 with attempt, contextlib.ExitStack() as stack:
                     text = ""
-                    for piece in self._contents(self._open(stack, body)):
+                    assembler = ToolCallAssembler()  # a retake assembles its calls afresh
+                    for piece in self._contents(self._open(stack, body), assembler):
                         text += piece
                         # A stream that broke off is asked again: yield only what goes past the break.
                         if len(text) > len(shown):
@@ -106,6 +124,7 @@ class OpenAIChatModel:
                             shown = text
         except httpx.TransportError as error:
             raise LLMError(f"model server at {self.config.api_base} unreachable: {error}") from error
+        yield from assembler.calls()
 
     def _open(self, stack: contextlib.ExitStack, body: dict[str, Any]) -> Any:
         """Connect and check the status; what fails here may be tried again."""
@@ -120,7 +139,7 @@ class OpenAIChatModel:
             raise LLMError(problem)
         return event_source.iter_sse()
 
-    def _contents(self, events: Iterator[Any]) -> Iterator[str]:
+    def _contents(self, events: Iterator[Any], assembler: ToolCallAssembler) -> Iterator[str]:
         """The reply's pieces; a stream that ends with neither `[DONE]` nor a finish reason broke off."""
         finished = False
         for event in events:
@@ -134,9 +153,11 @@ class OpenAIChatModel:
                 self.last_usage = data["usage"]
             choices = data.get("choices") or []
             for choice in choices:
-                content = (choice.get("delta") or {}).get("content")
-                if content:
-                    yield content
+                delta = choice.get("delta") or {}
+                for fragment in delta.get("tool_calls") or ():
+                    assembler.add(fragment)
+                if delta.get("content"):
+                    yield delta["content"]
                 finished = finished or bool(choice.get("finish_reason"))
         if not finished:
             raise TransientServerError(f"the stream from {self.config.api_base} broke off before the reply's end")

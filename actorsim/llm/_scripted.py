@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import attrs
 
 from actorsim._validators import non_negative
-from actorsim.llm._protocol import ChatMessage
+from actorsim.llm._protocol import ChatMessage, ModelItem, ToolCall
+from actorsim.llm._settings import GenerationSettings
 
 _WORD_WITH_SPACE = re.compile(r"\S+\s*|\s+")
 HEARD = "{heard}"
 
+Scripted = str | Mapping[str, Any]
 
-def _some_replies(instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]) -> None:
-    if not value or not all(isinstance(reply, str) for reply in value):
-        raise ValueError("replies must be a non-empty list of strings")
+
+def _check_tool_turn(reply: Mapping[str, Any]) -> None:
+    calls = reply.get("tool_calls")
+    if set(reply) - {"content", "tool_calls"} or not isinstance(calls, list) or not calls:
+        raise ValueError(f"a scripted tool turn is {{'tool_calls': [...], 'content': ...}}, not {dict(reply)!r}")
+    for call in calls:
+        if not isinstance(call, Mapping) or not isinstance(call.get("name"), str):
+            raise ValueError(f"a scripted tool call needs a 'name' and 'arguments': {call!r}")
+        if not isinstance(call.get("arguments", {}), Mapping | str):
+            raise ValueError(f"scripted tool call {call['name']!r}: arguments must be a dict or JSON text")
+
+
+def _some_replies(instance: object, attribute: attrs.Attribute[Any], value: tuple[Scripted, ...]) -> None:
+    if not value or not all(isinstance(reply, str | Mapping) for reply in value):
+        raise ValueError("replies must be a non-empty list of strings (or tool turns)")
+    for reply in value:
+        if isinstance(reply, Mapping):
+            _check_tool_turn(reply)
 
 
 @attrs.frozen
@@ -28,34 +47,59 @@ class ScriptedConfig:
     turns): the model keeps no state, so an agent restarted with its memory
     goes on where it was, as a real model would.
 
+    A reply may be a tool turn, `{"tool_calls": [{"name": ..., "arguments":
+    {...}}], "content": ""}`: the model calls those tools, and the next reply
+    answers the prompt that holds their results.
+
     `reply_latency` is waited before the first chunk and `chunk_latency`
     before each later one, to behave like a real model. `{heard}` in a reply
     stands for the last line of the prompt's last turn (usually the last message
-    received, as "sender: text"), so an offline agent visibly answers what it heard.
+    received, as "sender: text", or a tool's result), so an offline agent visibly
+    answers what it heard. Generation settings are taken, and recorded in the run
+    log, so one `llm` dict serves offline and online; they change nothing here.
     """
 
-    replies: tuple[str, ...] = attrs.field(converter=tuple, validator=_some_replies)
+    replies: tuple[Scripted, ...] = attrs.field(converter=tuple, validator=_some_replies)
     reply_latency: float = attrs.field(default=0.0, validator=non_negative)
     chunk_latency: float = attrs.field(default=0.0, validator=non_negative)
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
 
 
 class ScriptedModel:
     """Streams the next scripted reply, whatever the prompt."""
 
+    function_calling = True
+
     def __init__(self, config: ScriptedConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.config = config
+        self.settings = GenerationSettings(config.temperature, config.top_p, config.seed, config.max_tokens)
         self._sleep = sleep
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
-        """Stream the scripted reply for a prompt holding this many replies, word by word."""
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        settings: GenerationSettings | None = None,
+    ) -> Iterator[ModelItem]:
+        """Stream the scripted reply for a prompt holding this many replies, word by word; then its tool calls."""
         earlier = sum(1 for message in messages if message.role == "assistant")
         reply = self.config.replies[earlier % len(self.config.replies)]
-        if HEARD in reply:
+        text = reply if isinstance(reply, str) else str(reply.get("content", ""))
+        if HEARD in text:
             lines = [line for line in messages[-1].content.splitlines() if line.strip()] if messages else []
             heard = lines[-1] if lines else ""
-            reply = reply.replace(HEARD, heard)
-        for index, chunk in enumerate(_WORD_WITH_SPACE.findall(reply)):
+            text = text.replace(HEARD, heard)
+        for index, chunk in enumerate(_WORD_WITH_SPACE.findall(text)):
             latency = self.config.chunk_latency if index else self.config.reply_latency
             if latency:
                 self._sleep(latency)
             yield chunk
+        if isinstance(reply, Mapping):
+            for number, call in enumerate(reply["tool_calls"]):
+                arguments = call.get("arguments", {})
+                text_arguments = arguments if isinstance(arguments, str) else json.dumps(arguments)
+                yield ToolCall(f"call-{earlier}-{number}", call["name"], text_arguments)

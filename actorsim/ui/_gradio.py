@@ -23,7 +23,7 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("the chat room app needs Gradio: pip install 'actorsim[ui]'") from error
 
-from actorsim._envelope import Frame, Message
+from actorsim._envelope import Frame, Message, ToolFrame
 from actorsim.task_center import TaskCenter
 from actorsim.ui._room import ChatRoom, Director, HumanTurn, RoomEvent, Speaking, describe, round_robin
 
@@ -101,6 +101,10 @@ class _Session:
             self.rows[frame.message_id] = len(self.chat)
             self.chat.append({"role": "assistant", "content": f"{self.label(frame.role)}: "})
             row = len(self.chat) - 1
+        if isinstance(frame, ToolFrame):  # compact, in the reply's own bubble; not part of its text
+            shown = html.escape(str(frame).split(" ", 1)[1])
+            self.chat[row]["content"] += f'<br><small class="actorsim-tool">{shown}</small><br>'
+            return
         self.chat[row]["content"] += frame.content
         role, text = self.texts.get(frame.message_id, (frame.role, ""))
         self.texts[frame.message_id] = (role, text + frame.content)
@@ -121,13 +125,16 @@ class _Session:
 
     def roles_table(self) -> str:
         """The registry's agents with their status, and what each is doing now."""
-        lines = ["| role | kind | status | now |", "|---|---|---|---|"]
+        lines = ["| role | kind | about | status | now |", "|---|---|---|---|---|"]
         for info in self.agents:
             kind = "human" if info.is_human else "watcher" if info.is_watcher else type_name(info.agent_class)
             now = ""
             if info.role == self.room.speaking:
                 now = "your turn" if info.role == self.room.human else "speaking"
-            lines.append(f"| {self.label(info.role)} | {kind} | {info.status} | {now} |")
+            about = html.escape(info.description).replace("|", "\\|")
+            if info.tools:
+                about += f" (tools: {', '.join(info.tools)})"
+            lines.append(f"| {self.label(info.role)} | {kind} | {about} | {info.status} | {now} |")
         return "\n".join(lines)
 
 

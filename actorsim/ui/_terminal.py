@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from actorsim._envelope import Frame
+from actorsim._envelope import Frame, ToolFrame
 from actorsim.ui._room import ChatRoom, HumanTurn, RoomEvent, Speaking
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
@@ -38,7 +38,9 @@ class TerminalView:
     def show(self, events: Iterable[RoomEvent | Frame]) -> None:
         """Print each frame as it arrives; announce a human's turn before its prompt."""
         for event in events:
-            if isinstance(event, Frame):
+            if isinstance(event, ToolFrame):
+                self.tool(event)
+            elif isinstance(event, Frame):
                 if event.role != self._speaker:
                     self.console.print()
                     self.console.print(self.label(event.role), ": ", sep="", end="")
@@ -48,6 +50,13 @@ class TerminalView:
                 isinstance(event, HumanTurn) or event.role in self.humans
             ):
                 self.your_turn(event.role)
+
+    def tool(self, frame: ToolFrame) -> None:
+        """A tool call or result on a dim line of its own, under the role's label; the reply goes on after it."""
+        shown = str(frame).split(" ", 1)[1]  # without the "<role>" the label shows
+        self.console.print()
+        self.console.print(self.label(frame.role), Text(f" {shown}", style="dim"), sep="", end="")
+        self._speaker = None
 
     def your_turn(self, role: str) -> None:
         """The line before a human's prompt: whose turn it is and how to stop."""

@@ -1,0 +1,188 @@
+"""Tool services: a tool served by actors of its own, shared by many agents.
+
+`create_component(ToolService, "fetcher", remote=True, tools=[fetch], pool=2)`
+starts `pool` actors under the run's supervisor. An agent's call to one is an
+ordinary message (`CallTool`, with the call's id), asked by the driver: the
+agent's step pauses with a `ServiceRequest`, the driver asks the service and
+resumes the step with the outcome. The driver, not the agent's process, asks,
+because it is where the supervisor and every transport's handles are (an
+actor cannot wait for another actor's answer on Thespian). A service that
+dies during a call is restarted; the call is made again only for a tool
+declared idempotent, else the model is told that it may or may not have run.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from actorsim._errors import AskTimeoutError, ComponentFailedError
+from actorsim._supervision import Supervision, supervision_from
+from actorsim.llm import ToolCall
+from actorsim.tools._execute import ToolOutcome, execute
+from actorsim.tools._resolve import resolve_tools
+from actorsim.tools._spec import Tool
+
+if TYPE_CHECKING:
+    from actorsim._runtime import Runtime
+
+
+@attrs.frozen
+class CallTool:
+    """Run tool `tool` with `arguments` (JSON text); `call_id` is the model's id for the call."""
+
+    call_id: str
+    tool: str
+    arguments: str
+
+
+@attrs.frozen
+class ServiceRequest:
+    """An agent's step waits for the driver to ask tool service `service` (one of `actors`) this call."""
+
+    service: str
+    actors: tuple[str, ...]
+    call: CallTool
+    idempotent: bool
+
+
+@attrs.frozen
+class Paused:
+    """The last item of a step's stream that waits for a tool service: the driver answers `request`."""
+
+    reply_id: str
+    request: ServiceRequest
+
+
+@attrs.frozen
+class ResumeStep:
+    """Go on with the paused step `reply_id`, the tool service's `outcome` in hand."""
+
+    reply_id: str
+    outcome: ToolOutcome
+
+
+class ToolServiceHost:
+    """The behaviour of one actor of a tool service."""
+
+    def __init__(self, tools: Sequence[Tool]) -> None:
+        self.tools = {tool.name: tool for tool in tools}
+
+    def receive(self, request: Any) -> ToolOutcome:
+        if not isinstance(request, CallTool):
+            raise TypeError(f"a tool service does not understand {type(request).__name__}")
+        tool = self.tools.get(request.tool)
+        if tool is None:
+            return ToolOutcome(error=f"this service has no tool {request.tool!r}; it has {sorted(self.tools)}")
+        return execute(tool, request.arguments)
+
+
+@attrs.frozen
+class RemoteService:
+    """A service of actors: the step pauses and the driver asks one of them."""
+
+    service: str
+    actors: tuple[str, ...]
+
+    def call(self, tool: Tool, call: ToolCall) -> Generator[ServiceRequest, ToolOutcome, ToolOutcome]:
+        outcome = yield ServiceRequest(self.service, self.actors, CallTool(call.call_id, tool.name, call.arguments),
+                                       tool.idempotent)
+        return outcome
+
+
+@attrs.frozen(eq=False)
+class LocalService:
+    """A plain (`remote=False`) service: called in the calling process."""
+
+    service: str
+    host: ToolServiceHost
+
+    def call(self, tool: Tool, call: ToolCall) -> Generator[ServiceRequest, ToolOutcome, ToolOutcome]:
+        return self.host.receive(CallTool(call.call_id, tool.name, call.arguments))
+        yield  # a generator like RemoteService.call, that never pauses
+
+
+class ToolService:
+    """Tools served by `pool` actors of their own (`remote=True`), or in-process (`remote=False`).
+
+    Put the service in agents' `function_list`: they get its tools. Each actor
+    is supervised with `supervision`, like any component.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        tools: Sequence[Any],
+        pool: int = 1,
+        supervision: Supervision | dict[str, Any] | None = None,
+        remote: bool = False,
+        runtime: Runtime | None = None,
+    ) -> None:
+        if not isinstance(pool, int) or isinstance(pool, bool) or pool < 1:
+            raise ValueError(f"pool must be an int >= 1, not {pool!r}")
+        self.name = name
+        self.tools = resolve_tools(tools)
+        served = [tool.name for tool in self.tools if tool.service is not None]
+        if served:
+            raise ValueError(f"tool service {name!r}: {served} are served by another service already")
+        self.runtime: Runtime | None = None
+        if remote:
+            from actorsim._runtime import current_runtime
+
+            self.runtime = runtime or current_runtime()
+            policy = supervision_from(supervision)
+            names = tuple(name if pool == 1 else f"{name}/{index}" for index in range(pool))
+            for actor in names:
+                self.runtime.spawn(functools.partial(ToolServiceHost, self.tools), name=actor, supervision=policy)
+            self.link: RemoteService | LocalService = RemoteService(name, names)
+        else:
+            self.link = LocalService(name, ToolServiceHost(self.tools))
+
+    def served_tools(self) -> tuple[Tool, ...]:
+        """The tools as an agent holds them: specs that say where to call."""
+        return tuple(attrs.evolve(tool, function=None, service=self.link) for tool in self.tools)
+
+    def stop(self) -> None:
+        """Stop the actors that serve the tools."""
+        if self.runtime is not None and isinstance(self.link, RemoteService):
+            for actor in self.link.actors:
+                self.runtime.stop(self.runtime.supervisor.current(actor))
+
+    def __repr__(self) -> str:
+        where = "in-process" if self.runtime is None else self.runtime.transport_name
+        return f"<ToolService {self.name!r} {[tool.name for tool in self.tools]} on {where}>"
+
+
+def answer(runtime: Runtime, request: ServiceRequest) -> ToolOutcome:
+    """Ask the service, in the driver; a death restarts it and is retried only for an idempotent tool."""
+    actor = request.actors[zlib.crc32(request.call.call_id.encode()) % len(request.actors)]
+    supervisor = runtime.supervisor
+    while True:
+        try:
+            ref = supervisor.current(actor)
+        except ComponentFailedError as gone:
+            return ToolOutcome(error=f"tool service {request.service!r} is down for good: {gone}")
+        try:
+            outcome: ToolOutcome = runtime.transport.ask(ref, request.call, timeout=runtime.options.ask_timeout)
+            return outcome
+        except AskTimeoutError as error:
+            return ToolOutcome(error=f"tool service {request.service!r} did not answer: {error}")
+        except Exception as error:  # noqa: BLE001 - the service died or crashed: its supervisor decides
+            try:
+                supervisor.crashed(ref, error)
+            except ComponentFailedError as gone:
+                return ToolOutcome(error=f"tool service {request.service!r} is down for good: {gone}")
+            if not request.idempotent:
+                runtime.log("tool.call.lost", call_id=request.call.call_id, tool=request.call.tool, error=repr(error))
+                return ToolOutcome(
+                    error=f"tool service {request.service!r} died during the call ({type(error).__name__}); "
+                    f"{request.call.tool!r} is not declared idempotent, so it was not called again: "
+                    "it may or may not have taken effect"
+                )
+            runtime.log("tool.call.redelivered", call_id=request.call.call_id, tool=request.call.tool,
+                        error=repr(error))
