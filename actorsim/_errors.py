@@ -141,6 +141,9 @@ class ReplayedFault(ActorsimError):
     def __reduce__(self) -> tuple[Any, ...]:
         return (ReplayedFault, (self.recorded, self.restartable))
 
+    def __repr__(self) -> str:
+        return f"ReplayedFault({self.recorded})"  # the recorded error as it was logged, not quoted again
+
 
 class ToolSpecError(ActorsimError, ValueError):
     """A `function_list` entry that cannot be a tool; the message names it."""

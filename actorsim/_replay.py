@@ -358,8 +358,8 @@ def _recorded_faults(events: Sequence[dict[str, Any]]) -> dict[str, list[tuple[s
 
 def _recorded_error(text: str) -> str:
     """A replayed fault's own text is the recorded error, not a fault of a fault."""
-    prefix = "ReplayedFault('recorded: "
-    return text[len(prefix):-2] if text.startswith(prefix) else text
+    prefix = "ReplayedFault("
+    return text[len(prefix):-1] if text.startswith(prefix) else text
 
 
 __all__ = [

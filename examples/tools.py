@@ -76,8 +76,10 @@ def main() -> None:
         ])
         task_center.send_task_request("Can we launch to the Moon today?")
         view = TerminalView()
-        view.show(task_center.step())
-        view.end("")
+        view.show(task_center.step())  # both stream at once, so their lines interleave
+        view.end("\nReplies:")
+        for message in task_center.environment.history()[1:]:
+            print(f"  {message.sent_from}: {message.content}")
 
 
 if __name__ == "__main__":

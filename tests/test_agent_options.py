@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-import time
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -13,7 +13,7 @@ from actorsim.ui import ChatRoom, TerminalView
 from actorsim.ui._room import round_robin
 from tests import tools  # noqa: F401 - registers the "weather" tool
 from tests.conftest import Make
-from tests.helpers import TASK, events_since, scripted, texts_by_role
+from tests.helpers import TASK, logged_events, of_kind, scripted, texts_by_role
 from tests.openai_server import OpenAIServer
 
 
@@ -30,16 +30,16 @@ def test_a_description_is_kept_in_the_registry(make: Make) -> None:
 
 
 @pytest.mark.parametrize("use_history", [True, False])
-def test_use_history_false_prompts_with_the_current_step_only(make: Make, use_history: bool) -> None:
+def test_use_history_false_prompts_with_the_current_step_only(make: Make, use_history: bool, log_dir: Path) -> None:
     """Without history the second prompt holds the system turn and this step's messages; memory still grows."""
     task_center = make(TaskCenter, "task_center")
     agent = make(RolePlay, "ada", llm=scripted("One.", "Two."), use_history=use_history)
     task_center.add_agents([agent])
-    started = time.time()
-    for task in ("first", "second"):
-        task_center.send_task_request(task)
-        list(task_center.step())
-    second = events_since(task_center, started, "llm.call.started")[-1]["prompt"]
+    with logged_events(log_dir) as events:
+        for task in ("first", "second"):
+            task_center.send_task_request(task)
+            list(task_center.step())
+    second = of_kind(events, "llm.call.started")[-1]["prompt"]
     assert [turn["role"] for turn in second] == (
         ["system", "user", "assistant", "user"] if use_history else ["system", "user"]
     )
@@ -47,7 +47,7 @@ def test_use_history_false_prompts_with_the_current_step_only(make: Make, use_hi
     assert len(agent.get_history()) == 4
 
 
-def test_generation_settings_reach_every_responders_model(make: Make) -> None:
+def test_generation_settings_reach_every_responders_model(make: Make, log_dir: Path) -> None:
     """The llm dict's settings, overridden per step, are in every request of the step and in the run log."""
     with OpenAIServer(["Fine."]) as server:
         task_center = make(TaskCenter, "task_center")
@@ -55,13 +55,14 @@ def test_generation_settings_reach_every_responders_model(make: Make) -> None:
         llm |= {"temperature": 0.1, "max_tokens": 64}
         task_center.add_agents([make(RolePlay, role, llm=llm) for role in ("ada", "bruno")])
         task_center.send_task_request(TASK)
-        started = time.time()
-        assert texts_by_role(task_center.step(temperature=0.7, top_p=0.9, seed=3)) == {"ada": "Fine.", "bruno": "Fine."}
-        list(task_center.step(allowed_roles="ada"))
-    wanted = {"temperature": 0.7, "top_p": 0.9, "seed": 3, "max_tokens": 64}
-    assert [{k: r[k] for k in wanted} for r in server.requests[:2]] == [wanted, wanted]
-    assert "seed" not in server.requests[2] and server.requests[2]["temperature"] == 0.1, "per step, not sticky"
-    logged = [e["settings"] for e in events_since(task_center, started, "llm.call.started")]
+        with logged_events(log_dir) as events:
+            replies = texts_by_role(task_center.step(temperature=0.7, top_p=0.9, seed=3))
+            assert replies == {"ada": "Fine.", "bruno": "Fine."}
+            list(task_center.step(allowed_roles="ada"))
+        wanted = {"temperature": 0.7, "top_p": 0.9, "seed": 3, "max_tokens": 64}
+        assert [{k: r[k] for k in wanted} for r in server.requests[:2]] == [wanted, wanted]
+        assert "seed" not in server.requests[2] and server.requests[2]["temperature"] == 0.1, "per step, not sticky"
+    logged = [e["settings"] for e in of_kind(events, "llm.call.started")]
     assert logged == [wanted, wanted, {"temperature": 0.1, "max_tokens": 64}]
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from actorsim.llm import OpenAIChatModel, OpenAIConfig, ToolCall
 from actorsim.tools import Tool, tool_from_callable
 from tests import tools
 from tests.conftest import Make
-from tests.helpers import events_since, scripted, texts_by_role
+from tests.helpers import logged_events, of_kind, scripted, texts_by_role
 from tests.openai_server import SHAPES, OpenAIServer, tool_reply
 
 QUICK = Supervision(backoff_initial=0.01, backoff_max=0.05, backoff_jitter=0.0)
@@ -42,20 +42,20 @@ def tool_frames(frames: Sequence[Frame]) -> list[tuple[str, str, str, bool]]:
 
 
 class TestCallingTools:
-    def test_a_registered_tool_answers_and_the_run_log_records_the_call(self, make: Make) -> None:
+    def test_a_registered_tool_answers_and_the_run_log_records_the_call(self, make: Make, log_dir: Path) -> None:
         """The model calls a tool by its registered name; its result reaches the reply; started/finished are logged."""
-        started = time.time()
-        task_center, agent = one_agent(make, ["weather"], calls(("weather", {"city": "Paris"})), "It is {heard}.")
-        frames = ask(task_center)
-        assert tool_frames(frames) == [
-            ("tool_call", "weather", '{"city": "Paris"}', False),
-            ("tool_result", "weather", "18 C in Paris", False),
-        ]
-        assert texts_by_role(frames) == {"ada": "It is 18 C in Paris."}, "tool frames add nothing to joined text"
-        reply = task_center.environment.history()[-1]
-        assert reply.content == "It is 18 C in Paris."
-        assert [turn.role for turn in agent.get_history()] == ["user", "assistant", "tool", "assistant"]
-        begun, finished = events_since(task_center, started, "tool.call.started", "tool.call.finished")
+        with logged_events(log_dir) as events:
+            task_center, agent = one_agent(make, ["weather"], calls(("weather", {"city": "Paris"})), "It is {heard}.")
+            frames = ask(task_center)
+            assert tool_frames(frames) == [
+                ("tool_call", "weather", '{"city": "Paris"}', False),
+                ("tool_result", "weather", "18 C in Paris", False),
+            ]
+            assert texts_by_role(frames) == {"ada": "It is 18 C in Paris."}, "tool frames add nothing to joined text"
+            reply = task_center.environment.history()[-1]
+            assert reply.content == "It is 18 C in Paris."
+            assert [turn.role for turn in agent.get_history()] == ["user", "assistant", "tool", "assistant"]
+        begun, finished = of_kind(events, "tool.call.started", "tool.call.finished")
         assert begun["arguments"] == {"city": "Paris"} and begun["tool"] == "weather"
         assert finished["call_id"] == begun["call_id"] and finished["result"] == "18 C in Paris"
         assert finished["reply_id"] == reply.message_id and finished["latency_s"] >= 0
@@ -73,13 +73,13 @@ class TestCallingTools:
         agent_pid = task_center.runtime.supervisor.current("ada").pid or os.getpid()
         assert results == {"greeter": "Ahoy, Ada!", "pid": str(agent_pid), "add": "5"}
 
-    def test_the_tool_loop_is_bounded_by_max_tool_rounds(self, make: Make) -> None:
+    def test_the_tool_loop_is_bounded_by_max_tool_rounds(self, make: Make, log_dir: Path) -> None:
         """A model that keeps calling tools is stopped after max_tool_rounds; the step still ends."""
-        started = time.time()
-        task_center, _ = one_agent(make, ["weather"], calls(("weather", {"city": "Rome"})), max_tool_rounds=2)
-        ask(task_center)
-        assert len(events_since(task_center, started, "tool.call.finished")) == 2
-        (exhausted,) = events_since(task_center, started, "tool.rounds_exhausted")
+        with logged_events(log_dir) as events:
+            task_center, _ = one_agent(make, ["weather"], calls(("weather", {"city": "Rome"})), max_tool_rounds=2)
+            ask(task_center)
+        assert len(of_kind(events, "tool.call.finished")) == 2
+        (exhausted,) = of_kind(events, "tool.rounds_exhausted")
         assert exhausted["rounds"] == 2 and exhausted["unanswered"] == ["weather"]
         assert len(task_center.environment.history()) == 2
 
@@ -122,19 +122,21 @@ class TestRefusedTools:
 
 
 class TestToolFaults:
-    def test_a_raising_a_hanging_and_an_unserialisable_tool_give_the_model_errors(self, make: Make) -> None:
+    def test_a_raising_a_hanging_and_an_unserialisable_tool_give_the_model_errors(
+        self, make: Make, log_dir: Path
+    ) -> None:
         """Each fault is an error result, logged as tool.call.failed; the agent replies and answers again."""
-        started = time.time()
-        task_center, agent = one_agent(
-            make,
-            [tools.broken, tool_from_callable(tools.stuck, timeout=0.2), tools.unserialisable],
-            calls(("broken", {"reason": "rust"}), ("stuck", {}), ("unserialisable", {})),
-            "I heard {heard}",
-        )
-        frames = ask(task_center)
-        results = [(tool, failed) for kind, tool, _, failed in tool_frames(frames) if kind == "tool_result"]
-        assert results == [("broken", True), ("stuck", True), ("unserialisable", True)]
-        errors = [e["error"] for e in events_since(task_center, started, "tool.call.failed")]
+        with logged_events(log_dir) as events:
+            task_center, agent = one_agent(
+                make,
+                [tools.broken, tool_from_callable(tools.stuck, timeout=0.2), tools.unserialisable],
+                calls(("broken", {"reason": "rust"}), ("stuck", {}), ("unserialisable", {})),
+                "I heard {heard}",
+            )
+            frames = ask(task_center)
+            results = [(tool, failed) for kind, tool, _, failed in tool_frames(frames) if kind == "tool_result"]
+            assert results == [("broken", True), ("stuck", True), ("unserialisable", True)]
+        errors = [e["error"] for e in of_kind(events, "tool.call.failed")]
         assert errors[0] == "RuntimeError: broken: rust"
         assert "longer than its timeout of 0.2 s" in errors[1]
         assert "does not serialise to JSON" in errors[2]
@@ -145,28 +147,28 @@ class TestToolFaults:
 
 
 class TestToolService:
-    def test_a_pool_serves_two_agents_in_processes_of_its_own(self, make: Make, mode: str) -> None:
+    def test_a_pool_serves_two_agents_in_processes_of_its_own(self, make: Make, log_dir: Path, mode: str) -> None:
         """Both agents' calls are answered by the service's actors, not by the agents' processes."""
         service = make(ToolService, "pids", tools=[tools.pid], pool=2)
         task_center = make(TaskCenter, "task_center")
         llm = scripted(calls(("pid", {})), "{heard}")
         task_center.add_agents([make(RolePlay, role, llm=llm, function_list=[service]) for role in ("ada", "bruno")])
-        started = time.time()
-        frames = ask(task_center)
-        served = {f.role: int(f.detail) for f in frames if isinstance(f, ToolFrame) and f.kind == "tool_result"}
-        assert sorted(served) == ["ada", "bruno"]
-        if mode == "plain":
-            assert set(served.values()) == {os.getpid()}
-        else:
-            current = task_center.runtime.supervisor.current
-            assert set(served.values()) <= {current("pids/0").pid, current("pids/1").pid}
-        assert {e["service"] for e in events_since(task_center, started, "tool.call.started")} == {"pids"}
+        with logged_events(log_dir) as events:
+            frames = ask(task_center)
+            served = {f.role: int(f.detail) for f in frames if isinstance(f, ToolFrame) and f.kind == "tool_result"}
+            assert sorted(served) == ["ada", "bruno"]
+            if mode == "plain":
+                assert set(served.values()) == {os.getpid()}
+            else:
+                current = task_center.runtime.supervisor.current
+                assert set(served.values()) <= {current("pids/0").pid, current("pids/1").pid}
+        assert {e["service"] for e in of_kind(events, "tool.call.started")} == {"pids"}
         assert texts_by_role(frames) == {role: str(pid) for role, pid in served.items()}
 
     @pytest.mark.parametrize("mode", ["thespian", "ray"], indirect=True)
     @pytest.mark.parametrize("idempotent", [True, False], ids=["idempotent", "not-idempotent"])
     def test_a_service_killed_mid_call_is_restarted_and_only_idempotent_calls_run_again(
-        self, make: Make, tmp_path: Any, idempotent: bool
+        self, make: Make, tmp_path: Any, idempotent: bool, log_dir: Path
     ) -> None:
         """The tool SIGKILLs its service once; the supervisor restarts it; the call is made again only if idempotent."""
         service = make(
@@ -174,16 +176,16 @@ class TestToolService:
         )
         marker = str(tmp_path / "died")
         task_center, _ = one_agent(make, [service], calls(("die_once", {"marker": marker})), "{heard}")
-        started = time.time()
-        reply = texts_by_role(ask(task_center))["ada"]
-        restarted = [e for e in events_since(task_center, started, "actor.restarted") if e["actor"] == "flaky"]
+        with logged_events(log_dir) as events:
+            reply = texts_by_role(ask(task_center))["ada"]
+        restarted = [e for e in of_kind(events, "actor.restarted") if e["actor"] == "flaky"]
         assert len(restarted) == 1
         if idempotent:
             assert reply == f"served by {restarted[0]['new_pid']}"
-            assert len(events_since(task_center, started, "tool.call.redelivered")) == 1
+            assert len(of_kind(events, "tool.call.redelivered")) == 1
         else:
             assert "'die_once' is not declared idempotent, so it was not called again" in reply
-            assert len(events_since(task_center, started, "tool.call.failed")) == 1
+            assert len(of_kind(events, "tool.call.failed")) == 1
 
 
 class TestOpenAIToolCalls:
@@ -255,6 +257,6 @@ def test_the_tools_example_runs_offline(transport: str, tmp_path: Any) -> None:
         capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert "<forecaster>: Launch weather: mild and clear in Houston." in done.stdout
+    assert "  forecaster: Launch weather: mild and clear in Houston.\n" in done.stdout
     assert '<navigator> \u2699 lookup({"topic": "moon"})' in done.stdout
     assert '"fact": "384,400 km away"' in done.stdout
