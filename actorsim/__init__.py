@@ -15,6 +15,7 @@ from actorsim._errors import (
     RemoteError,
     ReplayDivergence,
     ReplayStopped,
+    RoutingError,
     RunLogError,
     TransportUnavailableError,
 )
@@ -25,6 +26,7 @@ from actorsim._supervision import Supervision
 from actorsim.agents import Agent, RolePlay
 from actorsim.llm import ChatMessage, ChatModel
 from actorsim.memory import Memory, MemoryState
+from actorsim.routing import Hash, LeastPending, Policy, Random, RoundRobin, Topic
 from actorsim.task_center import EnvironmentView, RegistryView, TaskCenter
 from actorsim.transport import TRANSPORTS
 
@@ -45,23 +47,30 @@ __all__ = [
     "DeadLetter",
     "EnvironmentView",
     "Frame",
+    "Hash",
     "Intervention",
     "LLMError",
+    "LeastPending",
     "Memory",
     "MemoryState",
     "Message",
+    "Policy",
+    "Random",
     "RegistryView",
     "RemoteError",
     "Replay",
     "ReplayDivergence",
     "ReplayStopped",
     "RolePlay",
+    "RoundRobin",
+    "RoutingError",
     "RunLogError",
     "RunState",
     "Runtime",
     "Supervision",
     "TRANSPORTS",
     "TaskCenter",
+    "Topic",
     "TransportUnavailableError",
     "USER_REQUIREMENT",
     "create_component",

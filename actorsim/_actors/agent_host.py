@@ -129,6 +129,8 @@ class AgentHost:
             agent_class=f"{type(agent).__module__}.{type(agent).__qualname__}",
             human_input_mode=agent.human_input_mode,
             is_watcher=agent.is_watcher,
+            group=agent.group,
+            topics=agent.topics,
         )
 
     @receive.register
