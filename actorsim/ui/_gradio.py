@@ -23,6 +23,7 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("the chat room app needs Gradio: pip install 'actorsim[ui]'") from error
 
+from actorsim._actors.registry import AgentInfo
 from actorsim._envelope import Frame, Message
 from actorsim.task_center import TaskCenter
 from actorsim.ui._room import ChatRoom, Director, HumanTurn, RoomEvent, Speaking, describe, round_robin
@@ -120,15 +121,20 @@ class _Session:
         return choices[::-1]
 
     def roles_table(self) -> str:
-        """The registry's agents with their status, and what each is doing now."""
-        lines = ["| role | kind | status | now |", "|---|---|---|---|"]
+        """The registry's agents with their kind, group and topics, status, and what each is doing now."""
+        lines = ["| role | kind | group | status | now |", "|---|---|---|---|---|"]
         for info in self.agents:
             kind = "human" if info.is_human else "watcher" if info.is_watcher else type_name(info.agent_class)
             now = ""
             if info.role == self.room.speaking:
                 now = "your turn" if info.role == self.room.human else "speaking"
-            lines.append(f"| {self.label(info.role)} | {kind} | {info.status} | {now} |")
+            lines.append(f"| {self.label(info.role)} | {kind} | {routing_names(info)} | {info.status} | {now} |")
         return "\n".join(lines)
+
+
+def routing_names(info: AgentInfo) -> str:
+    """An agent's group and its topics (`#topic`), as the roles table shows them."""
+    return " ".join([*([info.group] if info.group else []), *(f"#{topic}" for topic in info.topics)])
 
 
 def type_name(agent_class: str) -> str:
