@@ -15,6 +15,7 @@ from actorsim._errors import (
     RemoteError,
     ReplayDivergence,
     ReplayStopped,
+    RoutingError,
     RunLogError,
     TransportUnavailableError,
 )
@@ -25,6 +26,7 @@ from actorsim._supervision import Supervision
 from actorsim.agents import Agent, RolePlay
 from actorsim.llm import ChatMessage, ChatModel, GenerationSettings, ToolCall
 from actorsim.memory import Memory, MemoryState
+from actorsim.routing import Hash, LeastPending, Policy, Random, RoundRobin, Topic
 from actorsim.task_center import EnvironmentView, RegistryView, TaskCenter
 from actorsim.tools import Tool, ToolService, register_tool
 from actorsim.transport import TRANSPORTS
@@ -47,17 +49,23 @@ __all__ = [
     "EnvironmentView",
     "Frame",
     "GenerationSettings",
+    "Hash",
     "Intervention",
     "LLMError",
+    "LeastPending",
     "Memory",
     "MemoryState",
     "Message",
+    "Policy",
+    "Random",
     "RegistryView",
     "RemoteError",
     "Replay",
     "ReplayDivergence",
     "ReplayStopped",
     "RolePlay",
+    "RoundRobin",
+    "RoutingError",
     "RunLogError",
     "RunState",
     "Runtime",
@@ -68,6 +76,7 @@ __all__ = [
     "ToolCall",
     "ToolFrame",
     "ToolService",
+    "Topic",
     "TransportUnavailableError",
     "USER_REQUIREMENT",
     "create_component",

@@ -9,10 +9,12 @@ from actorsim._actors.agent_host import AgentHost, Describe, GetMemory
 from actorsim._actors.registry import AgentInfo
 from actorsim._errors import AgentFailedError
 from actorsim._options import check_options
+from actorsim._roles import ALL
 from actorsim._runtime import Runtime, current_runtime
 from actorsim._supervision import supervision_from
 from actorsim.agents import Agent
 from actorsim.llm import ChatMessage
+from actorsim.routing import SendTo, check_send_to
 from actorsim.tools import ToolService, resolve_tools
 from actorsim.transport import ActorRef
 
@@ -22,10 +24,11 @@ T = TypeVar("T")
 class AgentHandle:
     """An agent running as an actor; its methods block for the actor's answer."""
 
-    def __init__(self, runtime: Runtime, ref: ActorRef, info: AgentInfo) -> None:
+    def __init__(self, runtime: Runtime, ref: ActorRef, info: AgentInfo, send_to: SendTo = ALL) -> None:
         self.runtime = runtime
         self.ref = ref
         self.info = info
+        self.send_to = send_to  # where its replies go when a step does not say: kept in the driver, which routes
 
     @property
     def name(self) -> str:
@@ -81,6 +84,9 @@ def create_component(
     if not remote:
         return cls(name=name, **kwargs)
     runtime = runtime or current_runtime()
+    # The driver routes replies: a policy (maybe a lambda) stays here rather than travel to the actor.
+    send_to = kwargs.pop("send_to", ALL)
+    check_send_to(send_to)
     if kwargs.get("llm") is not None:
         kwargs["llm"] = runtime.interventions.choose_model(kwargs.get("role") or name, kwargs["llm"])
     ref = runtime.spawn(
@@ -89,4 +95,4 @@ def create_component(
         supervision=supervision_from(kwargs.get("supervision")),
         failure_type=AgentFailedError,
     )
-    return AgentHandle(runtime, ref, runtime.ask(ref, Describe()))
+    return AgentHandle(runtime, ref, runtime.ask(ref, Describe()), send_to)

@@ -12,6 +12,7 @@
     ├── TransportUnavailableError (+ ImportError)   the transport's package is missing
     ├── RunLogError (+ ValueError)   a run log that cannot be read
     ├── ToolSpecError (+ ValueError)   a `function_list` entry that cannot be a tool
+    ├── RoutingError (+ ValueError)  a send_to naming an unknown group or topic; a policy that chose badly or raised
     ├── ReplayDivergence             a replay did what its recording did not
     ├── ReplayStopped                a replay reached `until`, or where its recording was interrupted
     └── ReplayedFault                a recorded crash, made again by a replay
@@ -72,6 +73,13 @@ class AgentFailedError(ComponentFailedError):
     def role(self) -> str:
         """The role of the agent that failed."""
         return self.name
+
+
+class RoutingError(ActorsimError, ValueError):
+    """A `send_to` policy could not route: an unknown group or topic, unknown roles chosen, or the policy raised.
+
+    The message names the policy and the roles; nothing was stored.
+    """
 
 
 class AskTimeoutError(ActorsimError, TimeoutError):

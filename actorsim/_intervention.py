@@ -39,6 +39,10 @@ class Intervention:
         """The id of the next message the driver makes, or None for a fresh one."""
         return None
 
+    def routing_seed(self, task_center: str) -> int | None:
+        """The seed of `task_center`'s routing (random draws, round-robin starts), or None for a fresh one."""
+        return None
+
     def choose_model(self, role: str, llm: Mapping[str, Any] | ChatModel) -> Mapping[str, Any] | ChatModel:
         """The model `role` gets instead of `llm` (a config or a built model)."""
         return llm
@@ -76,6 +80,11 @@ class Interventions:
 
     def new_id(self) -> str | None:
         return next((made for handler in self.handlers if (made := handler.new_id()) is not None), None)
+
+    def routing_seed(self, task_center: str) -> int | None:
+        return next(
+            (seed for handler in self.handlers if (seed := handler.routing_seed(task_center)) is not None), None
+        )
 
     def choose_model(self, role: str, llm: Mapping[str, Any] | ChatModel) -> Mapping[str, Any] | ChatModel:
         for handler in self.handlers:

@@ -9,6 +9,8 @@ the outside world:
 - models: every agent's model is a `ReplayModel` that answers each call with
   the recorded reply for that reply id and prompt, and its tool calls from the
   recorded results, so no tool runs and no side effect is repeated;
+- routing: each task center's routing seed is the recorded one, so the
+  routing policies (round-robin starts, random draws) choose as they did;
 - humans: a terminal human says what was recorded;
 - faults: a delivery that crashed in the recording (its model call failed, or
   its process died) crashes again at the same point: the supervisor restarts
@@ -203,6 +205,9 @@ class Replay(Intervention):
         self._messages: dict[str, list[Message]] = {}
         for message in recorded:
             self._messages.setdefault(message.sent_from, []).append(message)
+        self._seeds: dict[str, list[int]] = {}
+        for event in self.run.of_type("routing.seeded"):
+            self._seeds.setdefault(event["task_center"], []).append(event["seed"])
         self._humans: dict[str, list[str]] = {}
         for event in self.run.of_type("human.input"):
             self._humans.setdefault(event["role"], []).append(event["text"])
@@ -219,6 +224,10 @@ class Replay(Intervention):
 
     def new_id(self) -> str | None:
         return self._ids.pop(0) if self._ids and not self.forked else None
+
+    def routing_seed(self, task_center: str) -> int | None:
+        seeds = self._seeds.get(task_center)
+        return seeds.pop(0) if seeds else None
 
     def choose_model(self, role: str, llm: Mapping[str, Any] | ChatModel) -> Mapping[str, Any] | ChatModel:
         return ReplayModel(

@@ -33,17 +33,20 @@ from actorsim._actors.environment import (
     GetHistory,
     GetPending,
     Publish,
+    QueueLengths,
     Release,
     TakePending,
 )
 from actorsim._actors.registry import AgentInfo, Register, SetStatus
 from actorsim._envelope import USER_REQUIREMENT, Frame, Message
-from actorsim._errors import AgentFailedError
+from actorsim._errors import AgentFailedError, RoutingError
 from actorsim._intervention import RunState
-from actorsim._roles import resolve_recipients
+from actorsim._router import Router, is_routed
 from actorsim._runtime import Redelivered, Runtime
+from actorsim._views import RegistryView
 from actorsim.llm import ChatMessage, GenerationSettings
 from actorsim.memory import MemoryState
+from actorsim.routing import SendTo
 from actorsim.tools._service import Paused, ResumeStep, answer
 from actorsim.transport import ActorRef, CallFailed
 
@@ -69,11 +72,18 @@ class Steps:
         self._trace_id: str | None = None
         self._step = 0
         self._clock = 0  # Lamport clock of the driver: after every reply it has seen
+        self.router = Router(
+            runtime, group, RegistryView(runtime, registry),
+            members=lambda: [info for _, info in self.agents.values() if not info.is_watcher],
+            is_live=lambda role: self.agents[role][1].status != "failed" and self.failure(role) is None,
+            queue_lengths=lambda roles: self._ask_env(QueueLengths(roles)),
+        )
 
     # -- members
 
-    def add(self, members: Sequence[tuple[ActorRef, AgentInfo]]) -> None:
-        """Register started agents; their roles join the Environment in this order."""
+    def add(self, members: Sequence[tuple[ActorRef, AgentInfo]], send_to: Sequence[SendTo] = ()) -> None:
+        """Register started agents; their roles join the Environment in this order. `send_to`: each one's own
+        default for its replies."""
         self._ask_env(AddRoles(
             tuple(info.role for _, info in members if not info.is_watcher),
             tuple(info.role for _, info in members if info.is_watcher),
@@ -83,6 +93,8 @@ class Steps:
             self.agents[info.role] = (ref, info)
             self._role_of[ref.name] = info.role
             self._keep_memory(ref, info.role)
+        for (_, info), target in zip(members, send_to, strict=False):
+            self.router.set_default(info.role, target)
         self.runtime.join_group(self._group, [ref.name for ref, _ in members])
 
     def _keep_memory(self, ref: ActorRef, role: str) -> None:
@@ -103,9 +115,10 @@ class Steps:
 
     # -- publishing
 
-    def send(self, task: str, send_to: str | Sequence[str], send_from: str) -> Message:
-        """Publish a task; a user requirement opens a new trace."""
-        recipients = resolve_recipients(send_to, sender=send_from, roles=self.queue_roles(), argument="send_to")
+    def send(self, task: str, send_to: SendTo, send_from: str) -> Message:
+        """Publish a task; a user requirement opens a new trace. A routed `send_to` is decided before it is stored."""
+        self.router.check(send_to)
+        recipients = self.router.fixed(send_to, send_from)
         self._clock += 1
         message_id = self.runtime.new_id()
         if send_from == USER_REQUIREMENT or self._trace_id is None:
@@ -114,6 +127,8 @@ class Steps:
             task, send_from, recipients, message_id=message_id, trace_id=self._trace_id, step=self._step,
             clock=self._clock,
         )
+        if is_routed(send_to):
+            message = attrs.evolve(message, send_to=self.router.route(send_to, message))
         self._publish(message)
         if send_from != USER_REQUIREMENT:  # the seed's single agent remembers starting a task
             self._remember(send_from, self.runtime.ask(self.agents[send_from][0], RememberSent(message)))
@@ -140,7 +155,7 @@ class Steps:
         self,
         task: str | None,
         rounds: int,
-        send_to: str | Sequence[str],
+        send_to: SendTo | None,
         allowed: tuple[str, ...] | None,
         user_response: str | None,
         settings: GenerationSettings | None = None,
@@ -171,7 +186,7 @@ class Steps:
     def _one_step(
         self,
         task: str | None,
-        send_to: str | Sequence[str],
+        send_to: SendTo | None,
         allowed: tuple[str, ...] | None,
         user_response: str | None,
         round_index: int,
@@ -192,8 +207,11 @@ class Steps:
         self.runtime.log(
             "step.started", flush=False, step=self._step, round=round_index, responders=responders, reply_ids=reply_ids,
         )
+        state.targets = {role: self.router.target(role, send_to) for role in received}
         state.requests = {
-            role: self._request(role, messages, reply_ids[role], task, send_to, user_response, round_index, settings)
+            role: self._request(
+                role, messages, reply_ids[role], task, state.targets[role], user_response, round_index, settings
+            )
             for role, messages in received.items()
         }
         state.order = list(state.requests)
@@ -278,8 +296,24 @@ class Steps:
     def _publish_reply(self, role: str, state: _StepState) -> None:
         """Publish `role`'s reply, if it made one to publish, as the answer to what it received."""
         if (reply := state.replies.get(role)) is not None and reply.publish:
-            self._publish(reply.message, answers=tuple(m.message_id for m in state.received[role]))
+            message = reply.message
+            if is_routed(target := state.targets[role]):
+                try:
+                    message = attrs.evolve(message, send_to=self.router.route(target, message))
+                except RoutingError:
+                    self._forget_unpublished(state)
+                    raise
+            self._publish(message, answers=tuple(m.message_id for m in state.received[role]))
             state.owed.discard(role)
+
+    def _forget_unpublished(self, state: _StepState) -> None:
+        """Replies that will not be published are forgotten: their agents' memories go back to before the step
+        (the driver's copy, given back before they answer again), their messages wait in their queues again."""
+        for role in state.order[state.published:]:
+            if (reply := state.replies.pop(role, None)) is not None:
+                turns, handled = self._memories[role]
+                del turns[len(turns) - len(reply.remembered.turns):]
+                del handled[len(handled) - len(reply.remembered.handled):]
 
     def _give_up_on(self, role: str, messages: Sequence[Message], error: AgentFailedError) -> None:
         """The agent is past its budget: its messages go to the dead letters, the Registry marks it failed."""
@@ -296,7 +330,7 @@ class Steps:
         received: tuple[Message, ...],
         reply_id: str,
         task: str | None,
-        send_to: str | Sequence[str],
+        send_to: SendTo,
         user_response: str | None,
         round_index: int,
         settings: GenerationSettings | None,
@@ -308,7 +342,7 @@ class Steps:
         return RunStep(
             received=received,
             reply_id=reply_id,
-            send_to=resolve_recipients(send_to, sender=role, roles=self.queue_roles(), argument="send_to"),
+            send_to=self.router.fixed(send_to, role),
             trace_id=self._trace_id,
             step=self._step,
             round=round_index,
@@ -341,6 +375,7 @@ class _StepState:
 
     received: dict[str, tuple[Message, ...]]
     requests: dict[str, RunStep] = attrs.Factory(dict)
+    targets: dict[str, SendTo] = attrs.Factory(dict)  # where each reply goes: fixed roles or a routing policy
     order: list[str] = attrs.Factory(list)  # responders, in the order their replies are published
     owed: set[str] = attrs.Factory(set)
     replies: dict[str, Reply | None] = attrs.Factory(dict)  # None: its supervisor gave up

@@ -15,3 +15,9 @@ def positive(instance: object, attribute: attrs.Attribute[Any], value: float) ->
 def non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value < 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def name_or_none(value: object, *, argument: str) -> None:
+    """Refuse what is neither a non-empty str nor None, naming the argument."""
+    if value is not None and (not isinstance(value, str) or not value):
+        raise TypeError(f"{argument} must be a non-empty str or None, not {value!r}")

@@ -13,10 +13,13 @@ from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 from actorsim._envelope import Message, ToolFrame
+from actorsim._roles import role_list
 from actorsim._runlog import log_event
 from actorsim._supervision import Supervision, supervision_from
+from actorsim._validators import name_or_none
 from actorsim.llm import ChatMessage, ChatModel, GenerationSettings, ToolCall, build_chat_model, takes_tools
 from actorsim.memory import Memory
+from actorsim.routing import SendTo, check_send_to
 from actorsim.tools import ServiceRequest, ToolOutcome, ToolRunner, resolve_tools
 from actorsim.tools._react import observation, parse_action, react_instructions
 
@@ -42,6 +45,10 @@ class Agent:
     them for at most `max_tool_rounds` rounds per reply. `description` is
     what the Registry shows of it; `use_history=False` leaves its memory out of
     its prompts.
+    `send_to` is where its replies go when a step does not say (a role, a
+    list, `"all"`, or a routing policy: in a swarm each agent routes its own
+    output); `group` and `topics` are how routing policies address it (see
+    `actorsim.routing`). The task center keeps `send_to` in the driver.
     """
 
     def __init__(
@@ -59,6 +66,9 @@ class Agent:
         is_watcher: bool = False,
         storage_path: str | os.PathLike[str] | None = None,
         supervision: Supervision | Mapping[str, Any] | None = None,
+        send_to: SendTo = "all",
+        group: str | None = None,
+        topics: Sequence[str] = (),
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, not {name!r}")
@@ -75,8 +85,13 @@ class Agent:
             raise ValueError(f"agent {name!r} needs an llm config (or human_input_mode 'ON'/'TERMINAL')")
         if is_watcher and human_input_mode != "CLOSE":
             raise ValueError(f"agent {name!r}: a watcher cannot be a human player")
+        check_send_to(send_to)
+        name_or_none(group, argument="group")
         self.name = name
         self.role = role or name
+        self.send_to = send_to
+        self.group = group
+        self.topics = role_list(topics, argument="topics")
         self.instruction = instruction
         self.description = description
         self.use_history = use_history

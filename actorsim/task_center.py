@@ -13,6 +13,8 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import attrs
+
 from actorsim._actors.agent_host import AgentHost, Describe
 from actorsim._actors.environment import Environment
 from actorsim._actors.registry import AgentInfo, Registry
@@ -24,9 +26,11 @@ from actorsim._roles import ALL, check_known, role_list
 from actorsim._runtime import RunOptions, Runtime, current_runtime, new_run_id
 from actorsim._step import Steps
 from actorsim._supervision import Supervision, supervision_from
+from actorsim._validators import name_or_none
 from actorsim._views import EnvironmentView, RegistryView
 from actorsim.agents import Agent
 from actorsim.llm import GenerationSettings, build_chat_model
+from actorsim.routing import SendTo
 from actorsim.transport import ActorRef, load_transport
 
 
@@ -63,12 +67,18 @@ class TaskCenter:
         self.registry = RegistryView(self.runtime, registry_ref)
         self._steps = Steps(self.runtime, name, env_ref, registry_ref)
 
-    def add_agents(self, agents: Sequence[AgentHandle | Agent]) -> None:
+    def add_agents(
+        self, agents: Sequence[AgentHandle | Agent], *, group: str | None = None, topics: Sequence[str] = ()
+    ) -> None:
         """Register agents; their roles join the Environment in this order.
 
+        `group` puts every agent of the batch in that group (one that declared
+        another is refused), `topics` subscribes each to those topics too: the
+        names routing policies address them by (see `actorsim.routing`).
         Everything is checked before anything starts, so a refused batch leaves
         no trace. Raises `TypeError` for an agent of the other mode (plain or
-        remote) and `ValueError` for a role already taken.
+        remote) and `ValueError` for a role already taken, `RoutingError` for
+        an agent's `send_to` that names a group or topic no agent declares.
         """
         if isinstance(agents, AgentHandle | Agent) or not isinstance(agents, Iterable):
             raise TypeError("add_agents takes a list of agents")
@@ -79,7 +89,15 @@ class TaskCenter:
         for role in roles:
             if role in self._steps.agents or roles.count(role) > 1:
                 raise ValueError(f"add_agents: role {role!r} is already taken")
-        self._steps.add([self._start(agent) for agent in agents])
+        declared = [_declared(agent, group, topics) for agent in agents]
+        for agent in agents:
+            self._steps.router.check(agent.send_to, argument=f"{agent.role}'s send_to", also=declared)
+        started = [self._start(agent) for agent in agents]
+        members = [
+            (ref, attrs.evolve(info, group=batch.group, topics=batch.topics))
+            for (ref, info), batch in zip(started, declared, strict=True)
+        ]
+        self._steps.add(members, send_to=[agent.send_to for agent in agents])
 
     def _check_mode(self, agent: object) -> None:
         if isinstance(agent, AgentHandle):
@@ -116,13 +134,15 @@ class TaskCenter:
         """Roles in registration order."""
         return list(self._steps.agents)
 
-    def send_task_request(
-        self, task: str, send_to: str | Sequence[str] = ALL, send_from: str = USER_REQUIREMENT
-    ) -> Message:
+    def send_task_request(self, task: str, send_to: SendTo = ALL, send_from: str = USER_REQUIREMENT) -> Message:
         """Record `task` in the Environment for `send_to`; a user requirement opens a new trace.
 
-        Returns the stored message. Raises `TypeError` for a task that is not
-        a str, `ValueError` naming an unknown role.
+        `send_to` is a role, a list of roles, `"all"`, or a routing policy
+        (see `actorsim.routing`), decided here and logged. Returns the stored
+        message. Raises `TypeError` for a task that is not a str, `ValueError`
+        naming an unknown role, `RoutingError` (a `ValueError`) naming the
+        policy for an unknown group or topic, or a policy that chose unknown
+        roles or raised; nothing is stored then.
         """
         if not isinstance(task, str):
             raise TypeError(f"task must be a str, not {type(task).__name__}")
@@ -136,7 +156,7 @@ class TaskCenter:
         self,
         task: str | None = None,
         round: int = 1,
-        send_to: str | Sequence[str] = ALL,
+        send_to: SendTo | None = None,
         allowed_roles: str | Sequence[str] | None = None,
         user_response: str | None = None,
         *,
@@ -148,7 +168,10 @@ class TaskCenter:
         """Let this step's responders answer at once; yield their frames as they come.
 
         Responders are `allowed_roles`, else the roles with pending messages;
-        replies go to `send_to` and are published in responder order. Arguments
+        replies go to `send_to` (as in `send_task_request`), else each to its
+        agent's own `send_to` (`"all"` unless it says), and are published in
+        responder order; a routing policy decides each reply as it is
+        published. Arguments
         are checked here, before any step runs: `TypeError` for a wrong type,
         `ValueError` for an unknown role or a human responder without
         `user_response`. Iterating raises `AgentFailedError` when a responder's
@@ -164,8 +187,8 @@ class TaskCenter:
             raise TypeError(f"round must be an int >= 1, not {round!r}")
         if user_response is not None and not isinstance(user_response, str):
             raise TypeError(f"user_response must be a str or None, not {type(user_response).__name__}")
-        if send_to != ALL:
-            check_known(role_list(send_to, argument="send_to"), known=self._steps.queue_roles(), argument="send_to")
+        if send_to is not None:
+            self._steps.router.check(send_to)
         allowed = None
         if allowed_roles is not None:
             allowed = role_list(allowed_roles, argument="allowed_roles")
@@ -183,6 +206,18 @@ class TaskCenter:
             self.runtime.shutdown()
             return
         self._steps.stop()
+
+
+def _declared(agent: AgentHandle | Agent, group: str | None, topics: Sequence[str]) -> AgentInfo:
+    """What the Registry will list for `agent`, with the batch's `group` and `topics` (of `add_agents`) added."""
+    own = agent.info if isinstance(agent, AgentHandle) else AgentInfo(
+        agent.name, agent.role, "", is_watcher=agent.is_watcher, group=agent.group, topics=agent.topics
+    )
+    name_or_none(group, argument="add_agents: group")
+    extra = role_list(topics, argument="add_agents: topics")
+    if group is not None and own.group not in (None, group):
+        raise ValueError(f"add_agents: agent {agent.role!r} is in group {own.group!r} already, not {group!r}")
+    return attrs.evolve(own, group=group or own.group, topics=tuple(dict.fromkeys([*own.topics, *extra])))
 
 
 __all__ = ["EnvironmentView", "RegistryView", "TaskCenter"]

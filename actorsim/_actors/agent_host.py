@@ -170,6 +170,8 @@ class AgentHost:
             is_watcher=agent.is_watcher,
             description=agent.description,
             tools=tuple(tool.name for tool in agent.tools),
+            group=agent.group,
+            topics=agent.topics,
         )
 
     @receive.register

@@ -83,6 +83,13 @@ class GetPending:
 
 
 @attrs.frozen
+class QueueLengths:
+    """How many messages wait in each of `roles`' queues (for `LeastPending`)."""
+
+    roles: tuple[str, ...]
+
+
+@attrs.frozen
 class GetHistory:
     """The whole history, or only what `role` could see (sent by or to it)."""
 
@@ -197,6 +204,11 @@ class Environment:
     def _get_pending(self, request: GetPending) -> tuple[Message, ...]:
         check_known([request.role], known=list(self._queues), argument="role")
         return tuple(self._queues[request.role])
+
+    @receive.register
+    def _queue_lengths(self, request: QueueLengths) -> dict[str, int]:
+        check_known(request.roles, known=list(self._queues), argument="roles")
+        return {role: len(self._queues[role]) for role in request.roles}
 
     @receive.register
     def _get_history(self, request: GetHistory) -> tuple[Message, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -11,9 +12,14 @@ from actorsim._roles import check_known
 from actorsim._supervision import Durable
 
 
+def _to_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class AgentInfo:
-    """What the Registry knows of an agent: its names, its class, whether a person speaks for it, its status."""
+    """What the Registry knows of an agent: its names, its class, whether a person speaks for it, its status,
+    and the group and topics that routing policies address it by (see `actorsim.routing`)."""
 
     name: str
     role: str
@@ -24,6 +30,8 @@ class AgentInfo:
     """"ready", or "failed" once its supervisor gave up on it."""
     description: str = ""
     tools: tuple[str, ...] = ()
+    group: str | None = None
+    topics: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
 
     @property
     def is_human(self) -> bool:

@@ -23,6 +23,7 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("the chat room app needs Gradio: pip install 'actorsim[ui]'") from error
 
+from actorsim._actors.registry import AgentInfo
 from actorsim._envelope import Frame, Message, ToolFrame
 from actorsim.task_center import TaskCenter
 from actorsim.ui._room import ChatRoom, Director, HumanTurn, RoomEvent, Speaking, describe, round_robin
@@ -124,8 +125,8 @@ class _Session:
         return choices[::-1]
 
     def roles_table(self) -> str:
-        """The registry's agents with their status, and what each is doing now."""
-        lines = ["| role | kind | about | status | now |", "|---|---|---|---|---|"]
+        """The registry's agents: kind, group and topics, what they are about, status, what each does now."""
+        lines = ["| role | kind | group | about | status | now |", "|---|---|---|---|---|---|"]
         for info in self.agents:
             kind = "human" if info.is_human else "watcher" if info.is_watcher else type_name(info.agent_class)
             now = ""
@@ -134,8 +135,14 @@ class _Session:
             about = html.escape(info.description).replace("|", "\\|")
             if info.tools:
                 about += f" (tools: {', '.join(info.tools)})"
-            lines.append(f"| {self.label(info.role)} | {kind} | {about} | {info.status} | {now} |")
+            cells = [self.label(info.role), kind, routing_names(info), about, info.status, now]
+            lines.append(f"| {' | '.join(cells)} |")
         return "\n".join(lines)
+
+
+def routing_names(info: AgentInfo) -> str:
+    """An agent's group and its topics (`#topic`), as the roles table shows them."""
+    return " ".join([*([info.group] if info.group else []), *(f"#{topic}" for topic in info.topics)])
 
 
 def type_name(agent_class: str) -> str:
