@@ -7,7 +7,6 @@ caller's arguments and hands the work to the step engine (`actorsim._step`).
 
 from __future__ import annotations
 
-import functools
 import os
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -15,23 +14,21 @@ from typing import Any
 
 import attrs
 
-from actorsim._actors.agent_host import AgentHost, Describe
 from actorsim._actors.environment import Environment
-from actorsim._actors.registry import AgentInfo, Registry
+from actorsim._actors.registry import Registry
 from actorsim._component import AgentHandle
 from actorsim._envelope import USER_REQUIREMENT, Frame, Message
-from actorsim._errors import AgentFailedError
 from actorsim._intervention import Intervention
+from actorsim._members import check_mode, declared_info, start
 from actorsim._roles import ALL, check_known, role_list
 from actorsim._runtime import RunOptions, Runtime, current_runtime, new_run_id
 from actorsim._step import Steps
 from actorsim._supervision import Supervision, supervision_from
-from actorsim._validators import name_or_none
 from actorsim._views import EnvironmentView, RegistryView
 from actorsim.agents import Agent
-from actorsim.llm import GenerationSettings, build_chat_model
+from actorsim.llm import GenerationSettings
 from actorsim.routing import SendTo
-from actorsim.transport import ActorRef, load_transport
+from actorsim.transport import load_transport
 
 
 class TaskCenter:
@@ -84,50 +81,20 @@ class TaskCenter:
             raise TypeError("add_agents takes a list of agents")
         agents = list(agents)
         for agent in agents:
-            self._check_mode(agent)
+            check_mode(agent, self.runtime if self.remote else None)
         roles = [agent.role for agent in agents]
         for role in roles:
             if role in self._steps.agents or roles.count(role) > 1:
                 raise ValueError(f"add_agents: role {role!r} is already taken")
-        declared = [_declared(agent, group, topics) for agent in agents]
+        declared = [declared_info(agent, group, topics) for agent in agents]
         for agent in agents:
             self._steps.router.check(agent.send_to, argument=f"{agent.role}'s send_to", also=declared)
-        started = [self._start(agent) for agent in agents]
+        started = [start(self.runtime, agent) for agent in agents]
         members = [
             (ref, attrs.evolve(info, group=batch.group, topics=batch.topics))
             for (ref, info), batch in zip(started, declared, strict=True)
         ]
         self._steps.add(members, send_to=[agent.send_to for agent in agents])
-
-    def _check_mode(self, agent: object) -> None:
-        if isinstance(agent, AgentHandle):
-            if not self.remote or agent.runtime is not self.runtime:
-                raise TypeError(
-                    f"agent {agent.role!r} runs on the {agent.runtime.transport_name!r} transport; "
-                    "create the task center with remote=True on the same run"
-                )
-        elif isinstance(agent, Agent):
-            if self.remote:
-                raise TypeError(
-                    f"agent {agent.role!r} was made with remote=False; the task center is remote: "
-                    "create both the same way"
-                )
-        else:
-            raise TypeError(f"add_agents: expected agents from create_component, got {agent!r}")
-
-    def _start(self, agent: AgentHandle | Agent) -> tuple[ActorRef, AgentInfo]:
-        """The agent's actor, started here for a plain agent (with the model the run's interventions choose)."""
-        if isinstance(agent, AgentHandle):
-            return agent.ref, agent.info
-        if agent.llm is not None:
-            agent.use_model(build_chat_model(self.runtime.interventions.choose_model(agent.role, agent.llm)))
-        ref = self.runtime.spawn(
-            functools.partial(AgentHost, agent),
-            name=agent.name,
-            supervision=agent.supervision,
-            failure_type=AgentFailedError,
-        )
-        return ref, self.runtime.ask(ref, Describe())
 
     @property
     def roles(self) -> list[str]:
@@ -206,18 +173,6 @@ class TaskCenter:
             self.runtime.shutdown()
             return
         self._steps.stop()
-
-
-def _declared(agent: AgentHandle | Agent, group: str | None, topics: Sequence[str]) -> AgentInfo:
-    """What the Registry will list for `agent`, with the batch's `group` and `topics` (of `add_agents`) added."""
-    own = agent.info if isinstance(agent, AgentHandle) else AgentInfo(
-        agent.name, agent.role, "", is_watcher=agent.is_watcher, group=agent.group, topics=agent.topics
-    )
-    name_or_none(group, argument="add_agents: group")
-    extra = role_list(topics, argument="add_agents: topics")
-    if group is not None and own.group not in (None, group):
-        raise ValueError(f"add_agents: agent {agent.role!r} is in group {own.group!r} already, not {group!r}")
-    return attrs.evolve(own, group=group or own.group, topics=tuple(dict.fromkeys([*own.topics, *extra])))
 
 
 __all__ = ["EnvironmentView", "RegistryView", "TaskCenter"]
