@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from actorsim import Message, RolePlay, RoundRobin, Supervision, TaskCenter
+from actorsim._actors.environment import Restore
 from actorsim._hosting import HostedTransport
+from actorsim._supervision import COMPACT_EVERY
 from tests.conftest import HOSTS, Make
-from tests.helpers import TASK, alive, logged_events, of_kind, scripted, wait_until_gone
+from tests.helpers import TASK, alive, logged_events, of_kind, scripted, texts_by_role, wait_until_gone
 
 in_processes = pytest.mark.parametrize("hosted_mode", ["thespian", "ray"], indirect=True)
 
@@ -101,3 +103,24 @@ def test_chaos_hosts_killed_mid_run_leave_no_trace(make_hosted: Make, log_dir: P
     assert memories == {name: agent.get_history() for name, agent in calm_agents.items()}
     restarted = {e["actor"] for e in of_kind(events, "actor.restarted")}
     assert len(restarted) >= killed  # each killed host took at least one agent down, and each came back
+
+
+@pytest.mark.parametrize("mode", ["local", "thespian"], indirect=True)
+def test_a_long_run_restarts_its_environment_from_a_snapshot(make: Make, log_dir: Path) -> None:
+    """After thousands of messages a restarted Environment replays one snapshot and a short tail, nothing lost."""
+    task_center = make(TaskCenter, "long")
+    task_center.add_agents([make(RolePlay, "reader", llm=scripted("read"))])
+    for n in range(2 * COMPACT_EVERY + 300):
+        task_center.send_task_request(f"task {n}")
+    name = "long/environment"
+    supervisor = task_center.runtime.supervisor
+    journal = supervisor._children[name].journal
+    assert len(journal) <= COMPACT_EVERY and isinstance(journal[0], Restore)
+    history = task_center.environment.history()
+    with logged_events(log_dir) as events:
+        supervisor.crashed(supervisor.current(name), RuntimeError("test crash"))
+    [restarted] = of_kind(events, "actor.restarted")
+    assert restarted["replayed"] == len(journal) <= COMPACT_EVERY
+    assert task_center.environment.history() == history
+    assert len(task_center.environment.pending("reader")) == len(history)
+    assert texts_by_role(task_center.step()) == {"reader": "read"}
