@@ -12,7 +12,7 @@ from actorsim._replay import active_replay
 from actorsim._runtime import Runtime, current_runtime
 from actorsim._supervision import supervision_from
 from actorsim.agents import Agent
-from actorsim.llm import ChatMessage
+from actorsim.llm import ChatMessage, check_llm
 from actorsim.transport import ActorRef
 
 T = TypeVar("T")
@@ -64,6 +64,8 @@ def create_component(
         return cls(name=name, remote=remote, runtime=runtime, **kwargs)
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
         raise TypeError(f"create_component makes a TaskCenter or an Agent subclass, not {cls!r}")
+    if kwargs.get("llm") is not None:
+        check_llm(kwargs["llm"])  # here, before any actor is spawned or any run is started
     replay = active_replay()
     if replay is not None and kwargs.get("llm") is not None:
         kwargs["llm"] = replay.model_for(kwargs.get("role") or name, kwargs["llm"])

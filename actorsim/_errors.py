@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 
 class ActorsimError(Exception):
-    """Base class of every error raised by actorsim itself."""
+    """Base class of every error raised by actorsim itself.
+
+    `restartable` says whether restarting the component that raised it could
+    help. It is False for a fault outside the component (a model server that
+    refuses connections, a refused key, a bad config): its supervisor gives up
+    at once instead of restarting it into the same fault.
+    """
+
+    restartable: bool = True
 
 
 class ActorStoppedError(ActorsimError):
@@ -27,9 +36,12 @@ class ComponentFailedError(ActorsimError):
 
     def __init__(self, name: str, cause: BaseException, restarts: int, log_line: str | None) -> None:
         where = f"; see {log_line}" if log_line else ""
-        super().__init__(
-            f"{self.kind} {name!r} failed after {restarts} restarts: {type(cause).__name__}: {cause}{where}"
-        )
+        if getattr(cause, "restartable", True) is False:
+            # One line a person can act on: who failed, and the cause (which names the server).
+            problem = f"{self.kind} {name!r} failed, not restarted (a restart cannot cure this): {cause}"
+        else:
+            problem = f"{self.kind} {name!r} failed after {restarts} restarts: {type(cause).__name__}: {cause}"
+        super().__init__(problem + where)
         self.name = name
         self.cause = cause
         self.restarts = restarts
@@ -63,7 +75,19 @@ class RemoteError(ActorsimError):
 
 
 class LLMError(ActorsimError):
-    """A model call failed for good (bad config, refused key, retries exhausted)."""
+    """A model call failed for good (bad config, refused key, retries exhausted).
+
+    `restartable=False` when restarting the agent cannot cure it (the server
+    refuses connections, answers 401/403/404): the step fails at once.
+    """
+
+    def __init__(self, message: str, *, restartable: bool = True) -> None:
+        super().__init__(message)
+        self.restartable = restartable
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Crosses process boundaries (Thespian, Ray) with `restartable` intact.
+        return (functools.partial(type(self), restartable=self.restartable), (str(self),))
 
 
 class TransportUnavailableError(ActorsimError, ImportError):

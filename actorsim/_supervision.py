@@ -148,8 +148,9 @@ class Supervisor:
         """`ref` crashed (raised, or its process died): restart it, or give up past its budget.
 
         Returns the successor's ref; raises the child's `ComponentFailedError`
-        once the budget is spent. A ref already replaced (a sibling restart got
-        there first) is simply resolved.
+        once the budget is spent, or at once for a cause whose `restartable` is
+        False. A ref already replaced (a sibling restart got there first) is
+        simply resolved.
         """
         child = self._children[ref.name]
         if child.failure is not None:
@@ -163,8 +164,8 @@ class Supervisor:
             child.crashes.append(now)
             restart = len(child.crashes)
             self._runtime.log("actor.crashed", actor=child.name, error=repr(cause), crashes_in_window=restart)
-            if restart > child.policy.max_restarts:
-                self._give_up(child, cause, restarts=restart - 1)
+            if restart > child.policy.max_restarts or getattr(cause, "restartable", True) is False:
+                self._give_up(child, cause, restarts=restart - 1)  # past the budget, or no restart can cure it
             delay = child.policy.backoff(restart)
             self._sleep(delay)
             try:

@@ -14,7 +14,7 @@ from typing import Any
 from actorsim._envelope import Message
 from actorsim._runlog import log_event
 from actorsim._supervision import Supervision, supervision_from
-from actorsim.llm import ChatMessage, ChatModel, build_chat_model
+from actorsim.llm import ChatMessage, ChatModel, RetryNotice, build_chat_model, stream_events
 from actorsim.memory import Memory
 
 HUMAN_INPUT_MODES = ("CLOSE", "ON", "TERMINAL")
@@ -105,10 +105,12 @@ class Agent:
         task: str | None = None,
         user_response: str | None = None,
         reply_id: str | None = None,
-    ) -> Generator[str, None, str]:
+    ) -> Generator[str | RetryNotice, None, str]:
         """Stream a reply to what arrived; return the whole reply and remember it.
 
         A human's reply is `user_response` and nothing is streamed for it.
+        A `RetryNotice` comes between the chunks when the model's server is
+        tried again (the actor host sends it on to the driver, to be shown).
         Messages already handled (seen again, for a watcher) are left out.
         `reply_id`, the id the reply will have, links the model call to it in the log.
         """
@@ -128,7 +130,9 @@ class Agent:
         )
         return reply
 
-    def _call_model(self, prompt: Sequence[ChatMessage], reply_id: str | None) -> Generator[str, None, str]:
+    def _call_model(
+        self, prompt: Sequence[ChatMessage], reply_id: str | None
+    ) -> Generator[str | RetryNotice, None, str]:
         """Stream the model's reply, recording the call in the run log."""
         model = self._model()
         name = getattr(getattr(model, "config", None), "model", type(model).__name__)
@@ -147,8 +151,15 @@ class Agent:
         started = time.perf_counter()
         parts = []
         try:
-            for chunk in model.stream(prompt):
-                parts.append(chunk)
+            for chunk in stream_events(model, prompt):
+                if isinstance(chunk, RetryNotice):
+                    log_event(
+                        "llm.call.retry", role=self.role, model=name, reply_id=reply_id, api_base=chunk.server,
+                        error=chunk.problem, attempt=chunk.attempt, max_attempts=chunk.max_attempts,
+                        wait_s=chunk.wait_s,
+                    )
+                else:
+                    parts.append(chunk)
                 yield chunk
         except Exception as error:
             log_event(

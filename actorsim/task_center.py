@@ -7,6 +7,7 @@ belong to the Environment actor, memories to the agents.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import weakref
 from collections.abc import Generator, Iterable, Iterator, Sequence
@@ -22,6 +23,7 @@ from actorsim._actors.agent_host import (
     GetMemoryState,
     Reply,
     RestoreMemory,
+    Retrying,
     RunStep,
 )
 from actorsim._actors.environment import (
@@ -51,6 +53,9 @@ from actorsim.agents import Agent
 from actorsim.llm import ChatMessage
 from actorsim.memory import MemoryState
 from actorsim.transport import ActorRef, CallFailed, load_transport
+
+notices = logging.getLogger("actorsim")
+"""Where news for people waiting on a step goes (a model server being retried); see `actorsim.ui.show_notices`."""
 
 
 class EnvironmentView:
@@ -398,6 +403,8 @@ class TaskCenter:
                 self._remember(role, item.remembered)
                 state.replies[role] = item
                 self._publish_in_order(state)
+            elif isinstance(item, Retrying):
+                notices.warning("%s", item)
             elif isinstance(item, CallFailed):
                 if isinstance(item.error, ReplayDivergence):
                     raise item.error  # the replay ends here: a restart would only diverge again

@@ -12,7 +12,7 @@ from actorsim._actors.registry import AgentInfo
 from actorsim._envelope import Message
 from actorsim._runlog import log_event
 from actorsim.agents import Agent
-from actorsim.llm import ChatMessage
+from actorsim.llm import ChatMessage, RetryNotice
 from actorsim.memory import MemoryState
 
 
@@ -40,6 +40,17 @@ class Chunk:
     role: str
     text: str
     message_id: str
+
+
+@attrs.frozen
+class Retrying:
+    """The agent's model server is being tried again: streamed to the driver, which tells the user."""
+
+    role: str
+    notice: RetryNotice
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.notice}"
 
 
 @attrs.frozen
@@ -89,7 +100,7 @@ class AgentHost:
         raise TypeError(f"an agent does not understand {type(request).__name__}")
 
     @receive.register
-    def _run_step(self, request: RunStep) -> Iterator[Chunk | Reply]:
+    def _run_step(self, request: RunStep) -> Iterator[Chunk | Retrying | Reply]:
         agent = self.agent
         received = request.received
         message_id = request.reply_id
@@ -105,7 +116,10 @@ class AgentHost:
             except StopIteration as done:
                 reply: str = done.value
                 break
-            yield Chunk(agent.role, text, message_id)
+            if isinstance(text, RetryNotice):
+                yield Retrying(agent.role, text)
+            else:
+                yield Chunk(agent.role, text, message_id)
         message = Message(
             content=reply,
             sent_from=agent.role,

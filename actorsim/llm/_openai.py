@@ -7,6 +7,7 @@ does too, through its compatible-mode endpoint.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -17,9 +18,8 @@ import tenacity
 from httpx_sse import connect_sse
 
 from actorsim._errors import LLMError
-from actorsim._runlog import log_event
 from actorsim._validators import positive
-from actorsim.llm._protocol import ChatMessage
+from actorsim.llm._protocol import ChatMessage, RetryNotice
 
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -45,15 +45,41 @@ class OpenAIConfig:
 
 
 class TransientServerError(LLMError):
-    """A failure worth another try: the server was busy, or down for a moment."""
+    """A failure worth another try: the server was busy, or down for a moment.
+
+    `problem` is what the retry notice says went wrong ("answered 503").
+    """
+
+    def __init__(self, message: str, *, problem: str = "failed") -> None:
+        super().__init__(message)
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (functools.partial(TransientServerError, problem=self.problem), (str(self),))
 
 
 def _is_transient(error: BaseException) -> bool:
-    return isinstance(error, TransientServerError | httpx.TransportError)
+    # A refused connection is not: the server is not there, and trying again only keeps the user waiting.
+    return isinstance(error, TransientServerError) or (
+        isinstance(error, httpx.TransportError) and not isinstance(error, httpx.ConnectError)
+    )
+
+
+def _problem(error: BaseException | None) -> str:
+    """What went wrong with a try, as a retry notice says it."""
+    if isinstance(error, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(error, TransientServerError):
+        return error.problem
+    return f"failed ({error!r})"
 
 
 class OpenAIChatModel:
-    """Streams replies from a chat-completions endpoint, retrying transient failures."""
+    """Streams replies from a chat-completions endpoint, retrying transient failures.
+
+    A refused connection and a 4xx answer (but 408/409/429) fail at once, not
+    restartable: no retry or agent restart can cure them.
+    """
 
     def __init__(self, config: OpenAIConfig, *, sleep: Callable[[float], None] = tenacity.nap.sleep) -> None:
         self.config = config
@@ -63,6 +89,7 @@ class OpenAIChatModel:
         self._client = httpx.Client(
             base_url=config.api_base.rstrip("/") + "/", headers=headers, timeout=config.timeout
         )
+        self._sleep = sleep
         self._retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(config.max_attempts)
             | tenacity.stop_after_delay(config.max_retry_seconds),
@@ -72,22 +99,17 @@ class OpenAIChatModel:
                 max=config.retry_max_wait,
             ),
             retry=tenacity.retry_if_exception(_is_transient),
-            before_sleep=self._log_retry,
-            sleep=sleep,
+            sleep=lambda _: None,  # `stream_events` waits itself, after saying so
             reraise=True,
         )
 
-    def _log_retry(self, state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome is not None else None
-        log_event(
-            "llm.call.retry",
-            api_base=self.config.api_base,
-            attempt=state.attempt_number,
-            wait_s=state.upcoming_sleep,
-            error=repr(error),
-        )
-
     def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        for item in self.stream_events(messages):
+            if isinstance(item, str):
+                yield item
+
+    def stream_events(self, messages: Sequence[ChatMessage]) -> Iterator[str | RetryNotice]:
+        """The reply's chunks, and a `RetryNotice` before each wait for another try."""
         self.last_usage = None
         body: dict[str, Any] = {
             "model": self.config.model,
@@ -97,8 +119,15 @@ class OpenAIChatModel:
         if self.config.temperature is not None:
             body["temperature"] = self.config.temperature
         shown = ""  # what earlier tries of this call already yielded
+        waits: list[RetryNotice] = []
+        retrying = self._retrying.copy(before_sleep=functools.partial(self._note_retry, waits))
+        server = self.config.api_base
         try:
-            for attempt in self._retrying:
+            for attempt in retrying:
+                if waits:
+                    notice = waits.pop()
+                    yield notice
+                    self._sleep(notice.wait_s)
                 with attempt, contextlib.ExitStack() as stack:
                     text = ""
                     for piece in self._contents(self._open(stack, body)):
@@ -107,20 +136,33 @@ class OpenAIChatModel:
                         if len(text) > len(shown):
                             yield text[len(shown):]
                             shown = text
+        except httpx.ConnectError as error:
+            raise LLMError(f"cannot connect to the model server at {server}: {error}", restartable=False) from error
         except httpx.TransportError as error:
-            raise LLMError(f"model server at {self.config.api_base} unreachable: {error}") from error
+            raise LLMError(f"model server at {server} unreachable: {error}") from error
+
+    def _note_retry(self, waits: list[RetryNotice], state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        waits.append(RetryNotice(
+            server=self.config.api_base,
+            problem=_problem(error),
+            attempt=state.attempt_number + 1,
+            max_attempts=self.config.max_attempts,
+            wait_s=state.upcoming_sleep,
+        ))
 
     def _open(self, stack: contextlib.ExitStack, body: dict[str, Any]) -> Any:
         """Connect and check the status; what fails here may be tried again."""
         event_source = stack.enter_context(connect_sse(self._client, "POST", "chat/completions", json=body))
         response = event_source.response
         if response.status_code != 200:
-            detail = response.read().decode(errors="replace")[:500]
+            detail = " ".join(response.read().decode(errors="replace").split())[:300]
             stack.close()
-            problem = f"model server at {self.config.api_base} answered {response.status_code}: {detail}"
+            status = f"{response.status_code} {response.reason_phrase}".strip()
+            problem = f"model server at {self.config.api_base} answered {status}: {detail}"
             if response.status_code in _TRANSIENT_STATUS:
-                raise TransientServerError(problem)
-            raise LLMError(problem)
+                raise TransientServerError(problem, problem=f"answered {status}")
+            raise LLMError(problem, restartable=False)
         return event_source.iter_sse()
 
     def _contents(self, events: Iterator[Any]) -> Iterator[str]:
@@ -142,7 +184,10 @@ class OpenAIChatModel:
                     yield content
                 finished = finished or bool(choice.get("finish_reason"))
         if not finished:
-            raise TransientServerError(f"the stream from {self.config.api_base} broke off before the reply's end")
+            raise TransientServerError(
+                f"the stream from {self.config.api_base} broke off before the reply's end",
+                problem="broke off its stream",
+            )
 
     def close(self) -> None:
         self._client.close()
