@@ -149,7 +149,10 @@ class Replay:
         answers = self._humans.get(role) or []
         if not answers:
             raise self._diverged(ReplayDivergence(f"{role} is asked for input the recording does not have", None, role))
-        return answers.pop(0)
+        answer = answers.pop(0)
+        # What the terminal showed when it was typed: `input`'s prompt and the echoed answer.
+        print(f"<{role}>: {answer}", flush=True)
+        return answer
 
     def check(self, message: Message) -> Message | None:
         """The recorded message this one replays (None past the fork); a mismatch is a divergence."""

@@ -18,9 +18,11 @@ from rich.text import Text
 from rich.tree import Tree
 
 from actorsim._envelope import Message
+from actorsim._errors import ActorsimError
 from actorsim._replay import LIVE_FROM_VARIABLE, REPLAY_VARIABLE, REPORT_VARIABLE, UNTIL_VARIABLE
+from actorsim._wording import plural
 from actorsim.llm import MODEL_SERVERS
-from actorsim.runs import Causality, RunLogError, find_run, list_runs, read_run
+from actorsim.runs import Causality, RunLogError, TraceNode, find_run, list_runs, read_run
 from actorsim.transport import TRANSPORTS
 
 console = Console()
@@ -41,15 +43,15 @@ def _label(message: Message, start: float) -> str:
 )
 @click.pass_context
 def main(context: click.Context, log_dir: Path) -> None:
-    """Inspect actorsim runs from their logs."""
+    """List, trace and replay actorsim runs; chat with agents in the terminal."""
     context.obj = log_dir
 
 
 @main.command()
 @click.pass_obj
 def runs(log_dir: Path) -> None:
-    """The runs in the log folder, oldest first."""
-    table = Table("started", "transport", "agents", "messages", "errors")
+    """The runs in the log folder, oldest first; "interrupted" marks a run ended by Ctrl-C."""
+    table = Table("started", "transport", "agents", "messages", "errors", "ended")
     table.columns.insert(0, Column("run", no_wrap=True, min_width=22))
     try:
         found = list_runs(log_dir)
@@ -58,7 +60,9 @@ def runs(log_dir: Path) -> None:
     for run in found:
         started = datetime.datetime.fromtimestamp(run.started_at).strftime("%m-%d %H:%M:%S")
         name = run.run_id if run.replay_of is None else f"{run.run_id}\n(replay of {run.replay_of})"
-        table.add_row(name, started, run.transport, str(len(run.agents)), str(len(run.messages)), str(len(run.errors)))
+        table.add_row(
+            name, started, run.transport, str(len(run.agents)), str(len(run.messages)), str(len(run.errors)), run.ending
+        )
     console.print(table if found else f"no runs in {log_dir}")
 
 
@@ -74,17 +78,20 @@ def trace(log_dir: Path, run: str, message_id: str | None, role: str | None) -> 
         graph = Causality(record.messages)
         start = record.started_at
         if message_id is not None:
-            message = graph.get(message_id)
+            try:
+                message = graph.get(message_id)
+            except RunLogError as error:
+                raise RunLogError(f"{error}: looked in run {record.run_id} ({record.directory})") from None
             causes = Tree("[bold]caused by[/]")
-            for cause in graph.causes(message):
-                causes.add(_label(cause, start))
+            for node in graph.cause_tree(message):
+                _grow_causes(causes, node, start)
             console.print(causes)
             roots = [message]
         else:
             roots = graph.roots()
     except RunLogError as error:
         raise click.ClickException(str(error)) from None
-    tree = Tree(f"[bold]run {record.run_id}[/] ({record.transport}, {len(graph.messages)} messages)")
+    tree = Tree(f"[bold]run {record.run_id}[/] ({record.transport}, {plural(len(graph.messages), 'message')})")
 
     def grow(node: Tree, message: Message, seen: set[str]) -> None:
         if role is None or role == message.sent_from or role in message.send_to:
@@ -98,6 +105,13 @@ def trace(log_dir: Path, run: str, message_id: str | None, role: str | None) -> 
     for root in roots:
         grow(tree, root, seen)
     console.print(tree)
+
+
+def _grow_causes(tree: Tree, node: TraceNode, start: float) -> None:
+    """The messages a message follows from, as a tree from the task down to it."""
+    branch = tree.add(_label(node.message, start))
+    for child in node.children:
+        _grow_causes(branch, child, start)
 
 
 def _lines(value: object) -> list[str]:
@@ -164,23 +178,39 @@ def replay(run: str, until: str | None, live_from: str | None) -> None:
             style = "" if recorded == replayed else "bold red"
             table.add_row(Text(recorded, style=style), Text(replayed, style=style))
         console.print(table)
-        raise click.ClickException(f"replay diverged after matching {report['matched']} messages")
+        raise click.ClickException(f"replay diverged after matching {plural(report['matched'], 'message')}")
     if report.get("interrupted"):
-        console.print(f"replay matched {report['matched']} messages, up to where the run was interrupted")
+        console.print(f"replay matched {plural(report['matched'], 'message')}, up to where the run was interrupted")
         return
     if completed.returncode != 0:
         raise click.ClickException(f"the replayed program exited with {completed.returncode}")
     if report["forked"]:
-        console.print(f"replay matched {report['matched']} messages, then continued live")
+        console.print(f"replay matched {plural(report['matched'], 'message')}, then continued live")
         return
     if until is None and report["matched"] != report["recorded"]:
-        raise click.ClickException(f"replay matched {report['matched']} of {report['recorded']} recorded messages")
-    console.print(f"replay matched {report['matched']} messages")
+        raise click.ClickException(
+            f"replay matched {report['matched']} of {plural(report['recorded'], 'recorded message')}"
+        )
+    console.print(f"replay matched {plural(report['matched'], 'message')}")
+
+
+def _roles(context: click.Context, parameter: click.Parameter, value: str) -> list[str]:
+    """--roles: names, comma-separated, none twice."""
+    names = [role.strip() for role in value.split(",")]
+    if not value.strip() or not all(names):
+        raise click.BadParameter("give the agents' names, comma-separated, e.g. ada,bruno")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise click.BadParameter(f"{', '.join(map(repr, twice))} named twice: each agent needs a name of its own")
+    return names
 
 
 @main.command()
 @click.option("--transport", type=click.Choice(TRANSPORTS), default="local", show_default=True)
-@click.option("--roles", default="ada,bruno", show_default=True, help="The agents, comma-separated, in speaking order.")
+@click.option(
+    "--roles", default="ada,bruno", show_default=True, callback=_roles,
+    help="The agents, comma-separated, in speaking order.",
+)
 @click.option("--human", default="you", show_default=True, help="Your role: you type at its turn ('' for none).")
 @click.option("--task", default="How should we land people on the Moon again?", show_default=True)
 @click.option("--turns", type=click.IntRange(min=1), default=9, show_default=True, help="Replies before the end.")
@@ -190,8 +220,8 @@ def replay(run: str, until: str | None, live_from: str | None) -> None:
 @click.option("--chunk-latency", type=float, default=0.03, show_default=True, help="Scripted model only.")
 @click.pass_obj
 def chat(
-    log_dir: Path, transport: str, roles: str, human: str, task: str, turns: int, model_server: str, model: str,
-    api_base: str | None, chunk_latency: float,
+    log_dir: Path, transport: str, roles: list[str], human: str, task: str, turns: int, model_server: str,
+    model: str, api_base: str | None, chunk_latency: float,
 ) -> None:
     """A chat room in the terminal: the agents take turns and you answer at yours.
 
@@ -200,15 +230,38 @@ def chat(
     """
     from actorsim.ui._terminal import chat as run_chat
 
+    human = human.strip()
+    if human in roles:
+        raise click.BadParameter(f"{human!r} is one of --roles; you need a name of your own", param_hint="'--human'")
+
     def llm(role: str) -> dict[str, object]:
         if model_server == "scripted":
-            replies = [f"I am {role}, and I heard {{heard}}", f"As {role}, about {{heard}}: let us test it first."]
+            replies = chat_replies(role, roles.index(role))
             return {"model_server": "scripted", "replies": replies, "chunk_latency": chunk_latency}
         return {"model_server": model_server, "model": model, **({"api_base": api_base} if api_base else {})}
 
-    names = [role.strip() for role in roles.split(",") if role.strip()]
-    code = run_chat(
-        transport=transport, roles=names, human=human or None, task=task, turns=turns, llm=llm, log_dir=log_dir
-    )
+    try:
+        code = run_chat(
+            transport=transport, roles=roles, human=human or None, task=task, turns=turns, llm=llm, log_dir=log_dir
+        )
+    except ActorsimError as error:  # one line a person can act on, not a traceback
+        raise click.ClickException(str(error)) from None
     if code:
         sys.exit(code)
+
+
+def chat_replies(role: str, turn: int = 0) -> list[str]:
+    """The scripted replies of `actorsim chat`: each quotes only what the last speaker said themselves.
+
+    Each role starts `turn` replies into the list, so no two roles open alike.
+    """
+    replies = [
+        f"{{speaker}} said “{{heard}}” I am {role}, and I would start with what we can test on Earth.",
+        f"{{speaker}} said “{{heard}}” As {role}, I would build a small lander first.",
+        "{speaker} said “{heard}” Then let us count the cost before we set a launch date.",
+        "{speaker} said “{heard}” I can agree, if we fly a test mission without a crew first.",
+        f"{{speaker}} said “{{heard}}” As {role}, I would rather send robots ahead of people.",
+        "{speaker} said “{heard}” Fine: people follow once the robots have landed safely.",
+    ]
+    turn %= len(replies)
+    return replies[turn:] + replies[:turn]
