@@ -78,10 +78,10 @@ class TestEvents:
     def test_a_users_structlog_sees_the_actor_bound(self, make: Make) -> None:
         """structlog's contextvars hold the actor while it handles a message, and nothing else of ours."""
         task_center = make(TaskCenter, "task_center")
-        agent = make(ContextReportingAgent, "reporter", llm=scripted("{heard}"))
+        agent = make(ContextReportingAgent, "reporter", llm=scripted("{speaker}: {heard}"))
         task_center.add_agents([agent])
         task_center.send_task_request(TASK)
-        assert texts_by_role(task_center.step()) == {"reporter": "bound: {'actor': 'reporter'}"}
+        assert texts_by_role(task_center.step()) == {"reporter": "Bound: {'actor': 'reporter'}"}
 
     def test_model_calls_record_prompt_reply_and_latency(self, make: Make) -> None:
         started = time.time()
