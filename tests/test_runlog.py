@@ -114,19 +114,19 @@ class TestEvents:
         assert last["prompt_reused"] == len(last["prompt"]) - 2, "only the last reply and the new turn are written"
 
     def test_failures_are_logged_with_their_traceback(self, make: Make) -> None:
-        """A model that refuses the key: each crash, restart and the giving up are in the log, with tracebacks."""
+        """A model server that stays busy: each crash, restart and the giving up are in the log, with tracebacks."""
         started = time.time()
-        with OpenAIServer(["never"], api_key="right") as server:
-            llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "api_key": "wrong"}
+        with OpenAIServer(["never"], failures=[503] * 4) as server:
+            llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "max_attempts": 1}
             task_center = make(TaskCenter, "task_center")
             task_center.add_agents([make(RolePlay, "joe_biden", llm=llm)])
             task_center.send_task_request(TASK)
-            gave_up = "agent 'joe_biden' failed after 3 restarts.*answered 401"
+            gave_up = "agent 'joe_biden' failed after 3 restarts.*answered 503"
             with pytest.raises(AgentFailedError, match=gave_up) as raised:
                 list(task_center.step())
         events = events_since(task_center, started)
         failed = [e for e in events if e["event"] == "actor.failed"]
-        assert failed and "answered 401" in failed[0]["exception"] and "Traceback" in failed[0]["exception"]
+        assert failed and "answered 503" in failed[0]["exception"] and "Traceback" in failed[0]["exception"]
         kinds = ("llm.call.failed", "actor.crashed", "actor.restarted", "actor.given_up", "message.dead_lettered")
         assert [e["event"] for e in events if e["event"] in kinds] == [
             *["llm.call.failed", "actor.crashed", "actor.restarted"] * 3,
@@ -148,7 +148,8 @@ class TestEvents:
         finished = [e for e in events if e["event"] == "llm.call.finished"]
         assert finished[0]["usage"] == {"prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8}
         retries = [e for e in events if e["event"] == "llm.call.retry"]
-        assert [e["attempt"] for e in retries] == [1, 2]
+        attempts = [(e["role"], e["attempt"], e["max_attempts"]) for e in retries]
+        assert attempts == [("joe_biden", 2, 5), ("joe_biden", 3, 5)]
         assert all("500" in e["error"] for e in retries)
 
 
