@@ -148,6 +148,7 @@ class Runtime:
 
     @property
     def has_actors(self) -> bool:
+        """Whether any actor of the run is running (an implicit run without any can be replaced)."""
         return bool(self._actors)
 
     def stop(self, ref: ActorRef) -> None:

@@ -412,6 +412,7 @@ class ChatApp:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a test or an example to serve on."""
     import socket
 
     with socket.socket() as probe:

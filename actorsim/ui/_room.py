@@ -112,6 +112,7 @@ class ChatRoom:
         return self.task_center.registry.agents()
 
     def history(self) -> list[Message]:
+        """Every message of the room's task center, in order."""
         return self.task_center.environment.history()
 
     def requirements(self) -> list[Message]:
@@ -154,6 +155,7 @@ class ChatRoom:
         return self.history()[-1]
 
     def log_folder(self) -> Path | None:
+        """Where the room's run is logged, or None without a run log."""
         config = self.task_center.runtime.log_config
         return None if config is None else config.directory
 

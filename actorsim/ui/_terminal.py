@@ -34,9 +34,11 @@ class TerminalView:
         self._speaker: str | None = None
 
     def colour(self, role: str) -> str:
+        """The rich colour a role's label is shown in; each role keeps its own."""
         return self._colours.setdefault(role, COLOURS[len(self._colours) % len(COLOURS)])
 
     def label(self, role: str) -> Text:
+        """`<role>:` in the role's colour."""
         return Text(f"<{role}>", style=f"bold {self.colour(role)}")
 
     def show(self, events: Iterable[RoomEvent | Frame]) -> None:
@@ -79,6 +81,7 @@ class TerminalView:
         self.console.print(Text(text, style="dim"))
 
     def end(self, text: str) -> None:
+        """Finish the line in progress and print `text`."""
         self._speaker = None
         self.console.print()
         self.console.print(text)
