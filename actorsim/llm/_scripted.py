@@ -114,7 +114,12 @@ class ScriptedModel:
 
 
 def last_heard(messages: Sequence[ChatMessage]) -> tuple[str, str]:
-    """Who spoke last in the prompt, and their own words: the last line of the last turn ("sender: text")."""
+    """Who spoke last in the prompt, and their own words: the last line of the last turn ("sender: text").
+
+    After a tool call the last turn is the tool's result, quoted whole.
+    """
+    if messages and messages[-1].role == "tool":
+        return "the tool", " ".join(messages[-1].content.split())
     lines = [line for line in messages[-1].content.splitlines() if line.strip()] if messages else []
     line = lines[-1].strip() if lines else ""
     said = _LINE.fullmatch(line)
