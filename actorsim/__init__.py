@@ -1,5 +1,7 @@
 """actorsim: LLM agents as message-passing actors, on one process, one machine or a Ray cluster."""
 
+import logging as _logging
+
 from actorsim._actors.environment import DeadLetter
 from actorsim._actors.registry import AgentInfo
 from actorsim._component import AgentHandle, create_component
@@ -32,6 +34,9 @@ from actorsim.tools import Tool, ToolService, register_tool
 from actorsim.transport import TRANSPORTS
 
 __version__ = "0.1.0"
+
+# A library shows nothing unless the application asks (`actorsim.ui.show_notices`, or its own logging setup).
+_logging.getLogger("actorsim").addHandler(_logging.NullHandler())
 
 __all__ = [
     "ActorDiedError",

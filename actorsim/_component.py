@@ -13,7 +13,7 @@ from actorsim._roles import ALL
 from actorsim._runtime import Runtime, current_runtime
 from actorsim._supervision import supervision_from
 from actorsim.agents import Agent
-from actorsim.llm import ChatMessage
+from actorsim.llm import ChatMessage, check_llm
 from actorsim.routing import SendTo, check_send_to
 from actorsim.tools import ToolService, resolve_tools
 from actorsim.transport import ActorRef
@@ -81,6 +81,8 @@ def create_component(
         # Resolved here, in the driver: names are looked up where they were registered, and only
         # specs travel to the agent's process (a tool service's handle would not pickle).
         kwargs["function_list"] = resolve_tools(kwargs["function_list"])
+    if kwargs.get("llm") is not None:
+        check_llm(kwargs["llm"])  # here, before any actor is spawned or any run is started
     if not remote:
         return cls(name=name, **kwargs)
     runtime = runtime or current_runtime()

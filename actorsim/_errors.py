@@ -23,6 +23,7 @@ restart can cure it: the component is given up on at once.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,7 +32,15 @@ if TYPE_CHECKING:
 
 
 class ActorsimError(Exception):
-    """Base class of every error raised by actorsim itself."""
+    """Base class of every error raised by actorsim itself.
+
+    `restartable` says whether restarting the component that raised it could
+    help. It is False for a fault outside the component (a model server that
+    refuses connections, a refused key, a bad config): its supervisor gives up
+    at once instead of restarting it into the same fault.
+    """
+
+    restartable: bool = True
 
 
 class ActorStoppedError(ActorsimError):
@@ -52,9 +61,12 @@ class ComponentFailedError(ActorsimError):
 
     def __init__(self, name: str, cause: BaseException, restarts: int, log_line: str | None) -> None:
         where = f"; see {log_line}" if log_line else ""
-        super().__init__(
-            f"{self.kind} {name!r} failed after {restarts} restarts: {type(cause).__name__}: {cause}{where}"
-        )
+        if getattr(cause, "restartable", True) is False:
+            # One line a person can act on: who failed, and the cause (which names the server).
+            problem = f"{self.kind} {name!r} failed, not restarted (a restart cannot cure this): {cause}"
+        else:
+            problem = f"{self.kind} {name!r} failed after {restarts} restarts: {type(cause).__name__}: {cause}"
+        super().__init__(problem + where)
         self.name = name
         self.cause = cause
         self.restarts = restarts
@@ -96,7 +108,19 @@ class RemoteError(ActorsimError):
 
 
 class LLMError(ActorsimError):
-    """A model call failed for good (bad config, refused key, retries exhausted)."""
+    """A model call failed for good (bad config, refused key, retries exhausted).
+
+    `restartable=False` when restarting the agent cannot cure it (the server
+    refuses connections, answers 401/403/404): the step fails at once.
+    """
+
+    def __init__(self, message: str, *, restartable: bool = True) -> None:
+        super().__init__(message)
+        self.restartable = restartable
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Crosses process boundaries (Thespian, Ray) with `restartable` intact.
+        return (functools.partial(type(self), restartable=self.restartable), (str(self),))
 
 
 class TransportUnavailableError(ActorsimError, ImportError):
@@ -104,7 +128,17 @@ class TransportUnavailableError(ActorsimError, ImportError):
 
 
 class TransientServerError(LLMError):
-    """A failure worth another try: the server was busy, or down for a moment."""
+    """A failure worth another try: the server was busy, or down for a moment.
+
+    `problem` is what the retry notice says went wrong ("answered 503").
+    """
+
+    def __init__(self, message: str, *, problem: str = "failed") -> None:
+        super().__init__(message)
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (functools.partial(TransientServerError, problem=self.problem), (str(self),))
 
 
 class RunLogError(ActorsimError, ValueError):

@@ -58,6 +58,9 @@ class Intervention:
     def published(self, message: Message, state: Callable[[], RunState]) -> None:
         """`message` is stored; `state()` reads the run's state at this point. May raise to stop the run."""
 
+    def run_failed(self, error: BaseException) -> None:
+        """`error` ended the run (it escaped the `with actorsim.init()` block)."""
+
 
 class TerminalInput(Intervention):
     """Reads a terminal human's reply from standard input, in the driver (`human_input_mode="TERMINAL"`)."""
@@ -106,6 +109,10 @@ class Interventions:
     def published(self, message: Message, state: Callable[[], RunState]) -> None:
         for handler in self.handlers:
             handler.published(message, state)
+
+    def run_failed(self, error: BaseException) -> None:
+        for handler in self.handlers:
+            handler.run_failed(error)
 
 
 _installed: list[Intervention] = []

@@ -179,11 +179,19 @@ class Replay(Intervention):
 
     `until` (a message id or a unique prefix) stops the replay there with
     `ReplayStopped`; `live_from` replays up to that message and lets the real
-    models answer after it. After a run, `matched`, `forked`, `divergence`
-    and `stopped` say how it went.
+    models answer after it; `echo(role, text)` is told each human answer it
+    gives. After a run, `matched`, `forked`, `divergence`, `stopped` and
+    `ended_with` (the error that ended the run) say how it went.
     """
 
-    def __init__(self, directory: Path, *, until: str | None = None, live_from: str | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        until: str | None = None,
+        live_from: str | None = None,
+        echo: Callable[[str, str], None] | None = None,
+    ) -> None:
         from actorsim.runs import read_run
 
         self.run = read_run(directory)
@@ -216,6 +224,8 @@ class Replay(Intervention):
         self.forked = False
         self.divergence: ReplayDivergence | None = None
         self.stopped: ReplayStopped | None = None
+        self.ended_with: BaseException | None = None
+        self._echo = echo
 
     # -- the hooks
 
@@ -239,7 +249,13 @@ class Replay(Intervention):
         answers = self._humans.get(role)
         if not answers:
             raise self._diverged(ReplayDivergence(f"{role} is asked for input the recording does not have", None, role))
-        return answers.pop(0)
+        answer = answers.pop(0)
+        if self._echo is not None:  # what the terminal showed when it was typed: the prompt and the answer
+            self._echo(role, answer)
+        return answer
+
+    def run_failed(self, error: BaseException) -> None:
+        self.ended_with = error
 
     def recorded_human_input(self, role: str) -> list[str]:
         """What `role` typed in the recording, in order."""

@@ -77,6 +77,7 @@ class Runtime:
         self.options = options
         self.run_id = run_id
         self.interventions = Interventions([*installed_handlers(), *interventions])
+        self.implicit = False  # started by `current_runtime`, not by the user's `init`
         self._actors: list[str] = []
         self._closed = False
         self.log_config = (
@@ -149,8 +150,15 @@ class Runtime:
         self._actors.append(name)
         return ref
 
+    @property
+    def has_actors(self) -> bool:
+        """Whether any actor of the run is running (an implicit run without any can be replaced)."""
+        return bool(self._actors)
+
     def stop(self, ref: ActorRef) -> None:
         """Stop one actor and its supervision; later requests to it raise `ActorStoppedError`."""
+        if ref.name in self._actors:
+            self._actors.remove(ref.name)
         self.transport.stop(self.supervisor.forget(ref.name) or ref)
         self.log("actor.stopped", actor=ref.name)
 
@@ -295,6 +303,7 @@ class Runtime:
         elif error is not None and isinstance(error, Exception) and not self._closed:
             # How the run ended, so that a replay can tell it ended the same way.
             self.log("run.failed", error=repr(error))
+            self.interventions.run_failed(error)
         self.shutdown()
 
 
@@ -314,6 +323,10 @@ def init(
     hosts: int | None = None,
 ) -> Runtime:
     """Start the run that `create_component(..., remote=True)` will use.
+
+    Call it first: a component created with `remote=True` before it starts an
+    implicit run (see `current_runtime`), which this replaces only while it has
+    no actors.
 
     `transport` is "local", "thespian" or "ray" (default: $ACTORSIM_TRANSPORT,
     else "local"); `address` joins an existing Ray cluster. Every process of
@@ -336,7 +349,16 @@ def init(
     options = RunOptions(
         ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=log_dir, console_log=console_log, address=address
     )
+    if _current is not None and _current.implicit and not _current.has_actors:
+        _current.shutdown()  # nothing runs on it yet: the user's explicit choice wins
     if _current is not None:
+        if _current.implicit:
+            raise RuntimeError(
+                f"actorsim already runs an implicit {_current.transport_name!r} run, started when a component "
+                f"was created with remote=True before actorsim.init (transport from ${TRANSPORT_VARIABLE}, "
+                "else 'local'), and it has actors; call actorsim.init(...) before creating components, "
+                "or actorsim.shutdown() first"
+            )
         raise RuntimeError(
             f"actorsim is already initialised with the {_current.transport_name!r} transport; "
             "call actorsim.shutdown() first"
@@ -365,5 +387,14 @@ def shutdown() -> None:
 
 
 def current_runtime() -> Runtime:
-    """The current run, started from $ACTORSIM_TRANSPORT on first use."""
-    return _current if _current is not None else init()
+    """The current run; without `actorsim.init`, an implicit one started here.
+
+    The implicit run is what `init()` with no arguments starts: the transport
+    from $ACTORSIM_TRANSPORT, else "local", logging to ./logs. A later explicit
+    `init` replaces it while it has no actors, and otherwise says why not.
+    """
+    if _current is not None:
+        return _current
+    runtime = init()
+    runtime.implicit = True
+    return runtime

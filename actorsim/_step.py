@@ -12,6 +12,7 @@ budget, a `CallFailed` whose messages go to the dead letters.
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from actorsim._actors.agent_host import (
     RememberSent,
     Reply,
     RestoreMemory,
+    Retrying,
     RunStep,
 )
 from actorsim._actors.environment import (
@@ -49,6 +51,9 @@ from actorsim.memory import MemoryState
 from actorsim.routing import SendTo
 from actorsim.tools._service import Paused, ResumeStep, answer
 from actorsim.transport import ActorRef, CallFailed
+
+notices = logging.getLogger("actorsim")
+"""Where news for people waiting on a step goes (a model server being retried); see `actorsim.ui.show_notices`."""
 
 Memory = tuple[list[ChatMessage], list[str]]
 """The driver's copy of an agent's memory: its turns and the ids of the messages it handled."""
@@ -254,6 +259,8 @@ class Steps:
                 resumed.append((name, ResumeStep(item.reply_id, answer(self.runtime, item.request))))
             elif isinstance(item, Frame):  # a tool call or its result: shown as it comes
                 yield item
+            elif isinstance(item, Retrying):
+                notices.warning("%s", item)
             elif isinstance(item, Chunk):
                 # A step delivered again streams its reply again: show only what was not shown yet.
                 so_far = text[role] = text[role] + item.text

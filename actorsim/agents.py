@@ -17,7 +17,16 @@ from actorsim._roles import role_list
 from actorsim._runlog import log_event
 from actorsim._supervision import Supervision, supervision_from
 from actorsim._validators import name_or_none
-from actorsim.llm import ChatMessage, ChatModel, GenerationSettings, ToolCall, build_chat_model, takes_tools
+from actorsim.llm import (
+    ChatMessage,
+    ChatModel,
+    GenerationSettings,
+    RetryNotice,
+    ToolCall,
+    build_chat_model,
+    stream_events,
+    takes_tools,
+)
 from actorsim.memory import Memory
 from actorsim.routing import SendTo, check_send_to
 from actorsim.tools import ServiceRequest, ToolOutcome, ToolRunner, resolve_tools
@@ -26,7 +35,7 @@ from actorsim.tools._react import observation, parse_action, react_instructions
 HUMAN_INPUT_MODES = ("CLOSE", "ON", "TERMINAL")
 NO_SETTINGS = GenerationSettings()
 
-StepItem = str | ToolFrame | ServiceRequest
+StepItem = str | ToolFrame | ServiceRequest | RetryNotice
 """What an agent's step streams: reply text, tool frames, and pauses for a tool service (answered by `send`)."""
 
 current_reply: contextvars.ContextVar[str | None] = contextvars.ContextVar("actorsim_current_reply", default=None)
@@ -181,6 +190,8 @@ class Agent:
         """Stream a reply to what arrived; return the whole reply and remember it.
 
         A human's reply is `user_response` and nothing is streamed for it.
+        A `RetryNotice` comes between the chunks when the model's server is
+        tried again (the actor host sends it on to the driver, to be shown).
         Messages already handled (seen again, for a watcher) are left out.
         `reply_id`, the id the reply will have, links the model call to it in the log.
         `settings` are this step's generation settings, over the `llm` dict's.
@@ -235,8 +246,9 @@ class Agent:
 
     def _call_model(
         self, prompt: Sequence[ChatMessage], reply_id: str | None, settings: GenerationSettings | None, tools: bool
-    ) -> Generator[str, None, tuple[str, list[ToolCall]]]:
-        """Stream the model's reply, recording the call in the run log; its text and tool calls."""
+    ) -> Generator[str | RetryNotice, None, tuple[str, list[ToolCall]]]:
+        """Stream the model's reply (and notices of its retries), recording the call in the run log; its text and
+        tool calls."""
         model = self._model()
         name = getattr(getattr(model, "config", None), "model", type(model).__name__)
         extras: dict[str, Any] = {}
@@ -270,7 +282,15 @@ class Agent:
         react = tools and not self._native_tools
         calling_for = current_reply.set(reply_id)
         try:
-            for item in model.stream(prompt, **extras):
+            for item in stream_events(model, prompt, **extras):
+                if isinstance(item, RetryNotice):
+                    log_event(
+                        "llm.call.retry", role=self.role, model=name, reply_id=reply_id, api_base=item.server,
+                        error=item.problem, attempt=item.attempt, max_attempts=item.max_attempts,
+                        wait_s=item.wait_s,
+                    )
+                    yield item
+                    continue
                 if isinstance(item, ToolCall):
                     calls.append(item)
                     continue

@@ -20,10 +20,12 @@ from rich.tree import Tree
 
 import actorsim
 from actorsim._envelope import Message
+from actorsim._errors import ActorsimError
 from actorsim._intervention import installed
 from actorsim._replay import Replay, ReplayDivergence, ReplayStopped
+from actorsim._wording import plural
 from actorsim.llm import MODEL_SERVERS
-from actorsim.runs import Causality, RunLogError, find_run, list_runs, read_run
+from actorsim.runs import Causality, RunLogError, TraceNode, find_run, list_runs, read_run
 from actorsim.transport import TRANSPORTS
 
 console = Console()
@@ -54,15 +56,15 @@ def _tool_label(call: dict[str, Any]) -> str:
 )
 @click.pass_context
 def main(context: click.Context, log_dir: Path) -> None:
-    """Inspect actorsim runs from their logs."""
+    """List, trace and replay actorsim runs; chat with agents in the terminal."""
     context.obj = log_dir
 
 
 @main.command()
 @click.pass_obj
 def runs(log_dir: Path) -> None:
-    """The runs in the log folder, oldest first."""
-    table = Table("started", "transport", "agents", "messages", "errors")
+    """The runs in the log folder, oldest first; "interrupted" marks a run ended by Ctrl-C."""
+    table = Table("started", "transport", "agents", "messages", "errors", "ended")
     table.columns.insert(0, Column("run", no_wrap=True, min_width=22))
     try:
         found = list_runs(log_dir)
@@ -71,7 +73,9 @@ def runs(log_dir: Path) -> None:
     for run in found:
         started = datetime.datetime.fromtimestamp(run.started_at).strftime("%m-%d %H:%M:%S")
         name = run.run_id if run.replay_of is None else f"{run.run_id}\n(replay of {run.replay_of})"
-        table.add_row(name, started, run.transport, str(len(run.agents)), str(len(run.messages)), str(len(run.errors)))
+        table.add_row(
+            name, started, run.transport, str(len(run.agents)), str(len(run.messages)), str(len(run.errors)), run.ending
+        )
     console.print(table if found else f"no runs in {log_dir}")
 
 
@@ -87,10 +91,13 @@ def trace(log_dir: Path, run: str, message_id: str | None, role: str | None) -> 
         graph = Causality(record.messages)
         start = record.started_at
         if message_id is not None:
-            message = graph.get(message_id)
+            try:
+                message = graph.get(message_id)
+            except RunLogError as error:
+                raise RunLogError(f"{error}: looked in run {record.run_id} ({record.directory})") from None
             causes = Tree("[bold]caused by[/]")
-            for cause in graph.causes(message):
-                causes.add(_label(cause, start))
+            for node in graph.cause_tree(message):
+                _grow_causes(causes, node, start)
             for call in record.tool_calls().get(message.message_id, []):
                 causes.add(_tool_label(call))
             console.print(causes)
@@ -99,7 +106,7 @@ def trace(log_dir: Path, run: str, message_id: str | None, role: str | None) -> 
             roots = graph.roots()
     except RunLogError as error:
         raise click.ClickException(str(error)) from None
-    tree = Tree(f"[bold]run {record.run_id}[/] ({record.transport}, {len(graph.messages)} messages)")
+    tree = Tree(f"[bold]run {record.run_id}[/] ({record.transport}, {plural(len(graph.messages), 'message')})")
     tool_calls = record.tool_calls()
 
     def grow(node: Tree, message: Message, seen: set[str]) -> None:
@@ -116,6 +123,13 @@ def trace(log_dir: Path, run: str, message_id: str | None, role: str | None) -> 
     for root in roots:
         grow(tree, root, seen)
     console.print(tree)
+
+
+def _grow_causes(tree: Tree, node: TraceNode, start: float) -> None:
+    """The messages a message follows from, as a tree from the task down to it."""
+    branch = tree.add(_label(node.message, start))
+    for child in node.children:
+        _grow_causes(branch, child, start)
 
 
 def _lines(value: object) -> list[str]:
@@ -153,10 +167,15 @@ def replay(run: str, until: str | None, live_from: str | None) -> None:
                 f"{option} {message_id}: no single recorded message of {record.run_id} has that id"
             )
     argv, cwd = started[0]["argv"], started[0]["cwd"]
-    recording = Replay(record.directory, until=until, live_from=live_from)
+    recording = Replay(record.directory, until=until, live_from=live_from, echo=_echo_human)
     console.print(f"[dim]replaying {record.run_id}: {' '.join(argv)} (in {cwd})[/]")
     ended = run_program(argv, cwd, recording)
     _report(recording, ended)
+
+
+def _echo_human(role: str, text: str) -> None:
+    """What the terminal showed when a human's recorded answer was typed: the prompt and the answer."""
+    console.print(f"<{role}>: {text}", markup=False, highlight=False)
 
 
 def run_program(argv: list[str], cwd: str, recording: Replay) -> BaseException | None:
@@ -181,13 +200,9 @@ def run_program(argv: list[str], cwd: str, recording: Replay) -> BaseException |
     return None
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
-
-
 def _report(recording: Replay, ended: BaseException | None) -> None:
     """How the replay went, as the recording would have it."""
-    matched = _count(recording.matched, "message")
+    matched = plural(recording.matched, "message")
     divergence = recording.note_divergence(ended) if ended is not None else recording.divergence
     if divergence is not None:
         _show_divergence(divergence)
@@ -202,16 +217,17 @@ def _report(recording: Replay, ended: BaseException | None) -> None:
         return
     exit_code = ended.code if isinstance(ended, SystemExit) else None
     if ended is not None and not (isinstance(ended, SystemExit) and exit_code in (0, None)):
+        failure = recording.ended_with or ended  # a program may turn the run's error into an exit code
         recorded_end = recording.recorded_end()
-        if recorded_end is not None and recorded_end.startswith(f"{type(ended).__name__}("):
-            console.print(f"replay matched {matched} and ended as the recording did: {ended}")
+        if recorded_end is not None and recorded_end.startswith(f"{type(failure).__name__}("):
+            console.print(f"replay matched {matched} and ended as the recording did: {failure}")
             return
-        raise click.ClickException(f"the replayed program ended with {ended!r} after matching {matched}")
+        raise click.ClickException(f"the replayed program ended with {failure!r} after matching {matched}")
     if recording.forked:
         console.print(f"replay matched {matched}, then continued live")
         return
     if recording.matched != recording.recorded:
-        recorded = _count(recording.recorded, "recorded message")
+        recorded = plural(recording.recorded, "recorded message")
         raise click.ClickException(f"replay matched {recording.matched} of {recorded}")
     console.print(f"replay matched {matched}")
 
@@ -246,9 +262,23 @@ def _show_state(stopped: ReplayStopped) -> None:
         console.print(f"  {message.sent_from} -> {', '.join(message.send_to)}: {message.content}")
 
 
+def _roles(context: click.Context, parameter: click.Parameter, value: str) -> list[str]:
+    """--roles: names, comma-separated, none twice."""
+    names = [role.strip() for role in value.split(",")]
+    if not value.strip() or not all(names):
+        raise click.BadParameter("give the agents' names, comma-separated, e.g. ada,bruno")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise click.BadParameter(f"{', '.join(map(repr, twice))} named twice: each agent needs a name of its own")
+    return names
+
+
 @main.command()
 @click.option("--transport", type=click.Choice(TRANSPORTS), default="local", show_default=True)
-@click.option("--roles", default="ada,bruno", show_default=True, help="The agents, comma-separated, in speaking order.")
+@click.option(
+    "--roles", default="ada,bruno", show_default=True, callback=_roles,
+    help="The agents, comma-separated, in speaking order.",
+)
 @click.option("--human", default="you", show_default=True, help="Your role: you type at its turn ('' for none).")
 @click.option("--task", default="How should we land people on the Moon again?", show_default=True)
 @click.option("--turns", type=click.IntRange(min=1), default=9, show_default=True, help="Replies before the end.")
@@ -258,8 +288,8 @@ def _show_state(stopped: ReplayStopped) -> None:
 @click.option("--chunk-latency", type=float, default=0.03, show_default=True, help="Scripted model only.")
 @click.pass_obj
 def chat(
-    log_dir: Path, transport: str, roles: str, human: str, task: str, turns: int, model_server: str, model: str,
-    api_base: str | None, chunk_latency: float,
+    log_dir: Path, transport: str, roles: list[str], human: str, task: str, turns: int, model_server: str,
+    model: str, api_base: str | None, chunk_latency: float,
 ) -> None:
     """A chat room in the terminal: the agents take turns and you answer at yours.
 
@@ -268,18 +298,41 @@ def chat(
     """
     from actorsim.ui._terminal import chat as run_chat
 
+    human = human.strip()
+    if human in roles:
+        raise click.BadParameter(f"{human!r} is one of --roles; you need a name of your own", param_hint="'--human'")
+
     def llm(role: str) -> dict[str, object]:
         if model_server == "scripted":
-            replies = [f"I am {role}, and I heard {{heard}}", f"As {role}, about {{heard}}: let us test it first."]
+            replies = chat_replies(role, roles.index(role))
             return {"model_server": "scripted", "replies": replies, "chunk_latency": chunk_latency}
         return {"model_server": model_server, "model": model, **({"api_base": api_base} if api_base else {})}
 
-    names = [role.strip() for role in roles.split(",") if role.strip()]
-    code = run_chat(
-        transport=transport, roles=names, human=human or None, task=task, turns=turns, llm=llm, log_dir=log_dir
-    )
+    try:
+        code = run_chat(
+            transport=transport, roles=roles, human=human or None, task=task, turns=turns, llm=llm, log_dir=log_dir
+        )
+    except ActorsimError as error:  # one line a person can act on, not a traceback
+        raise click.ClickException(str(error)) from None
     if code:
         sys.exit(code)
 
 
-__all__ = ["main", "run_program"]
+def chat_replies(role: str, turn: int = 0) -> list[str]:
+    """The scripted replies of `actorsim chat`: each quotes only what the last speaker said themselves.
+
+    Each role starts `turn` replies into the list, so no two roles open alike.
+    """
+    replies = [
+        f"{{speaker}} said “{{heard}}” I am {role}, and I would start with what we can test on Earth.",
+        f"{{speaker}} said “{{heard}}” As {role}, I would build a small lander first.",
+        "{speaker} said “{heard}” Then let us count the cost before we set a launch date.",
+        "{speaker} said “{heard}” I can agree, if we fly a test mission without a crew first.",
+        f"{{speaker}} said “{{heard}}” As {role}, I would rather send robots ahead of people.",
+        "{speaker} said “{heard}” Fine: people follow once the robots have landed safely.",
+    ]
+    turn %= len(replies)
+    return replies[turn:] + replies[:turn]
+
+
+__all__ = ["chat_replies", "main", "run_program"]

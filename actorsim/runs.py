@@ -73,8 +73,18 @@ class Run:
 
     @property
     def errors(self) -> list[dict[str, Any]]:
-        """The events that record something going wrong (crashes, failures, give-ups)."""
-        return [event for event in self.events if event["event"] in ERROR_EVENTS]
+        """What went wrong; a step the user stopped with Ctrl-C (or a replay stopping where it did) is not."""
+        return [
+            event for event in self.events
+            if event["event"] in ERROR_EVENTS and not str(event.get("error", "")).startswith("KeyboardInterrupt")
+        ]
+
+    @property
+    def ending(self) -> str:
+        """How the run ended: "interrupted" (Ctrl-C), "stopped", or "" (still running, or its driver died)."""
+        if self.of_type("run.interrupted"):
+            return "interrupted"
+        return "stopped" if self.of_type("run.stopped") else ""
 
     @property
     def processes(self) -> set[int]:
@@ -174,7 +184,9 @@ class Causality:
         """The message with this id or unique id prefix; raises `RunLogError` otherwise."""
         matches = [m for m in self.messages.values() if m.message_id.startswith(message_id)]
         if len(matches) != 1:
-            raise RunLogError(f"{len(matches) or 'no'} messages with id {message_id!r} in this run")
+            raise RunLogError(
+                f"{len(matches)} messages with id {message_id!r}" if matches else f"no message with id {message_id!r}"
+            )
         return matches[0]
 
     def roots(self) -> list[Message]:
@@ -196,5 +208,35 @@ class Causality:
         """The messages that answered this one directly."""
         return self.children.get(message.message_id, [])
 
+    def cause_tree(self, message: Message) -> list[TraceNode]:
+        """What `message` follows from, as trees from the first causes (the task) down to its parents."""
+        causes = self.causes(message)
+        among = {cause.message_id for cause in causes}
+        roots = [cause for cause in causes if not among.intersection(cause.parent_ids)]
+        seen: set[str] = set()
+        return [self._tree(root, seen, among) for root in roots]
 
-__all__ = ["Causality", "ERROR_EVENTS", "Run", "RunLogError", "find_run", "list_runs", "read_run"]
+    def effect_tree(self, message: Message) -> list[TraceNode]:
+        """What `message` caused: the replies to it, the replies to those, and so on."""
+        seen = {message.message_id}
+        return [self._tree(effect, seen, None) for effect in self.effects(message) if effect.message_id not in seen]
+
+    def _tree(self, message: Message, seen: set[str], among: set[str] | None) -> TraceNode:
+        """`message` and its effects (only those in `among`, if given), each message shown once."""
+        seen.add(message.message_id)
+        children = []
+        for effect in self.effects(message):
+            if effect.message_id not in seen and (among is None or effect.message_id in among):
+                children.append(self._tree(effect, seen, among))
+        return TraceNode(message, tuple(children))
+
+
+@attrs.frozen
+class TraceNode:
+    """A message in a trace, with the messages that follow from it there."""
+
+    message: Message
+    children: tuple[TraceNode, ...] = ()
+
+
+__all__ = ["Causality", "ERROR_EVENTS", "Run", "RunLogError", "TraceNode", "find_run", "list_runs", "read_run"]

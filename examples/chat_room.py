@@ -29,14 +29,22 @@ AGENTS = {
     "ada": "You are Ada, a rocket engineer. Answer in two sentences, practically.",
     "bruno": "You are Bruno, a space economist. Answer in two sentences, about cost and risk.",
 }
-SCRIPTED_REPLIES = {
+SCRIPTED_REPLIES = {  # {speaker} said “{heard}”: the last speaker and their own words (see ScriptedConfig)
     "ada": [
         "Engineering first: a heavy lifter, a lander we test often, and margins everywhere.",
-        "I heard {heard} and as an engineer I say: test that on Earth before we fly it.",
+        "{speaker} said “{heard}” As an engineer I say: test that on Earth before we fly it.",
+        "{speaker} said “{heard}” Then the lander must be able to abort at any altitude.",
+        "{speaker} said “{heard}” I would fly it twice without a crew before anyone boards.",
+        "{speaker} said “{heard}” Keep the design simple enough to repair on the Moon.",
+        "{speaker} said “{heard}” Agreed, if the schedule leaves room for the tests.",
     ],
     "bruno": [
         "Economics first: fixed-price contracts and two competing landers keep the budget honest.",
-        "I heard {heard} and as an economist I ask: who pays, and what if it fails?",
+        "{speaker} said “{heard}” As an economist I ask: who pays, and what if it fails?",
+        "{speaker} said “{heard}” Each extra test flight costs a year of a small agency's budget.",
+        "{speaker} said “{heard}” Then share the cost with partners who want a seat.",
+        "{speaker} said “{heard}” No insurer covers a first flight: we carry that risk ourselves.",
+        "{speaker} said “{heard}” Fine, if the second lander is bought at a fixed price.",
     ],
     "director": ["ada", "bruno", HUMAN],
 }

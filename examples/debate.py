@@ -6,7 +6,9 @@
 Runs offline with a scripted model; pass --model-server openai (with
 --api-base and --model) or dashscope (with DASHSCOPE_API_KEY) for a real one.
 Replies stream in as they are generated, each role in its colour. Ctrl-C
-ends the run cleanly (exit code 130); its log stays replayable.
+ends the run cleanly (exit code 130); its log stays replayable. A model
+server that cannot answer ends the run with one line on stderr (exit code 1);
+while a server is retried, a line says so.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import actorsim
 from actorsim import RolePlay, TaskCenter, create_component
-from actorsim.ui import TerminalView, sigterm_interrupts
+from actorsim.ui import TerminalView, show_notices, sigterm_interrupts
 
 JOE = (
     "you are the president of the United States Joe Biden, and you are debating "
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--log-dir", default="logs", help="where the run log goes")
     args = parser.parse_args()
     view = TerminalView(humans=[args.human] if args.human else [])
+    show_notices(view)  # "joe_biden: model server at URL answered 503; retry 2 of 5 in 1.3 s"
     runtime = None
     try:
         with actorsim.init(transport=args.transport, log_dir=args.log_dir) as runtime:
@@ -86,6 +89,9 @@ def main() -> None:
         where = f"; its log: {runtime.log_config.directory}" if runtime and runtime.log_config else ""
         view.end(f"interrupted: the run is stopped{where}")
         sys.exit(130)
+    except actorsim.ActorsimError as error:  # one line a person can act on, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

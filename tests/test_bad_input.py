@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from actorsim import RolePlay, TaskCenter
@@ -136,3 +141,38 @@ class TestBadConfig:
 
         with pytest.raises(ValueError, match="unknown transport 'carrier-pigeon'; choose one of local, thespian, ray"):
             actorsim.init(transport="carrier-pigeon")
+
+
+IMPLICIT_RUN = """
+import actorsim
+from actorsim import TaskCenter, create_component
+
+task_center = create_component(TaskCenter, name="tc", remote=True)  # no actorsim.init: an implicit run
+print("implicit:", task_center.runtime.transport_name)
+try:
+    actorsim.init(transport="local")
+except RuntimeError as error:
+    print("refused:", error)
+task_center.close()  # the implicit run has no actors left: an explicit init replaces it
+runtime = actorsim.init(transport="local")
+print("replaced:", runtime.transport_name, runtime is not task_center.runtime)
+actorsim.shutdown()
+"""
+
+
+def test_an_implicit_run_follows_the_environment_and_gives_way_to_init(tmp_path: Path) -> None:
+    """Without init, $ACTORSIM_TRANSPORT is used; init then says why it cannot replace a run with actors,
+    and replaces it once it has none."""
+    result = subprocess.run(
+        [sys.executable, "-c", IMPLICIT_RUN], cwd=tmp_path, env={**os.environ, "ACTORSIM_TRANSPORT": "thespian"},
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "implicit: thespian"
+    assert lines[1].startswith(
+        "refused: actorsim already runs an implicit 'thespian' run, started when a component was created with "
+        "remote=True before actorsim.init"
+    )
+    assert "call actorsim.init(...) before creating components" in lines[1]
+    assert lines[2] == "replaced: local True"

@@ -9,6 +9,7 @@ import pytest
 
 from actorsim import ActorStoppedError, ChatMessage, RolePlay, TaskCenter
 from actorsim.llm import ScriptedConfig, ScriptedModel
+from actorsim.runs import TraceNode
 from actorsim.ui import ChatRoom, HumanTurn, Speaking, WatcherDirector, round_robin
 from tests.conftest import Make
 from tests.helpers import TASK, prompt_text, scripted
@@ -18,7 +19,7 @@ def room(make: Make, *, director_replies: tuple[str, ...] = (), max_turns: int =
     """ada and bruno answer what they heard; visitor is the human; an optional watcher directs."""
     task_center = make(TaskCenter, "task_center")
     agents = [
-        make(RolePlay, role, llm=scripted(f"{role} heard {{heard}}"), instruction=f"You are {role}.")
+        make(RolePlay, role, llm=scripted(f"{role} heard {{speaker}}: {{heard}}"), instruction=f"You are {role}.")
         for role in ("ada", "bruno")
     ]
     agents.append(make(RolePlay, "visitor", human_input_mode="ON"))
@@ -37,11 +38,24 @@ def spoken(events: list[object]) -> list[str]:
 
 
 class TestScriptedHeard:
-    def test_heard_is_the_last_line_of_the_last_turn(self) -> None:
-        """A scripted reply quotes what the agent was told last, so offline agents answer visibly."""
-        model = ScriptedModel(ScriptedConfig(["You said: {heard}"]))
+    def test_heard_is_the_last_speakers_words(self) -> None:
+        """A scripted reply quotes who spoke last and what they said, so offline agents answer visibly."""
+        model = ScriptedModel(ScriptedConfig(["You said: {heard} ({speaker})"]))
         prompt = [ChatMessage("system", "Be brief."), ChatMessage("user", "ada: hi\nvisitor: Balloons!\n")]
-        assert "".join(model.stream(prompt)) == "You said: visitor: Balloons!"
+        assert "".join(model.stream(prompt)) == "You said: Balloons! (Visitor)"
+
+    def test_the_task_is_named_the_task(self) -> None:
+        """The task's internal sender name never shows: {speaker} says "the task"."""
+        model = ScriptedModel(ScriptedConfig(["{speaker} asks “{heard}”"]))
+        prompt = [ChatMessage("user", f"user_requirement: {TASK}")]
+        assert "".join(model.stream(prompt)) == f"The task asks “{TASK}”"
+
+    def test_heard_leaves_out_what_the_speaker_quoted(self) -> None:
+        """Only the speaker's own words are quoted, never a quote of a quote."""
+        model = ScriptedModel(ScriptedConfig(["{speaker} said “{heard}” I agree."]))
+        said = "bruno: I am bruno. Ada said “Test it first.” As bruno, I ask who pays."
+        reply = "".join(model.stream([ChatMessage("user", said)]))
+        assert reply == "Bruno said “I am bruno. As bruno, I ask who pays.” I agree."
 
 
 class TestChatRoom:
@@ -53,7 +67,7 @@ class TestChatRoom:
         assert chat_room.speaking == "visitor"
         assert [m.sent_from for m in chat_room.history()] == ["user_requirement", "ada", "bruno"]
         text = "".join(e.content for e in events if not isinstance(e, Speaking | HumanTurn))
-        assert text.startswith("ada heard user_requirement: " + TASK)
+        assert text.startswith("ada heard The task: " + TASK)
 
     def test_the_others_answer_the_human(self, make: Make) -> None:
         """After the human speaks, the next speakers are prompted with the human's words."""
@@ -63,7 +77,7 @@ class TestChatRoom:
         assert (message.sent_from, message.content) == ("visitor", "What about balloons?")
         assert spoken(list(chat_room.run())) == ["speaking ada", "speaking bruno", "human visitor"]
         ada_reply = chat_room.history()[4]
-        assert (ada_reply.sent_from, ada_reply.content) == ("ada", "ada heard visitor: What about balloons?")
+        assert (ada_reply.sent_from, ada_reply.content) == ("ada", "ada heard Visitor: What about balloons?")
         assert message.message_id in ada_reply.parent_ids
 
     def test_a_watcher_directs_and_a_reply_naming_nobody_falls_back(self, make: Make) -> None:
@@ -77,16 +91,21 @@ class TestChatRoom:
         chat_room = room(make, director_replies=("ada",), max_turns=3)
         assert spoken(list(chat_room.run())) == ["speaking ada"] * 3 + ["human visitor"]
 
-    def test_trace_shows_what_caused_a_reply(self, make: Make) -> None:
-        """A reply's causes, earliest first, come from the run log: the task, then what followed."""
+    def test_trace_shows_what_caused_a_reply_and_what_it_caused(self, make: Make) -> None:
+        """From the run log: the tree from the task down to the reply, and the tree of what answered it."""
         chat_room = room(make)
         list(chat_room.run())
-        chat_room.speak("Balloons!")
+        visitor = chat_room.speak("Balloons!")
         list(chat_room.run(turns=1))
-        ada_reply = chat_room.history()[-1]
-        causes, message = chat_room.trace(ada_reply.message_id[:20])
-        assert message == ada_reply
-        assert [m.sent_from for m in causes] == ["user_requirement", "ada", "bruno", "visitor"]
+        trace = chat_room.trace(visitor.message_id[:20])
+        assert trace.message == visitor
+
+        def shape(nodes: tuple[TraceNode, ...]) -> list[object]:
+            return [(node.message.sent_from, shape(node.children)) for node in nodes]
+
+        # ada answered the task; bruno answered the task and ada; visitor answered both.
+        assert shape(trace.causes) == [("user_requirement", [("ada", [("bruno", [])])])]
+        assert shape(trace.effects) == [("ada", [])]
 
     def test_close_stops_the_rooms_agents(self, make: Make) -> None:
         """Closing a room stops its task center's actors; a second close does nothing."""

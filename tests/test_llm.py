@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
 import socket
+import time
 
 import pytest
 
-from actorsim import ChatMessage, LLMError, RolePlay, TaskCenter
-from actorsim.llm import OpenAIChatModel, OpenAIConfig, ScriptedConfig, ScriptedModel, build_chat_model
+from actorsim import ChatMessage, LLMError, RolePlay, Runtime, TaskCenter, create_component
+from actorsim.llm import OpenAIChatModel, OpenAIConfig, RetryNotice, ScriptedConfig, ScriptedModel, build_chat_model
+from actorsim.runs import read_run
 from tests.conftest import Make
 from tests.helpers import TASK, texts_by_role
 from tests.openai_server import OpenAIServer
@@ -86,24 +89,65 @@ class TestOpenAIBackend:
                 list(model.stream(PROMPT))
         assert server.statuses == [503, 503, 503]
 
-    def test_a_refused_key_fails_at_once(self) -> None:
-        """401 is not retried, and the error says what the server answered."""
+    def test_a_refused_key_fails_at_once_and_no_restart_can_cure_it(self) -> None:
+        """401 is not retried, the error says what the server answered, and it is not restartable."""
         with OpenAIServer(["never"], api_key="sk-right") as server:
             model = OpenAIChatModel(fast_retries(server, api_key="sk-wrong"), sleep=lambda _: None)
-            with pytest.raises(LLMError, match="answered 401"):
+            with pytest.raises(LLMError, match="answered 401 Unauthorized") as caught:
                 list(model.stream(PROMPT))
         assert server.statuses == [401]
+        assert caught.value.restartable is False
 
-    def test_an_unreachable_server(self) -> None:
-        """Connection errors are retried, then reported as unreachable."""
+    def test_a_refused_connection_fails_at_once_and_no_restart_can_cure_it(self) -> None:
+        """Nothing listens: one try, no wait, an error naming the server, not restartable."""
+        waits: list[float] = []
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        config = OpenAIConfig(
-            model="m", api_base=f"http://127.0.0.1:{port}/v1", max_attempts=2, retry_initial_wait=0.01
+        config = OpenAIConfig(model="m", api_base=f"http://127.0.0.1:{port}/v1", retry_initial_wait=0.01)
+        expected = rf"cannot connect to the model server at http://127.0.0.1:{port}/v1"
+        with pytest.raises(LLMError, match=expected) as caught:
+            list(OpenAIChatModel(config, sleep=waits.append).stream(PROMPT))
+        assert caught.value.restartable is False
+        assert waits == []
+
+    def test_retries_are_announced_before_each_wait(self) -> None:
+        """`stream_events` says which try comes next and after how long, before waiting; `stream` stays text."""
+        waits: list[float] = []
+        with OpenAIServer(["Third time lucky."], failures=[503, 429]) as server:
+            model = OpenAIChatModel(fast_retries(server), sleep=waits.append)
+            events = list(model.stream_events(PROMPT))
+        notices = [event for event in events if isinstance(event, RetryNotice)]
+        assert [(n.problem, n.attempt, n.max_attempts) for n in notices] == [
+            ("answered 503 Service Unavailable", 2, 5), ("answered 429 Too Many Requests", 3, 5),
+        ]
+        assert waits == [n.wait_s for n in notices], "each notice comes before its wait"
+        assert str(notices[0]).startswith(
+            f"model server at {server.api_base} answered 503 Service Unavailable; retry 2 of 5 in "
         )
-        with pytest.raises(LLMError, match="unreachable"):
-            list(OpenAIChatModel(config, sleep=lambda _: None).stream(PROMPT))
+        assert "".join(event for event in events if isinstance(event, str)) == "Third time lucky."
+
+    @pytest.mark.parametrize("restartable", [True, False])
+    def test_llm_errors_cross_processes_with_restartable(self, restartable: bool) -> None:
+        """Thespian and Ray pickle the error on its way to the driver's supervisor."""
+        error = pickle.loads(pickle.dumps(LLMError("model server at X answered 404", restartable=restartable)))
+        assert (str(error), error.restartable) == ("model server at X answered 404", restartable)
+
+
+class TestLLMConfigCheck:
+    def test_a_misspelt_model_server_key_is_named(self) -> None:
+        """As every other misspelt key is."""
+        with pytest.raises(ValueError, match=r"unknown key\(s\) \['modelserver'\]; model_server is missing"):
+            build_chat_model({"modelserver": "scripted", "replies": ["hi"]})
+
+    def test_a_bad_llm_is_refused_before_any_actor_starts(self, runtime: Runtime, transport_name: str) -> None:
+        """create_component checks the llm in the caller: no actor is spawned, nothing is logged for it."""
+        started = time.time()
+        with pytest.raises(ValueError, match=r"unknown key\(s\) \['modelserver'\]"):
+            create_component(RolePlay, name="misspelt", remote=True, runtime=runtime, llm={"modelserver": "scripted"})
+        assert not runtime.has_actors
+        log = read_run(runtime.log_config.directory)  # type: ignore[union-attr]
+        assert [e for e in log.events if e["ts"] >= started and e.get("actor") == "misspelt"] == []
 
 
 class TestConfigs:

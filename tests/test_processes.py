@@ -71,3 +71,11 @@ def test_two_thespian_runs_at_once_do_not_meet(tmp_path: Path) -> None:
     outputs = [run.communicate(timeout=120)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0]
     assert all("3 messages on the thespian transport." in output for output in outputs)
+
+
+@pytest.mark.parametrize("transport_name", ["thespian"])
+def test_thespians_output_goes_where_the_readme_says(runtime: Runtime) -> None:
+    """The README names the file Thespian's processes write to; it is there."""
+    folder = runtime.log_config.directory  # type: ignore[union-attr]
+    assert (folder / f"thespian-{runtime.run_id}.out").is_file()
+    assert "`logs/<run_id>/thespian-<run_id>.out`" in (ROOT / "README.md").read_text()

@@ -77,10 +77,10 @@ class TestEvents:
     def test_a_users_structlog_sees_the_actor_bound(self, make: Make) -> None:
         """structlog's contextvars hold the actor while it handles a message, and nothing else of ours."""
         task_center = make(TaskCenter, "task_center")
-        agent = make(ContextReportingAgent, "reporter", llm=scripted("{heard}"))
+        agent = make(ContextReportingAgent, "reporter", llm=scripted("{speaker}: {heard}"))
         task_center.add_agents([agent])
         task_center.send_task_request(TASK)
-        assert texts_by_role(task_center.step()) == {"reporter": "bound: {'actor': 'reporter'}"}
+        assert texts_by_role(task_center.step()) == {"reporter": "Bound: {'actor': 'reporter'}"}
 
     def test_model_calls_record_prompt_reply_and_latency(self, make: Make, log_dir: Path) -> None:
         with logged_events(log_dir) as events:
@@ -111,17 +111,17 @@ class TestEvents:
         assert last["prompt_reused"] == len(last["prompt"]) - 2, "only the last reply and the new turn are written"
 
     def test_failures_are_logged_with_their_traceback(self, make: Make, log_dir: Path) -> None:
-        """A model that refuses the key: each crash, restart and the giving up are in the log, with tracebacks."""
-        with OpenAIServer(["never"], api_key="right") as server, logged_events(log_dir) as events:
-            llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "api_key": "wrong"}
+        """A model server that stays busy: each crash, restart and the giving up are in the log, with tracebacks."""
+        with OpenAIServer(["never"], failures=[503] * 4) as server, logged_events(log_dir) as events:
+            llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "max_attempts": 1}
             task_center = make(TaskCenter, "task_center")
             task_center.add_agents([make(RolePlay, "joe_biden", llm=llm)])
             task_center.send_task_request(TASK)
-            gave_up = "agent 'joe_biden' failed after 3 restarts.*answered 401"
+            gave_up = "agent 'joe_biden' failed after 3 restarts.*answered 503"
             with pytest.raises(AgentFailedError, match=gave_up) as raised:
                 list(task_center.step())
         failed = [e for e in events if e["event"] == "actor.failed"]
-        assert failed and "answered 401" in failed[0]["exception"] and "Traceback" in failed[0]["exception"]
+        assert failed and "answered 503" in failed[0]["exception"] and "Traceback" in failed[0]["exception"]
         kinds = ("llm.call.failed", "actor.crashed", "actor.restarted", "actor.given_up", "message.dead_lettered")
         assert [e["event"] for e in events if e["event"] in kinds] == [
             *["llm.call.failed", "actor.crashed", "actor.restarted"] * 3,
@@ -141,7 +141,8 @@ class TestEvents:
         finished = [e for e in events if e["event"] == "llm.call.finished"]
         assert finished[0]["usage"] == {"prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8}
         retries = [e for e in events if e["event"] == "llm.call.retry"]
-        assert [e["attempt"] for e in retries] == [1, 2]
+        attempts = [(e["role"], e["attempt"], e["max_attempts"]) for e in retries]
+        assert attempts == [("joe_biden", 2, 5), ("joe_biden", 3, 5)]
         assert all("500" in e["error"] for e in retries)
 
 

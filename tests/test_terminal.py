@@ -67,7 +67,19 @@ def test_a_human_debates_then_ctrl_c_ends_the_run_cleanly(transport: str, tmp_pa
     replayed = replay(log_dir, record.run_id, tmp_path)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "replay matched 4 messages, up to where the run was interrupted" in replayed.stdout
-    assert "Artemis works because we invested in it, folks." in replayed.stdout
+    lines = replayed.stdout.splitlines()
+    answer = lines.index("<donald_trump>: Balloons are cheaper, believe me.")  # the recorded answer, where it came
+    assert lines[answer - 1].startswith("your turn as <donald_trump>")
+    following = [line for line in lines[answer + 1:] if line]
+    assert following[0] == "<joe_biden>: Artemis works because we invested in it, folks."
+
+    # `actorsim runs`: both the run and its replay are marked interrupted, and neither stop is an error.
+    listed = subprocess.run(
+        [sys.executable, "-m", "actorsim", "--log-dir", str(log_dir), "runs"],
+        cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, capture_output=True, text=True, timeout=60, check=True,
+    )
+    rows = [line.split("│") for line in listed.stdout.splitlines() if line.startswith("│ 2")]
+    assert [(cells[-3].strip(), cells[-2].strip()) for cells in rows] == [("0", "interrupted"), ("0", "interrupted")]
 
 
 def test_actorsim_chat_answers_the_human_and_replays(tmp_path: Path) -> None:
@@ -82,7 +94,7 @@ def test_actorsim_chat_answers_the_human_and_replays(tmp_path: Path) -> None:
         child.expect_exact(YOUR_TURN)
         child.expect_exact("<you>: ")
         child.sendline("Catapults to the Moon!")
-        child.expect("As ada, about you: Catapults to the Moon!: let us test it first.")
+        child.expect_exact("You said “Catapults to the Moon!” As ada, I would build a small lander first.")
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
@@ -93,3 +105,19 @@ def test_actorsim_chat_answers_the_human_and_replays(tmp_path: Path) -> None:
     replayed = replay(log_dir, record.run_id, tmp_path)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "replay matched 5 messages" in replayed.stdout
+
+
+def test_actorsim_chat_interrupted_says_where_its_log_is(tmp_path: Path) -> None:
+    """Ctrl-C at the human's turn: exit 130, and the last line names the run's log folder."""
+    log_dir = tmp_path / "logs"
+    child = spawn(["-m", "actorsim", "--log-dir", str(log_dir), "chat", "--chunk-latency", "0"], tmp_path)
+    try:
+        child.expect_exact(YOUR_TURN)
+        child.expect_exact("<you>: ")
+        child.sendintr()
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 130, child.before
+    folder = find_run(log_dir, "latest")
+    assert (child.before or "").strip().splitlines()[-1] == f"interrupted: the run is stopped; its log: {folder}"

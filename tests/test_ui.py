@@ -88,6 +88,29 @@ def chat_app(runtime: Runtime) -> Iterator[object]:
     app.close()
 
 
+YOUR_TURN = "Your turn, visitor: type your answer below and press Enter."
+BROKEN_WORDS = """(selector) => {
+    // The words of the element's text that the browser broke across two lines.
+    const broken = [];
+    const walker = document.createTreeWalker(document.querySelector(selector), NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        for (const match of node.textContent.matchAll(/\\S+/g)) {
+            const range = document.createRange();
+            range.setStart(node, match.index);
+            range.setEnd(node, match.index + match[0].length);
+            const tops = new Set([...range.getClientRects()].map(rect => Math.round(rect.top)));
+            if (tops.size > 1) broken.push(match[0]);
+        }
+    }
+    return broken;
+}"""
+
+
+def outline(page: object) -> str:
+    """How the text box is outlined: "solid" is the highlight of the user's turn."""
+    return str(page.evaluate("getComputedStyle(document.querySelector('#say')).outlineStyle"))  # type: ignore[attr-defined]
+
+
 def say(page: object, text: str) -> None:
     """Type as the human once the room waits for them, and send with Enter."""
     box = page.locator("#say textarea")  # type: ignore[attr-defined]
@@ -98,8 +121,9 @@ def say(page: object, text: str) -> None:
 
 class TestChatRoomInTheBrowser:
     def test_replies_stream_in_labelled_and_answer_the_human(self, chat_app: object, browser: object) -> None:
-        """A user sees ada's reply grow word by word, types at their turn, and the agents answer their words."""
-        context = browser.new_context(viewport={"width": 1280, "height": 700})  # type: ignore[attr-defined]
+        """The task opens the chat, ada's reply grows word by word, the user's turn is said, focused and
+        highlighted, and the agents answer the user's words."""
+        context = browser.new_context(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
         page = context.new_page()
         page.goto(chat_app.url)  # type: ignore[attr-defined]
         chat = page.locator("#chat")
@@ -109,30 +133,74 @@ class TestChatRoomInTheBrowser:
         page.wait_for_function(STREAMED_PART_WAY, arg=[*partial, seen], timeout=60_000)
         expect(chat).to_contain_text(f"ada: {ADA_FIRST}", timeout=60_000)
         expect(chat).to_contain_text(f"bruno: {BRUNO_FIRST}", timeout=60_000)
+        text = chat.inner_text()
+        assert text.index(f"the task: {EXAMPLE.TASK}") < text.index(ADA_FIRST), "the task is the first bubble"
         labels = chat.locator("b.actorsim-role")
         expect(labels.filter(has_text="ada").first).to_have_attribute("style", "color:#1f77b4")
         expect(page.locator("#roles")).to_contain_text("visitor")
         expect(page.locator("#roles tr", has_text="visitor")).to_contain_text("your turn")
 
+        # The user's turn: said above the box, the box focused and highlighted.
+        box = page.locator("#say textarea")
+        turn = page.locator("#turn")
+        expect(turn).to_have_text(YOUR_TURN, timeout=60_000)
+        expect(box).to_be_focused()
+        assert outline(page) == "solid"
         say(page, "What about a space elevator?")
         expect(chat).to_contain_text("visitor: What about a space elevator?")
-        expect(chat).to_contain_text("ada: I heard visitor: What about a space elevator? and as an engineer",
-                                     timeout=60_000)
-        expect(chat).to_contain_text("bruno: I heard ada: I heard visitor: What about a space elevator?",
-                                     timeout=60_000)
-        expect(page.locator("#say textarea")).to_be_editable(timeout=60_000)
+        expect(turn).to_contain_text("is speaking…")
+        assert outline(page) == "none", "the box is highlighted only while it waits for the user"
+        expect(chat).to_contain_text(
+            "ada: Visitor said “What about a space elevator?” As an engineer I say: test that on Earth", timeout=60_000
+        )
+        expect(chat).to_contain_text(  # the speaker's own words, not a quote of a quote
+            "bruno: Ada said “As an engineer I say: test that on Earth before we fly it.” As an economist",
+            timeout=60_000,
+        )
+        expect(box).to_be_editable(timeout=60_000)
+        expect(box).to_be_focused()
         text = chat.inner_text()
-        assert text.index(BRUNO_FIRST) < text.index("visitor: What about") < text.index("ada: I heard visitor")
+        assert text.index(BRUNO_FIRST) < text.index("visitor: What about") < text.index("ada: Visitor said")
 
+        # The trace picker lists the messages as the chat does, oldest first, numbered.
         page.locator("#trace-pick input").click()
-        page.get_by_role("option").filter(has_text="4. ada: I heard visitor").click()
+        options = page.get_by_role("option").all_inner_texts()
+        assert [option.split(".")[0] for option in options] == ["1", "2", "3", "4", "5", "6"]
+        assert options[0].startswith("1. the task: How should we land")
+        page.get_by_role("option").filter(has_text="5. ada: Visitor said").click()
         expect(page.get_by_role("option")).to_have_count(0)
         trace = page.locator("#trace")
-        expect(trace).to_contain_text("caused by", timeout=30_000)
-        expect(trace).to_contain_text("visitor → ada, bruno: What about a space elevator?")
-        expect(trace).to_contain_text(f"task → ada, bruno, visitor: {EXAMPLE.TASK}")
+        expect(trace.locator("h3")).to_have_text("5. ada → bruno, visitor", timeout=30_000)
+        expect(trace.locator("blockquote")).to_have_text(
+            "Visitor said “What about a space elevator?” As an engineer I say: test that on Earth before we fly it."
+        )
+        # Caused by: the tree from the task down to the human's words, each a level deeper.
+        causes = trace.locator("p", has_text="caused by").locator("xpath=following-sibling::ul[1]")
+        expect(causes.locator(":scope > li").first).to_contain_text(
+            f"1. the task → ada, bruno, visitor: {EXAMPLE.TASK}"
+        )
+        expect(causes.locator(":scope > li > ul > li > ul > li > ul > li")).to_have_text(
+            "4. visitor → ada, bruno: What about a space elevator?"
+        )
+        caused = trace.locator("p", has_text="what it caused").locator("xpath=following-sibling::ul[1]")
+        expect(caused.locator(":scope > li")).to_contain_text("6. bruno → ada, visitor: Ada said “As an engineer")
         if SCREENSHOT:
             page.screenshot(path=SCREENSHOT)
+        context.close()
+
+    def test_at_800_pixels_no_word_is_broken_and_nothing_clears_the_chat(
+        self, chat_app: object, browser: object
+    ) -> None:
+        """In a narrow window the roles table wraps between words only; no button empties the chat."""
+        context = browser.new_context(viewport={"width": 800, "height": 700})  # type: ignore[attr-defined]
+        page = context.new_page()
+        page.goto(chat_app.url)  # type: ignore[attr-defined]
+        expect(page.locator("#say textarea")).to_be_editable(timeout=60_000)
+        expect(page.locator("#roles tr", has_text="visitor")).to_contain_text("your turn")
+        expect(page.locator("#roles")).to_contain_text("RolePlay")
+        assert page.evaluate(BROKEN_WORDS, "#roles") == []
+        expect(page.locator("#chat")).to_contain_text(f"bruno: {BRUNO_FIRST}")
+        expect(page.get_by_role("button", name="Clear")).to_have_count(0)
         context.close()
 
     def test_two_sessions_at_once_never_see_each_other(self, chat_app: object, browser: object) -> None:
@@ -145,7 +213,7 @@ class TestChatRoomInTheBrowser:
         for page, text in zip(pages, words, strict=True):
             say(page, text)
         for page, text in zip(pages, words, strict=True):
-            expect(page.locator("#chat")).to_contain_text(f"ada: I heard visitor: {text}", timeout=60_000)
+            expect(page.locator("#chat")).to_contain_text(f"ada: Visitor said “{text}”", timeout=60_000)
         for page, other in zip(pages, reversed(words), strict=True):
             assert other not in page.locator("#chat").inner_text()
         sessions = chat_app.sessions  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from actorsim._actors.registry import AgentInfo
 from actorsim._envelope import Frame, Message
 from actorsim._runlog import log_event
 from actorsim.agents import Agent
-from actorsim.llm import ChatMessage, GenerationSettings
+from actorsim.llm import ChatMessage, GenerationSettings, RetryNotice
 from actorsim.memory import MemoryState
 from actorsim.tools import ServiceRequest
 from actorsim.tools._service import Paused, ResumeStep
@@ -43,6 +43,17 @@ class Chunk:
     role: str
     text: str
     message_id: str
+
+
+@attrs.frozen
+class Retrying:
+    """The agent's model server is being tried again: streamed to the driver, which tells the user."""
+
+    role: str
+    notice: RetryNotice
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.notice}"
 
 
 @attrs.frozen
@@ -100,7 +111,7 @@ class AgentHost:
         raise TypeError(f"an agent does not understand {type(request).__name__}")
 
     @receive.register
-    def _run_step(self, request: RunStep) -> Iterator[Chunk | Frame | Reply | Paused]:
+    def _run_step(self, request: RunStep) -> Iterator[Chunk | Frame | Retrying | Reply | Paused]:
         agent = self.agent
         received = request.received
         turns_before = agent.memory.turn_count
@@ -115,13 +126,13 @@ class AgentHost:
         return self._drive(_Going(request, texts, turns_before, fresh), None)
 
     @receive.register
-    def _resume(self, request: ResumeStep) -> Iterator[Chunk | Frame | Reply | Paused]:
+    def _resume(self, request: ResumeStep) -> Iterator[Chunk | Frame | Retrying | Reply | Paused]:
         going = self._paused.pop(request.reply_id, None)
         if going is None:
             raise LookupError(f"agent {self.agent.role!r} has no step {request.reply_id} waiting for a tool service")
         return self._drive(going, request.outcome)
 
-    def _drive(self, going: _Going, answer: Any) -> Iterator[Chunk | Frame | Reply | Paused]:
+    def _drive(self, going: _Going, answer: Any) -> Iterator[Chunk | Frame | Retrying | Reply | Paused]:
         """Run the step on: chunks and tool frames out, until its reply, or a pause for a tool service."""
         agent = self.agent
         request = going.request
@@ -137,7 +148,10 @@ class AgentHost:
                 self._paused[message_id] = going
                 yield Paused(message_id, item)
                 return
-            yield item if isinstance(item, Frame) else Chunk(agent.role, item, message_id)
+            if isinstance(item, RetryNotice):
+                yield Retrying(agent.role, item)
+            else:
+                yield item if isinstance(item, Frame) else Chunk(agent.role, item, message_id)
         received = request.received
         message = Message(
             content=reply,

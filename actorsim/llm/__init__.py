@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from actorsim.llm._openai import OpenAIChatModel, OpenAIConfig
-from actorsim.llm._protocol import ChatMessage, ChatModel, ModelItem, ToolCall, takes_tools
+from actorsim.llm._protocol import ChatMessage, ChatModel, ModelItem, RetryNotice, ToolCall, stream_events, takes_tools
 from actorsim.llm._scripted import ScriptedConfig, ScriptedModel
 from actorsim.llm._settings import SETTING_NAMES, GenerationSettings
 
@@ -37,26 +37,47 @@ def _config(config_class: type[Any], server: str, options: Mapping[str, Any]) ->
         raise ValueError(f"llm config for model_server {server!r}: {error}") from error
 
 
-def build_chat_model(llm: Mapping[str, Any] | ChatModel) -> ChatModel:
-    """Make the model an `llm` config describes; a ready `ChatModel` passes through."""
-    if isinstance(llm, ChatModel):
-        return llm
+def _parse(llm: Mapping[str, Any]) -> tuple[str, Any]:
+    """The model server an `llm` dict names and its checked config; nothing is built or connected."""
     if not isinstance(llm, Mapping):
         raise TypeError(f"llm must be a dict config or a ChatModel, not {type(llm).__name__}")
     options = dict(llm)
     server = options.pop("model_server", None)
     if server == "scripted":
-        return ScriptedModel(_config(ScriptedConfig, server, options))
+        return server, _config(ScriptedConfig, server, options)
     if server == "openai":
         options.setdefault("api_key", os.environ.get("OPENAI_API_KEY"))
-        return OpenAIChatModel(_config(OpenAIConfig, server, options))
+        return server, _config(OpenAIConfig, server, options)
     if server == "dashscope":
         options.setdefault("api_base", DASHSCOPE_API_BASE)
         options["api_key"] = options.get("api_key") or os.environ.get("DASHSCOPE_API_KEY")
         if not options["api_key"]:
             raise ValueError("llm config for model_server 'dashscope' needs api_key or DASHSCOPE_API_KEY")
-        return OpenAIChatModel(_config(OpenAIConfig, server, options))
-    raise ValueError(f"llm config: model_server must be one of {list(MODEL_SERVERS)}, got {server!r}")
+        return server, _config(OpenAIConfig, server, options)
+    # A misspelt model_server key is named, as any other misspelt key is.
+    known = {field.name for config in (ScriptedConfig, OpenAIConfig) for field in attrs.fields(config)}
+    unknown = sorted(set(options) - known)
+    where = f"unknown key(s) {unknown}; " if unknown else ""
+    if server is None:
+        raise ValueError(f"llm config: {where}model_server is missing (one of {list(MODEL_SERVERS)})")
+    raise ValueError(f"llm config: {where}model_server must be one of {list(MODEL_SERVERS)}, got {server!r}")
+
+
+def check_llm(llm: Mapping[str, Any] | ChatModel) -> None:
+    """Raise what `build_chat_model` would, without building the model: checked in the caller,
+    before an agent's actor is spawned."""
+    if not isinstance(llm, ChatModel):
+        _parse(llm)
+
+
+def build_chat_model(llm: Mapping[str, Any] | ChatModel) -> ChatModel:
+    """Make the model an `llm` config describes; a ready `ChatModel` passes through."""
+    if isinstance(llm, ChatModel):
+        return llm
+    server, config = _parse(llm)
+    if server == "scripted":
+        return ScriptedModel(config)
+    return OpenAIChatModel(config)
 
 
 __all__ = [
@@ -67,10 +88,13 @@ __all__ = [
     "ModelItem",
     "OpenAIChatModel",
     "OpenAIConfig",
+    "RetryNotice",
     "SETTING_NAMES",
     "ScriptedConfig",
     "ScriptedModel",
     "ToolCall",
     "build_chat_model",
+    "check_llm",
+    "stream_events",
     "takes_tools",
 ]

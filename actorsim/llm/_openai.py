@@ -7,6 +7,7 @@ does too, through its compatible-mode endpoint.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -17,9 +18,8 @@ import tenacity
 from httpx_sse import connect_sse
 
 from actorsim._errors import LLMError, TransientServerError
-from actorsim._runlog import log_event
 from actorsim._validators import positive
-from actorsim.llm._protocol import ChatMessage, ModelItem
+from actorsim.llm._protocol import ChatMessage, ModelItem, RetryNotice
 from actorsim.llm._settings import GenerationSettings
 from actorsim.llm._tool_calls import ToolCallAssembler
 
@@ -52,11 +52,27 @@ class OpenAIConfig:
 
 
 def _is_transient(error: BaseException) -> bool:
-    return isinstance(error, TransientServerError | httpx.TransportError)
+    # A refused connection is not: the server is not there, and trying again only keeps the user waiting.
+    return isinstance(error, TransientServerError) or (
+        isinstance(error, httpx.TransportError) and not isinstance(error, httpx.ConnectError)
+    )
+
+
+def _problem(error: BaseException | None) -> str:
+    """What went wrong with a try, as a retry notice says it."""
+    if isinstance(error, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(error, TransientServerError):
+        return error.problem
+    return f"failed ({error!r})"
 
 
 class OpenAIChatModel:
-    """Streams replies from a chat-completions endpoint, retrying transient failures."""
+    """Streams replies from a chat-completions endpoint, retrying transient failures.
+
+    A refused connection and a 4xx answer (but 408/409/429) fail at once, not
+    restartable: no retry or agent restart can cure them.
+    """
 
     def __init__(self, config: OpenAIConfig, *, sleep: Callable[[float], None] = tenacity.nap.sleep) -> None:
         self.config = config
@@ -68,6 +84,7 @@ class OpenAIChatModel:
         self._client = httpx.Client(
             base_url=config.api_base.rstrip("/") + "/", headers=headers, timeout=config.timeout
         )
+        self._sleep = sleep
         self._retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(config.max_attempts)
             | tenacity.stop_after_delay(config.max_retry_seconds),
@@ -77,19 +94,8 @@ class OpenAIChatModel:
                 max=config.retry_max_wait,
             ),
             retry=tenacity.retry_if_exception(_is_transient),
-            before_sleep=self._log_retry,
-            sleep=sleep,
+            sleep=lambda _: None,  # `stream_events` waits itself, after saying so
             reraise=True,
-        )
-
-    def _log_retry(self, state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome is not None else None
-        log_event(
-            "llm.call.retry",
-            api_base=self.config.api_base,
-            attempt=state.attempt_number,
-            wait_s=state.upcoming_sleep,
-            error=repr(error),
         )
 
     def stream(
@@ -100,6 +106,18 @@ class OpenAIChatModel:
         settings: GenerationSettings | None = None,
     ) -> Iterator[ModelItem]:
         """The reply's text as it streams, then the tool calls it makes, each whole."""
+        for item in self.stream_events(messages, tools=tools, settings=settings):
+            if not isinstance(item, RetryNotice):
+                yield item
+
+    def stream_events(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        settings: GenerationSettings | None = None,
+    ) -> Iterator[ModelItem | RetryNotice]:
+        """As `stream`, with a `RetryNotice` before each wait for another try."""
         self.last_usage = None
         body: dict[str, Any] = {
             "model": self.config.model,
@@ -111,8 +129,15 @@ class OpenAIChatModel:
             body["tools"] = list(tools)
         shown = ""  # what earlier tries of this call already yielded
         assembler = ToolCallAssembler()
+        waits: list[RetryNotice] = []
+        retrying = self._retrying.copy(before_sleep=functools.partial(self._note_retry, waits))
+        server = self.config.api_base
         try:
-            for attempt in self._retrying:
+            for attempt in retrying:
+                if waits:
+                    notice = waits.pop()
+                    yield notice
+                    self._sleep(notice.wait_s)
                 with attempt, contextlib.ExitStack() as stack:
                     text = ""
                     assembler = ToolCallAssembler()  # a retake assembles its calls afresh
@@ -122,21 +147,34 @@ class OpenAIChatModel:
                         if len(text) > len(shown):
                             yield text[len(shown):]
                             shown = text
+        except httpx.ConnectError as error:
+            raise LLMError(f"cannot connect to the model server at {server}: {error}", restartable=False) from error
         except httpx.TransportError as error:
-            raise LLMError(f"model server at {self.config.api_base} unreachable: {error}") from error
+            raise LLMError(f"model server at {server} unreachable: {error}") from error
         yield from assembler.calls()
+
+    def _note_retry(self, waits: list[RetryNotice], state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        waits.append(RetryNotice(
+            server=self.config.api_base,
+            problem=_problem(error),
+            attempt=state.attempt_number + 1,
+            max_attempts=self.config.max_attempts,
+            wait_s=state.upcoming_sleep,
+        ))
 
     def _open(self, stack: contextlib.ExitStack, body: dict[str, Any]) -> Any:
         """Connect and check the status; what fails here may be tried again."""
         event_source = stack.enter_context(connect_sse(self._client, "POST", "chat/completions", json=body))
         response = event_source.response
         if response.status_code != 200:
-            detail = response.read().decode(errors="replace")[:500]
+            detail = " ".join(response.read().decode(errors="replace").split())[:300]
             stack.close()
-            problem = f"model server at {self.config.api_base} answered {response.status_code}: {detail}"
+            status = f"{response.status_code} {response.reason_phrase}".strip()
+            problem = f"model server at {self.config.api_base} answered {status}: {detail}"
             if response.status_code in _TRANSIENT_STATUS:
-                raise TransientServerError(problem)
-            raise LLMError(problem)
+                raise TransientServerError(problem, problem=f"answered {status}")
+            raise LLMError(problem, restartable=False)
         return event_source.iter_sse()
 
     def _contents(self, events: Iterator[Any], assembler: ToolCallAssembler) -> Iterator[str]:
@@ -160,7 +198,10 @@ class OpenAIChatModel:
                     yield delta["content"]
                 finished = finished or bool(choice.get("finish_reason"))
         if not finished:
-            raise TransientServerError(f"the stream from {self.config.api_base} broke off before the reply's end")
+            raise TransientServerError(
+                f"the stream from {self.config.api_base} broke off before the reply's end",
+                problem="broke off its stream",
+            )
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

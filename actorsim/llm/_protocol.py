@@ -90,3 +90,33 @@ class ChatModel(Protocol):
 def takes_tools(model: ChatModel) -> bool:
     """Whether `model.stream` takes `tools` and `settings` (the built-in backends do)."""
     return "tools" in inspect.signature(model.stream).parameters
+
+@attrs.frozen
+class RetryNotice:
+    """A model call failed for a moment and is tried again: news for whoever waits for the reply.
+
+    A backend that retries offers `stream_events`, which yields these between
+    the text chunks, just before it waits; `stream` leaves them out.
+    """
+
+    server: str
+    problem: str  # what went wrong: "answered 503", "timed out"
+    attempt: int  # the try about to be made, from 2
+    max_attempts: int
+    wait_s: float
+
+    def __str__(self) -> str:
+        return (
+            f"model server at {self.server} {self.problem}; "
+            f"retry {self.attempt} of {self.max_attempts} in {self.wait_s:.1f} s"
+        )
+
+
+def stream_events(
+    model: ChatModel, messages: Sequence[ChatMessage], **extras: Any
+) -> Iterator[ModelItem | RetryNotice]:
+    """The model's chunks and tool calls, with its retry notices if it gives any; `extras` are `tools`/`settings`."""
+    events = getattr(model, "stream_events", None)
+    if events is not None:
+        return iter(events(messages, **extras))
+    return iter(model.stream(messages, **extras))

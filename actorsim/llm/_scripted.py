@@ -16,6 +16,11 @@ from actorsim.llm._settings import GenerationSettings
 
 _WORD_WITH_SPACE = re.compile(r"\S+\s*|\s+")
 HEARD = "{heard}"
+SPEAKER = "{speaker}"
+_LINE = re.compile(r"(?P<speaker>[^:\n]+): (?P<words>.*)")
+# A quotation with what introduces it, from the start of its sentence: «ada said “...”».
+_QUOTATION = re.compile(r"(?:^|(?<=[.!?]))[^.!?“”]*“[^”]*”")
+USER_REQUIREMENT = "user_requirement"  # the sender of the task (actorsim._envelope.USER_REQUIREMENT)
 
 Scripted = str | Mapping[str, Any]
 
@@ -52,11 +57,15 @@ class ScriptedConfig:
     answers the prompt that holds their results.
 
     `reply_latency` is waited before the first chunk and `chunk_latency`
-    before each later one, to behave like a real model. `{heard}` in a reply
-    stands for the last line of the prompt's last turn (usually the last message
-    received, as "sender: text", or a tool's result), so an offline agent visibly
-    answers what it heard. Generation settings are taken, and recorded in the run
-    log, so one `llm` dict serves offline and online; they change nothing here.
+    before each later one, to behave like a real model. So that an offline
+    agent visibly answers what it heard, `{speaker}` in a reply stands for the
+    sender of the last message received ("the task" for the task) and `{heard}`
+    for its words, without the quotations in them (“...” and what introduces
+    them): a conversation quotes each speaker's own words, never a quote of a
+    quote. `{speaker}` begins with a capital. After a tool call the last turn is
+    its result, which `{heard}` quotes. Generation settings are taken, and
+    recorded in the run log, so one `llm` dict serves offline and online; they
+    change nothing here.
     """
 
     replies: tuple[Scripted, ...] = attrs.field(converter=tuple, validator=_some_replies)
@@ -89,10 +98,9 @@ class ScriptedModel:
         earlier = sum(1 for message in messages if message.role == "assistant")
         reply = self.config.replies[earlier % len(self.config.replies)]
         text = reply if isinstance(reply, str) else str(reply.get("content", ""))
-        if HEARD in text:
-            lines = [line for line in messages[-1].content.splitlines() if line.strip()] if messages else []
-            heard = lines[-1] if lines else ""
-            text = text.replace(HEARD, heard)
+        if HEARD in text or SPEAKER in text:
+            speaker, heard = last_heard(messages)
+            text = text.replace(SPEAKER, speaker[:1].upper() + speaker[1:]).replace(HEARD, heard)
         for index, chunk in enumerate(_WORD_WITH_SPACE.findall(text)):
             latency = self.config.chunk_latency if index else self.config.reply_latency
             if latency:
@@ -103,3 +111,18 @@ class ScriptedModel:
                 arguments = call.get("arguments", {})
                 text_arguments = arguments if isinstance(arguments, str) else json.dumps(arguments)
                 yield ToolCall(f"call-{earlier}-{number}", call["name"], text_arguments)
+
+
+def last_heard(messages: Sequence[ChatMessage]) -> tuple[str, str]:
+    """Who spoke last in the prompt, and their own words: the last line of the last turn ("sender: text").
+
+    After a tool call the last turn is the tool's result, quoted whole.
+    """
+    if messages and messages[-1].role == "tool":
+        return "the tool", " ".join(messages[-1].content.split())
+    lines = [line for line in messages[-1].content.splitlines() if line.strip()] if messages else []
+    line = lines[-1].strip() if lines else ""
+    said = _LINE.fullmatch(line)
+    speaker, words = (said["speaker"], said["words"]) if said else ("someone", line)
+    own = " ".join(_QUOTATION.sub("", words).split()) or words
+    return ("the task" if speaker == USER_REQUIREMENT else speaker), own

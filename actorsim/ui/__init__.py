@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from actorsim.ui._room import ChatRoom, Director, HumanTurn, RoomEvent, Speaking, WatcherDirector, round_robin
-from actorsim.ui._terminal import TerminalView, sigterm_interrupts
+from actorsim.ui._terminal import TerminalView, show_notices, sigterm_interrupts
 
 if TYPE_CHECKING:
     from actorsim.ui._gradio import ChatApp, build_app, free_port
@@ -38,5 +38,6 @@ __all__ = [
     "build_app",
     "free_port",
     "round_robin",
+    "show_notices",
     "sigterm_interrupts",
 ]

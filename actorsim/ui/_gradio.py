@@ -25,10 +25,38 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from actorsim._actors.registry import AgentInfo
 from actorsim._envelope import Frame, Message, ToolFrame
+from actorsim.runs import TraceNode
 from actorsim.task_center import TaskCenter
-from actorsim.ui._room import ChatRoom, Director, HumanTurn, RoomEvent, Speaking, describe, round_robin
+from actorsim.ui._room import ChatRoom, Director, HumanTurn, RoomEvent, Speaking, Trace, describe, round_robin
 
 COLOURS = ("#1f77b4", "#9467bd", "#2ca02c", "#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+TASK_LABEL = "the task"
+
+# Installed in the page when it loads (Gradio 6 takes css and js at launch, which `build_app` users
+# would lose): the human's box is highlighted while it waits for them and takes the focus when it opens;
+# the roles table breaks lines between words only; the chat's "clear" button goes (it cleared only the view, and the
+# conversation came back on the next update).
+PAGE_SCRIPT = """() => {
+    const style = document.createElement('style');
+    style.textContent = `
+        #say:has(textarea:not(:disabled)) { outline: 3px solid #f5a623; outline-offset: -3px; }
+        #trace ul ul, #trace ul li { font-size: inherit !important; }
+        #turn.your-turn { color: #b26a00; }
+        #roles th, #roles td { padding: 4px 8px; word-break: keep-all; overflow-wrap: normal; hyphens: none; }
+        #chat button[aria-label="Clear"] { display: none; }
+    `;
+    document.head.appendChild(style);
+    let wasOpen = false;
+    const focusWhenOpen = () => {
+        const box = document.querySelector('#say textarea');
+        const open = !!box && !box.disabled;
+        if (open && !wasOpen) box.focus();
+        wasOpen = open;
+    };
+    new MutationObserver(focusWhenOpen).observe(document.body, {
+        subtree: true, childList: true, attributes: true, attributeFilter: ['disabled'],
+    });
+}"""
 
 
 _END = object()
@@ -110,6 +138,15 @@ class _Session:
         role, text = self.texts.get(frame.message_id, (frame.role, ""))
         self.texts[frame.message_id] = (role, text + frame.content)
 
+    def add_requirements(self, messages: Iterable[Message]) -> None:
+        """The task (and any later user requirement) as a bubble of its own, where it came."""
+        for message in messages:
+            if message.message_id not in self.rows:
+                self.rows[message.message_id] = len(self.chat)
+                label = f'<b class="actorsim-role actorsim-task">{TASK_LABEL}</b>'
+                self.chat.append({"role": "user", "content": f"{label}: {html.escape(message.content)}"})
+                self.texts[message.message_id] = (TASK_LABEL, message.content)
+
     def add_human(self, message: Message) -> None:
         self.rows[message.message_id] = len(self.chat)
         self.chat.append({"role": "user", "content": f"{self.label(message.sent_from)}: "
@@ -117,12 +154,28 @@ class _Session:
         self.texts[message.message_id] = (message.sent_from, message.content)
 
     def trace_choices(self) -> list[tuple[str, str]]:
-        """(label, message id) of every message shown, newest first."""
+        """(label, message id) of every message shown, oldest first and numbered, as the chat shows them."""
         choices = []
         for number, (message_id, (role, text)) in enumerate(self.texts.items(), start=1):
             snippet = text if len(text) <= 48 else text[:47] + "…"
             choices.append((f"{number}. {role}: {snippet}", message_id))
-        return choices[::-1]
+        return choices
+
+    def number(self, message_id: str) -> int | None:
+        """The message's number in the chat (and the trace picker), from 1."""
+        for number, shown in enumerate(list(self.texts), start=1):
+            if shown == message_id:
+                return number
+        return None
+
+    def turn_line(self, waiting: bool) -> str:
+        """Whose turn it is, said above the text box."""
+        human = self.room.human
+        if waiting and human is not None:
+            return f"**Your turn, {html.escape(human)}**: type your answer below and press Enter."
+        if self.room.speaking is not None:
+            return f"{self.label(self.room.speaking)} is speaking…"
+        return "Waiting for the next speaker…"
 
     def roles_table(self) -> str:
         """The registry's agents: kind, group and topics, what they are about, status, what each does now."""
@@ -147,6 +200,38 @@ def routing_names(info: AgentInfo) -> str:
 
 def type_name(agent_class: str) -> str:
     return agent_class.rsplit(".", 1)[-1]
+
+
+def trace_markdown(trace: Trace, number: Callable[[str], int | None]) -> str:
+    """A traced message: its heading and text, then what caused it and what it caused, as trees.
+
+    Both trees run oldest first, down the page, as the chat does; `number`
+    gives a message's number in the chat.
+    """
+    message = trace.message
+    shown = number(message.message_id)
+    lines = [f"### {f'{shown}. ' if shown else ''}{html.escape(describe(message))}", "", _quote(message.content), ""]
+    lines += ["**caused by**", ""]
+    lines += _tree_lines(trace.causes, number) or ["nothing: it opens the conversation"]
+    lines += ["", "**what it caused**", ""]
+    lines += _tree_lines(trace.effects, number) or ["nothing yet"]
+    lines += ["", f"<small>message id `{message.message_id}`</small>"]
+    return "\n".join(lines)
+
+
+def _tree_lines(nodes: Iterable[TraceNode], number: Callable[[str], int | None], depth: int = 0) -> list[str]:
+    lines = []
+    for node in nodes:
+        shown = number(node.message.message_id)
+        head = f"{shown}\\. " if shown else ""  # not an ordered list
+        text = " ".join(node.message.content.split())
+        lines.append(f"{'  ' * depth}- {head}{html.escape(describe(node.message))}: {html.escape(text)}")
+        lines += _tree_lines(node.children, number, depth + 1)
+    return lines
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {html.escape(line)}" for line in text.splitlines() or [""])
 
 
 class ChatApp:
@@ -215,6 +300,7 @@ class ChatApp:
                         label="chat", elem_id="chat", height=480, group_consecutive_messages=False,
                         feedback_options=None, buttons=[],
                     )
+                    turn = gr.Markdown("Waiting for the next speaker…", elem_id="turn")
                     say = gr.Textbox(
                         label="you", elem_id="say", placeholder="wait for your turn...", interactive=False,
                         submit_btn="Send",
@@ -223,7 +309,8 @@ class ChatApp:
                     roles = gr.Markdown(elem_id="roles")
                     pick = gr.Dropdown(label="trace a message", elem_id="trace-pick", choices=[], interactive=True)
                     trace = gr.Markdown(elem_id="trace")
-            outputs = [chat, say, roles, pick]
+            outputs = [chat, turn, say, roles, pick]
+            blocks.load(None, js=PAGE_SCRIPT)
             blocks.load(self._start, inputs=None, outputs=outputs, concurrency_limit=None)
             say.submit(self._speak, inputs=[say], outputs=outputs, concurrency_limit=None)
             pick.change(self._trace, inputs=[pick], outputs=[trace], concurrency_limit=None)
@@ -240,6 +327,7 @@ class ChatApp:
         )
         return (
             [dict(message) for message in session.chat],
+            gr.update(value=session.turn_line(waiting), elem_classes=["your-turn"] if waiting else []),
             say,
             session.roles_table(),
             gr.update(choices=session.trace_choices()),
@@ -248,6 +336,7 @@ class ChatApp:
     def _stream(self, session: _Session) -> Iterator[tuple[Any, ...]]:
         """Run the room until the human's turn, yielding the page after every frame."""
         session.refresh_agents()
+        session.add_requirements(session.room.requirements())
         yield self._updates(session, waiting=False)
         waiting = False
         for event in _on_own_thread(session.room.run(), name=session.room.task_center.name):
@@ -304,12 +393,7 @@ class ChatApp:
         session = self.sessions.get(str(request.session_hash))
         if session is None or not message_id:
             return ""
-        causes, message = session.room.trace(message_id)
-        lines = [f"**{describe(message)}** `{message.message_id}`", "", "caused by:"]
-        lines += [f"{n}. {describe(cause)}: {cause.content}" for n, cause in enumerate(causes, 1)]
-        if not causes:
-            lines.append("nothing: it opens the conversation")
-        return "\n".join(lines)
+        return trace_markdown(session.room.trace(message_id), session.number)
 
     def _unload(self, request: gr.Request) -> None:
         self.end_session(str(request.session_hash))
@@ -328,6 +412,7 @@ class ChatApp:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a test or an example to serve on."""
     import socket
 
     with socket.socket() as probe:

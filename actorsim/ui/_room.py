@@ -15,7 +15,7 @@ import attrs
 from actorsim._actors.registry import AgentInfo
 from actorsim._envelope import USER_REQUIREMENT, Frame, Message
 from actorsim._roles import ALL
-from actorsim.runs import Causality, RunLogError, read_run
+from actorsim.runs import Causality, RunLogError, TraceNode, read_run
 from actorsim.task_center import TaskCenter
 
 Director = Callable[["ChatRoom"], str]
@@ -70,6 +70,15 @@ class HumanTurn:
 RoomEvent = Speaking | HumanTurn | Frame
 
 
+@attrs.frozen
+class Trace:
+    """A message, what caused it (trees from the task down) and what it caused (trees from it down)."""
+
+    message: Message
+    causes: tuple[TraceNode, ...]
+    effects: tuple[TraceNode, ...]
+
+
 class ChatRoom:
     """One conversation: a task center, who speaks next, and the human player.
 
@@ -103,7 +112,12 @@ class ChatRoom:
         return self.task_center.registry.agents()
 
     def history(self) -> list[Message]:
+        """Every message of the room's task center, in order."""
         return self.task_center.environment.history()
+
+    def requirements(self) -> list[Message]:
+        """The task, and any later user requirement, in order."""
+        return self.task_center.environment.user_requirements()
 
     def open(self, task: str, send_to: str | Sequence[str] = ALL) -> Message:
         """Put the opening task to the room."""
@@ -141,11 +155,12 @@ class ChatRoom:
         return self.history()[-1]
 
     def log_folder(self) -> Path | None:
+        """Where the room's run is logged, or None without a run log."""
         config = self.task_center.runtime.log_config
         return None if config is None else config.directory
 
-    def trace(self, message_id: str) -> tuple[list[Message], Message]:
-        """What caused a message, earliest first, from the run log (from the history without one)."""
+    def trace(self, message_id: str) -> Trace:
+        """What caused a message and what it caused, from the run log (from the history without one)."""
         folder = self.log_folder()
         messages: list[Message] | None = None
         if folder is not None:
@@ -157,7 +172,7 @@ class ChatRoom:
             messages = self.history()
         graph = Causality(messages)
         message = graph.get(message_id)
-        return graph.causes(message), message
+        return Trace(message, tuple(graph.cause_tree(message)), tuple(graph.effect_tree(message)))
 
     def close(self) -> None:
         """Stop the room's actors; its run goes on for other rooms."""
@@ -167,5 +182,6 @@ class ChatRoom:
 
 
 def describe(message: Message) -> str:
-    sender = "task" if message.sent_from == USER_REQUIREMENT else message.sent_from
+    """"sender → recipients", the task's sender named "the task"."""
+    sender = "the task" if message.sent_from == USER_REQUIREMENT else message.sent_from
     return f"{sender} → {', '.join(message.send_to) or 'nobody'}"

@@ -6,15 +6,19 @@ so scripts and tests read it the same way.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
 from actorsim._envelope import Frame, ToolFrame
+from actorsim._wording import plural
 from actorsim.ui._room import ChatRoom, HumanTurn, RoomEvent, Speaking
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
@@ -30,9 +34,11 @@ class TerminalView:
         self._speaker: str | None = None
 
     def colour(self, role: str) -> str:
+        """The rich colour a role's label is shown in; each role keeps its own."""
         return self._colours.setdefault(role, COLOURS[len(self._colours) % len(COLOURS)])
 
     def label(self, role: str) -> Text:
+        """`<role>:` in the role's colour."""
         return Text(f"<{role}>", style=f"bold {self.colour(role)}")
 
     def show(self, events: Iterable[RoomEvent | Frame]) -> None:
@@ -67,10 +73,42 @@ class TerminalView:
             Text(" (Enter sends; Ctrl-C ends the run)", style="dim"), sep="",
         )
 
+    def notice(self, text: str) -> None:
+        """A dim line of news (a model server being retried), on a line of its own."""
+        if self._speaker is not None:
+            self.console.print()
+            self._speaker = None
+        self.console.print(Text(text, style="dim"))
+
     def end(self, text: str) -> None:
+        """Finish the line in progress and print `text`."""
         self._speaker = None
         self.console.print()
         self.console.print(text)
+
+
+class _ViewHandler(logging.Handler):
+    def __init__(self, view: TerminalView) -> None:
+        super().__init__()
+        self.view = view
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.view.notice(self.format(record))
+
+
+def show_notices(view: TerminalView | None = None) -> logging.Handler:
+    """Show actorsim's notices to the person waiting: in `view`, else on stderr.
+
+    The notices (such as "joe_biden: model server at URL answered 503; retry 2
+    of 5 in 1.3 s") go to the `actorsim` logger of the driver, from every
+    transport: they travel back with the step's stream. The library itself
+    shows nothing; an application calls this (or configures `logging`).
+    Returns the handler, for `logging.getLogger("actorsim").removeHandler`.
+    """
+    handler = _ViewHandler(view) if view is not None else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("actorsim").addHandler(handler)
+    return handler
 
 
 def sigterm_interrupts() -> None:
@@ -79,20 +117,6 @@ def sigterm_interrupts() -> None:
     Called after `actorsim.init`: Ray installs its own SIGTERM handler there.
     """
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-
-
-def run_interruptibly(body: Callable[[], None], view: TerminalView) -> int:
-    """Run `body` (which opens and closes its run); Ctrl-C ends it cleanly with 130.
-
-    The run's `with actorsim.init(...)` block has stopped every process and
-    closed the log by the time the interrupt reaches here.
-    """
-    try:
-        body()
-    except KeyboardInterrupt:
-        view.end("interrupted: the run is stopped and its log closed")
-        return 130
-    return 0
 
 
 def chat(
@@ -110,10 +134,14 @@ def chat(
     from actorsim import RolePlay, TaskCenter, create_component
 
     view = TerminalView(humans=[human] if human else [])
+    show_notices(view)
+    log: list[Path] = []  # where the run logs, once it has started
 
-    def body() -> None:
+    try:
         with actorsim.init(transport=transport, log_dir=log_dir) as runtime:
             sigterm_interrupts()
+            if runtime.log_config is not None:
+                log.append(runtime.log_config.directory)
             task_center = create_component(TaskCenter, name="chat", remote=True)
             agents = [
                 create_component(RolePlay, name=role, remote=True, llm=dict(llm(role)), instruction=f"You are {role}.")
@@ -126,7 +154,10 @@ def chat(
             view.console.print(Text(f"run {runtime.run_id} on {transport}: {', '.join(room.roles)}", style="dim"))
             room.open(task)
             view.show(room.run(turns=turns))
-            where = f" (log: {runtime.log_config.directory})" if runtime.log_config else ""
-            view.end(f"\n{len(room.history())} messages in run {runtime.run_id}{where}")
-
-    return run_interruptibly(body, view)
+            where = f" (log: {log[0]})" if log else ""
+            view.end(f"\n{plural(len(room.history()), 'message')} in run {runtime.run_id}{where}")
+    except KeyboardInterrupt:
+        # The `with` block has stopped every process and closed the log by now.
+        view.end(f"interrupted: the run is stopped; its log: {log[0]}" if log else "interrupted: the run is stopped")
+        return 130
+    return 0
