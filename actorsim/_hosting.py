@@ -21,8 +21,9 @@ Inside a host each agent's streamed call runs on a thread of one pool. Steps
 and model clients are synchronous generators (`Agent.step`, `ChatModel`), so
 threads run them unchanged, where asyncio would need every model client
 rewritten; a model call waiting on the network releases the GIL. Measured here
-(benchmarks/swarm_bench.py): 1,000 hosted agents whose model takes 0.2 s finish
-one step in about 0.5 s on 4 hosts. Threads are made only as calls need them.
+(benchmarks/swarm_bench.py --slow 100): 100 hosted agents whose model takes
+0.2 s finish one step in 0.31 s on 4 hosts. Threads are made only as calls
+need them.
 """
 
 from __future__ import annotations
