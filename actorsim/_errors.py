@@ -162,7 +162,9 @@ class ReplayDivergence(ActorsimError):
 
 class ReplayStopped(ActorsimError):
     """The replay reached the message `until` named (`state` is the run's state there), or where the
-    recorded run was interrupted (`interrupted`)."""
+    recorded run was interrupted (`interrupted`). A stop asked for, not an error (`deliberate`)."""
+
+    deliberate = True
 
     def __init__(self, message: Message, state: RunState | None, *, interrupted: bool = False) -> None:
         where = "where the recorded run was interrupted" if interrupted else "at the message asked for"
@@ -170,6 +172,7 @@ class ReplayStopped(ActorsimError):
         self.message = message
         self.state = state
         self.interrupted = interrupted
+        self.interrupts_run = interrupted  # the run log says "interrupted", as the recorded run's did
 
 
 class ReplayedFault(ActorsimError):

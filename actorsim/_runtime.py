@@ -297,7 +297,8 @@ class Runtime:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        if kind is not None and issubclass(kind, KeyboardInterrupt) and not self._closed:
+        interrupted = isinstance(error, KeyboardInterrupt) or getattr(error, "interrupts_run", False)
+        if interrupted and not self._closed:
             # Marks the log as ended by the user, so a replay stops where the run did.
             self.log("run.interrupted")
         elif error is not None and isinstance(error, Exception) and not self._closed:

@@ -233,7 +233,11 @@ class Steps:
                 # out of turn rather than lost; what no one answered waits in its queue again.
                 for role in state.order[state.published:]:
                     self._publish_reply(role, state)
-            self.runtime.log("step.failed", step=self._step, error=repr(error), unanswered=sorted(state.owed))
+            # Ctrl-C, or a replay stopping where it was asked to, ends the step by choice: not an error.
+            deliberate = isinstance(error, KeyboardInterrupt) or getattr(error, "deliberate", False)
+            self.runtime.log(
+                "step.failed", step=self._step, error=repr(error), unanswered=sorted(state.owed), deliberate=deliberate
+            )
             raise
         finally:
             if state.owed:

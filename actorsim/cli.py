@@ -209,6 +209,7 @@ def _report(recording: Replay, ended: BaseException | None) -> None:
         raise click.ClickException(f"replay diverged after matching {matched}")
     stopped = recording.stopped
     if stopped is not None and stopped.interrupted:
+        console.line()  # the program was stopped mid-line, as the recorded one was by Ctrl-C
         console.print(f"replay matched {matched}, up to where the run was interrupted")
         return
     if stopped is not None:

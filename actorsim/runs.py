@@ -76,7 +76,8 @@ class Run:
         """What went wrong; a step the user stopped with Ctrl-C (or a replay stopping where it did) is not."""
         return [
             event for event in self.events
-            if event["event"] in ERROR_EVENTS and not str(event.get("error", "")).startswith("KeyboardInterrupt")
+            if event["event"] in ERROR_EVENTS and not event.get("deliberate")
+            and not str(event.get("error", "")).startswith("KeyboardInterrupt")  # logs from before `deliberate`
         ]
 
     @property

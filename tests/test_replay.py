@@ -254,8 +254,8 @@ def test_a_run_whose_model_server_failed_replays_to_the_same_failure(tmp_path: P
              "--model", "m", "--api-base", server.api_base],
             tmp_path,
         )
-    assert recorded.returncode != 0
-    assert "AgentFailedError" in recorded.stderr
+    assert recorded.returncode == 1
+    assert recorded.stderr.startswith("error: agent 'joe_biden' failed, not restarted")
 
     replayed = actorsim_command(tmp_path, "replay", "latest")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
