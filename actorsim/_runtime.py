@@ -128,6 +128,10 @@ class Runtime:
         """Siblings that a `one_for_all` policy restarts together."""
         self.supervisor.join_group(group, names)
 
+    def compact_with(self, name: str, request: Any) -> None:
+        """`name`'s journal grows with the run: now and then `request` asks it for a snapshot to replace it."""
+        self.supervisor.compact_with(name, request)
+
     def restart_deferred(self) -> None:
         """Restart the siblings a `one_for_all` crash left owed a restart: between steps."""
         self.supervisor.restart_deferred()

@@ -59,7 +59,7 @@ class TaskCenter:
         self.remote = remote
         env_ref = self.runtime.spawn(Environment, name=f"{name}/environment", supervision=policy)
         # The Environment's journal (every message) is compacted into snapshots: restarts stay fast.
-        self.runtime.supervisor.compact_with(env_ref.name, Snapshot())
+        self.runtime.compact_with(env_ref.name, Snapshot())
         registry_ref = self.runtime.spawn(Registry, name=f"{name}/registry", supervision=policy)
         self.runtime.join_group(name, [env_ref.name, registry_ref.name])
         self.environment = EnvironmentView(self.runtime, env_ref)
