@@ -109,7 +109,7 @@ class ReplayModel:
     ) -> None:
         self.role = role
         self._calls = {reply_id: list(made) for reply_id, made in calls.items()}
-        self._order = [reply_id for reply_id in self._calls]
+        self._order = list(self._calls)
         self._live_config = live
         self._live: ChatModel | None = None
         self.tool_answers = RecordedToolAnswers(role, tools or {}, forks=live is not None)
@@ -256,10 +256,6 @@ class Replay(Intervention):
 
     def run_failed(self, error: BaseException) -> None:
         self.ended_with = error
-
-    def recorded_human_input(self, role: str) -> list[str]:
-        """What `role` typed in the recording, in order."""
-        return [event["text"] for event in self.run.of_type("human.input") if event["role"] == role]
 
     def before_delivery(self, name: str, request: Any, attempt: int) -> BaseException | None:
         if not isinstance(request, RunStep):

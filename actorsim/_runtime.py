@@ -297,7 +297,7 @@ class Runtime:
         if interrupted and not self._closed:
             # Marks the log as ended by the user, so a replay stops where the run did.
             self.log("run.interrupted")
-        elif error is not None and isinstance(error, Exception) and not self._closed:
+        elif isinstance(error, Exception) and not self._closed:
             # How the run ended, so that a replay can tell it ended the same way.
             self.log("run.failed", error=repr(error))
             self.interventions.run_failed(error)

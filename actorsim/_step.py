@@ -146,12 +146,12 @@ class Steps:
     def state(self) -> RunState:
         """Every role's queue and memory and the history, as they are now."""
         return RunState(
-            pending={role: self.environment_pending(role) for role in self.agents},
+            pending={role: self._pending(role) for role in self.agents},
             memories={role: self.runtime.ask(ref, GetMemory()) for role, (ref, _) in self.agents.items()},
             history=self._ask_env(GetHistory()),
         )
 
-    def environment_pending(self, role: str) -> tuple[Message, ...]:
+    def _pending(self, role: str) -> tuple[Message, ...]:
         return () if self.agents[role][1].is_watcher else tuple(self._ask_env(GetPending(role)))
 
     # -- steps
