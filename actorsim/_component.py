@@ -96,5 +96,6 @@ def create_component(
         name=name,
         supervision=supervision_from(kwargs.get("supervision")),
         failure_type=AgentFailedError,
+        hosted=True,
     )
     return AgentHandle(runtime, ref, runtime.ask(ref, Describe()), send_to)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from actorsim._errors import ActorDiedError, AskTimeoutError, ComponentFailedError
+from actorsim._hosting import Hosted, HostedTransport
 from actorsim._ids import new_id
 from actorsim._intervention import Intervention, Interventions, installed_handlers
 from actorsim._runlog import LoggedBehaviour, RunLogConfig, close_run_log, open_run_log
@@ -127,6 +128,10 @@ class Runtime:
         """Siblings that a `one_for_all` policy restarts together."""
         self.supervisor.join_group(group, names)
 
+    def compact_with(self, name: str, request: Any) -> None:
+        """`name`'s journal grows with the run: now and then `request` asks it for a snapshot to replace it."""
+        self.supervisor.compact_with(name, request)
+
     def restart_deferred(self) -> None:
         """Restart the siblings a `one_for_all` crash left owed a restart: between steps."""
         self.supervisor.restart_deferred()
@@ -138,10 +143,13 @@ class Runtime:
         name: str,
         supervision: Supervision | None = None,
         failure_type: type[ComponentFailedError] = ComponentFailedError,
+        hosted: bool = False,
     ) -> ActorRef:
-        """Start an actor under the run's supervisor."""
+        """Start an actor under the run's supervisor; `hosted`: in a host actor, when the run has hosts."""
         if self.log_config is not None:
             factory = functools.partial(LoggedBehaviour, self.log_config, name, factory)
+        if hosted and isinstance(self.transport, HostedTransport):
+            factory = Hosted(factory)
         ref = self.supervisor.spawn(factory, name, supervision or Supervision(), failure_type)
         self._actors.append(name)
         return ref
@@ -317,6 +325,7 @@ def init(
     console_log: bool = False,
     replay: Replay | str | os.PathLike[str] | None = None,
     interventions: Sequence[Intervention] = (),
+    hosts: int | None = None,
 ) -> Runtime:
     """Start the run that `create_component(..., remote=True)` will use.
 
@@ -332,6 +341,8 @@ def init(
     human input from that recording and checks each message against it;
     `interventions` hook into the run (see `Intervention`). The run is shut
     down by `shutdown()`, by leaving the `with` block, or at interpreter exit.
+    `hosts=N` places the run's agents many to a process, on a pool of N host
+    actors, instead of one actor each (see `actorsim._hosting`).
 
     Raises `ValueError` for an unknown transport, `RuntimeError` when a run
     is already going, `TransportUnavailableError` when its package is missing.
@@ -359,7 +370,10 @@ def init(
         )
     run_id = new_run_id()
     handlers = [*interventions, *([replay_from(replay)] if replay is not None else [])]
-    _current = Runtime(load_transport_class(name).from_options(options, run_id), options, run_id, handlers)
+    backend: Transport = load_transport_class(name).from_options(options, run_id)
+    if hosts is not None:
+        backend = HostedTransport(backend, hosts)
+    _current = Runtime(backend, options, run_id, handlers)
     atexit.register(_current.shutdown)
     return _current
 

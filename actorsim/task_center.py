@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from actorsim._actors.environment import Environment
+from actorsim._actors.environment import Environment, Snapshot
 from actorsim._actors.registry import Registry
 from actorsim._component import AgentHandle
 from actorsim._envelope import USER_REQUIREMENT, Frame, Message
@@ -58,6 +58,8 @@ class TaskCenter:
         self.name = name
         self.remote = remote
         env_ref = self.runtime.spawn(Environment, name=f"{name}/environment", supervision=policy)
+        # The Environment's journal (every message) is compacted into snapshots: restarts stay fast.
+        self.runtime.compact_with(env_ref.name, Snapshot())
         registry_ref = self.runtime.spawn(Registry, name=f"{name}/registry", supervision=policy)
         self.runtime.join_group(name, [env_ref.name, registry_ref.name])
         self.environment = EnvironmentView(self.runtime, env_ref)

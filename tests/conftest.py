@@ -46,13 +46,14 @@ every_transport = on_transports("inline", *actorsim.TRANSPORTS)
 _live: dict[str, Runtime] = {}
 
 
-def _runtime_for(name: str, log_dir: Path) -> Runtime:
-    """The session's runtime for `name`, shutting down another transport's first."""
-    if name not in _live:
+def _runtime_for(name: str, log_dir: Path, hosts: int | None = None) -> Runtime:
+    """The session's runtime for `name` (with `hosts`: hosted agents), shutting down any other one first."""
+    key = name if hosts is None else f"{name}+{hosts} hosts"
+    if key not in _live:
         for other in list(_live):
             _live.pop(other).shutdown()
-        _live[name] = actorsim.init(transport=name, ask_timeout=60, step_timeout=120, log_dir=log_dir)
-    return _live[name]
+        _live[key] = actorsim.init(transport=name, ask_timeout=60, step_timeout=120, log_dir=log_dir, hosts=hosts)
+    return _live[key]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -111,6 +112,27 @@ def spawn(transport: Transport) -> Iterator[Spawn]:
 @pytest.fixture(scope="session", params=[pytest.param("plain", id="plain"), *TRANSPORT_PARAMS])
 def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+HOSTS = 3
+"""Host actors of a hosted mode's run."""
+
+
+@pytest.fixture(scope="session", params=TRANSPORT_PARAMS)
+def hosted_mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_hosted(hosted_mode: str, log_dir: Path) -> Iterator[Make]:
+    """`make(cls, name, **options)`: `create_component` on a run whose agents live on `HOSTS` host actors."""
+    live = _runtime_for(hosted_mode, log_dir, hosts=HOSTS)
+
+    def build(cls: type, name: str, **options: Any) -> Any:
+        return create_component(cls, name=name, remote=True, runtime=live, **options)
+
+    yield build
+    live.stop_all()
 
 
 Make = Callable[..., Any]

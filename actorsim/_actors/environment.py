@@ -101,6 +101,21 @@ class GetUserRequirements:
     pass
 
 
+@attrs.frozen
+class Snapshot:
+    """Ask for a `Restore` of the Environment's whole state, to stand in for its journal."""
+
+
+@attrs.frozen
+class Restore(Durable):
+    """The Environment's whole state; what was taken and not yet answered is pending again once restored."""
+
+    queues: dict[str, tuple[Message, ...]]
+    watchers: tuple[str, ...]
+    history: tuple[Message, ...]
+    dead_letters: tuple[DeadLetter, ...]
+
+
 class Environment:
     """Owns every queue and the history; roles are kept in registration order.
 
@@ -222,6 +237,23 @@ class Environment:
     @receive.register
     def _get_user_requirements(self, request: GetUserRequirements) -> tuple[Message, ...]:
         return tuple(self._requirements)
+
+    @receive.register
+    def _snapshot(self, request: Snapshot) -> Restore:
+        return Restore(
+            {role: (*self._owed[role], *queue) for role, queue in self._queues.items()},
+            tuple(self._watchers), tuple(self._history), tuple(self._dead_letters),
+        )
+
+    @receive.register
+    def _restore(self, request: Restore) -> None:
+        self._queues = {role: deque(queue) for role, queue in request.queues.items()}
+        self._owed = {role: [] for role in request.queues}
+        self._watchers = list(request.watchers)
+        self._history = list(request.history)
+        self._published = {m.message_id for m in self._history}
+        self._requirements = [m for m in self._history if m.sent_from == USER_REQUIREMENT]
+        self._dead_letters = list(request.dead_letters)
 
     @property
     def roles(self) -> list[str]:

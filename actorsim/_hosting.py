@@ -1,0 +1,327 @@
+"""Hosted agents: many agents in one worker process, a pool of host actors instead of one actor each.
+
+`HostedTransport` wraps the run's transport. A factory marked `Hosted` (an
+agent spawned by a run started with `init(hosts=N)`) is not given an actor of
+its own: it is built inside one of N host actors, the least loaded live one,
+and its `ActorRef` names the agent while its address names the host. To the
+runtime and its supervisor a hosted agent is an actor like any other: asks
+reach it through its host, its crashes are counted and restarted one agent at
+a time, its journal and memory snapshot are replayed into its successor. A
+host that dies takes its agents down (every call and ask to them fails with
+`ActorDiedError`); the supervisor restarts each one on a live host, a new host
+taking the dead one's place.
+
+Streamed calls to agents of one host travel as one `RunBatch` call, and the
+host sends back what its agents produced in lists (everything ready at that
+moment): one message per host and burst instead of one per frame. Measured on
+Thespian's queue base, actor-to-actor messages top out near 5,000/s (see
+RUNTIMES.md), so one message per agent and frame caps a swarm's round there.
+
+Inside a host each agent's streamed call runs on a thread of one pool. Steps
+and model clients are synchronous generators (`Agent.step`, `ChatModel`), so
+threads run them unchanged, where asyncio would need every model client
+rewritten; a model call waiting on the network releases the GIL. Measured here
+(benchmarks/swarm_bench.py --slow 100): 100 hosted agents whose model takes
+0.2 s finish one step in 0.31 s on 4 hosts. Threads are made only as calls
+need them.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import attrs
+
+from actorsim._errors import ActorDiedError, ActorStoppedError
+from actorsim.transport import ActorRef, Behaviour, BehaviourFactory, CallFailed, Transport
+from actorsim.transport._base import Calls, Failure, StreamEnd
+
+HOST_THREADS = 512
+"""Streamed calls one host runs at once; threads are started only when needed."""
+
+
+@attrs.frozen
+class Hosted:
+    """A behaviour factory to be built inside a host actor, not in an actor of its own."""
+
+    factory: BehaviourFactory
+
+    def __call__(self) -> Behaviour:
+        return self.factory()
+
+
+@attrs.frozen
+class AddAgent:
+    name: str
+    factory: BehaviourFactory
+
+
+@attrs.frozen
+class RemoveAgent:
+    name: str
+
+
+@attrs.frozen
+class ToAgent:
+    name: str
+    request: Any
+
+
+@attrs.frozen
+class RunBatch:
+    """Streamed calls to several agents of one host, each `(call id, agent name, request)`."""
+
+    calls: tuple[tuple[int, str, Any], ...]
+
+
+class Host:
+    """The behaviour of a host actor: many agents' behaviours, keyed by agent name.
+
+    Its answer to a `RunBatch` is a stream of lists of `(call id, item)`: the
+    items of every call of the batch as they come, a call ending with
+    `StreamEnd` or with the `Failure` it raised; the batch itself never fails
+    for one agent's error.
+    """
+
+    def __init__(self) -> None:
+        self._agents: dict[str, Behaviour] = {}
+        self._pool = ThreadPoolExecutor(max_workers=HOST_THREADS, thread_name_prefix="agent")
+
+    def receive(self, request: Any) -> Any:
+        """Add, remove, ask or stream the agents it hosts."""
+        if isinstance(request, RunBatch):
+            return self._run_batch(request.calls)
+        if isinstance(request, ToAgent):
+            return self._agent(request.name).receive(request.request)
+        if isinstance(request, AddAgent):
+            self._agents[request.name] = request.factory()
+            return os.getpid()
+        if isinstance(request, RemoveAgent):
+            self._agents.pop(request.name, None)
+            return None
+        raise TypeError(f"a host does not understand {type(request).__name__}")
+
+    def _agent(self, name: str) -> Behaviour:
+        agent = self._agents.get(name)
+        if agent is None:
+            raise ActorStoppedError(f"agent {name!r} is not hosted here")
+        return agent
+
+    def _run_batch(self, calls: Sequence[tuple[int, str, Any]]) -> Iterator[list[tuple[int, Any]]]:
+        out: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        for call_id, name, request in calls:
+            self._pool.submit(self._run_call, call_id, name, request, out)
+        open_calls = len(calls)
+        while open_calls:
+            ready = [out.get()]
+            while True:
+                try:
+                    ready.append(out.get_nowait())
+                except queue.Empty:
+                    break
+            open_calls -= sum(isinstance(item, StreamEnd | Failure) for _, item in ready)
+            yield ready
+
+    def _run_call(self, call_id: int, name: str, request: Any, out: queue.SimpleQueue[tuple[int, Any]]) -> None:
+        try:
+            for item in self._agent(name).receive(request):
+                out.put((call_id, item))
+        except BaseException as error:  # noqa: BLE001 - every failure must reach the caller
+            out.put((call_id, Failure.capture(error)))
+        else:
+            out.put((call_id, StreamEnd()))
+
+
+@attrs.frozen
+class _Placement:
+    """The address of a hosted agent: the host slot it lives in, and that host's ref when placed."""
+
+    slot: int
+    host: ActorRef
+
+
+@attrs.define
+class _Slot:
+    ref: ActorRef | None = None
+    agents: set[str] = attrs.Factory(set)
+    incarnation: int = 0
+
+
+class HostedTransport(Transport):
+    """The run's transport, with `Hosted` factories placed on a pool of `hosts` host actors.
+
+    Everything else (the Environment, the Registry, tool services, agents not
+    hosted) goes straight to the wrapped transport.
+    """
+
+    def __init__(self, inner: Transport, hosts: int) -> None:
+        if not isinstance(hosts, int) or hosts < 1:
+            raise ValueError(f"hosts must be a positive int, not {hosts!r}")
+        self.inner = inner
+        self.name = inner.name  # type: ignore[misc]
+        self._slots = [_Slot() for _ in range(hosts)]
+        self._placed: dict[str, ActorRef] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def hosts(self) -> list[ActorRef]:
+        """The live host actors."""
+        return [slot.ref for slot in self._slots if slot.ref is not None]
+
+    def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
+        """Start `factory` as an actor, or inside the least loaded host when it is `Hosted`."""
+        if not isinstance(factory, Hosted):
+            return self.inner.spawn(factory, name=name, timeout=timeout)
+        with self._lock:
+            if name in self._placed:
+                raise ValueError(f"an actor named {name!r} already exists in this run")
+            index = min(range(len(self._slots)), key=lambda i: len(self._slots[i].agents))
+            slot = self._slots[index]
+            if slot.ref is None:
+                slot.incarnation += 1
+                slot.ref = self.inner.spawn(Host, name=f"host-{index}.{slot.incarnation}", timeout=timeout)
+            host = slot.ref
+            try:
+                self.inner.ask(host, AddAgent(name, factory.factory), timeout=timeout)
+            except ActorDiedError:
+                self._host_died(host)
+                raise
+            slot.agents.add(name)
+            ref = self._placed[name] = ActorRef(name, _Placement(index, host), host.pid)
+            return ref
+
+    def _host_died(self, host: ActorRef) -> None:
+        """Forget a dead host: its agents are gone with it, and its slot gets a new host on the next spawn."""
+        with self._lock:
+            for slot in self._slots:
+                if slot.ref is host:
+                    slot.ref = None
+                    slot.agents.clear()
+                    self.inner.stop(host)
+
+    def _placement(self, ref: ActorRef) -> _Placement:
+        if self._placed.get(ref.name) is not ref:
+            raise ActorStoppedError(f"actor {ref.name!r} is stopped")
+        placement: _Placement = ref.address
+        if self._slots[placement.slot].ref is not placement.host:
+            raise ActorDiedError(f"agent {ref.name!r} died with its host {placement.host.name!r}")
+        return placement
+
+    def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
+        """Ask an actor, or a hosted agent through its host."""
+        if not isinstance(to.address, _Placement):
+            return self.inner.ask(to, request, timeout=timeout)
+        host = self._placement(to).host
+        try:
+            return self.inner.ask(host, ToAgent(to.name, request), timeout=timeout)
+        except ActorDiedError as error:
+            self._host_died(host)
+            raise ActorDiedError(f"agent {to.name!r} died with its host {host.name!r}") from error
+
+    def open_calls(self) -> Calls:
+        """Calls to hosted agents of one host go as one batch, sent when the next item is awaited."""
+        return _HostedCalls(self, self.inner.open_calls())
+
+    def stop(self, ref: ActorRef) -> None:
+        """Stop an actor, or take a hosted agent off its host (nothing to do if the host died)."""
+        if not isinstance(ref.address, _Placement):
+            self.inner.stop(ref)
+            return
+        with self._lock:
+            if self._placed.get(ref.name) is not ref:
+                return
+            del self._placed[ref.name]
+            slot = self._slots[ref.address.slot]
+            if slot.ref is not ref.address.host:
+                return
+            slot.agents.discard(ref.name)
+            try:
+                self.inner.ask(slot.ref, RemoveAgent(ref.name), timeout=60.0)
+            except ActorDiedError:
+                self._host_died(ref.address.host)
+
+    def shutdown(self) -> None:
+        """Shut the wrapped transport down, hosts and all."""
+        self._placed.clear()
+        self.inner.shutdown()
+
+
+class _HostedCalls(Calls):
+    """Streamed calls over the wrapped transport's, hosted agents' calls batched per host."""
+
+    def __init__(self, transport: HostedTransport, inner: Calls) -> None:
+        self._transport = transport
+        self._inner = inner
+        self._ids = itertools.count(1)
+        self._waiting: dict[ActorRef, list[tuple[int, str, Any]]] = {}  # per host, not sent yet
+        self._calls: dict[int, ActorRef] = {}  # open hosted calls: call id -> the agent's ref
+        self._batches: dict[ActorRef, set[int]] = {}  # per host, its open hosted calls
+        self._ready: collections.deque[tuple[ActorRef, Any]] = collections.deque()
+
+    def add(self, ref: ActorRef, request: Any) -> None:
+        if not isinstance(ref.address, _Placement):
+            self._inner.add(ref, request)
+            return
+        try:
+            host = self._transport._placement(ref).host
+        except ActorDiedError as died:
+            self._ready.append((ref, CallFailed(died)))
+            return
+        call_id = next(self._ids)
+        self._calls[call_id] = ref
+        self._waiting.setdefault(host, []).append((call_id, ref.name, request))
+
+    @property
+    def open(self) -> int:
+        hosts_open = sum(1 for calls in self._batches.values() if calls)
+        return len(self._calls) + len(self._ready) + max(0, self._inner.open - hosts_open)
+
+    def _send_waiting(self) -> None:
+        for host, calls in self._waiting.items():
+            self._inner.add(host, RunBatch(tuple(calls)))
+            self._batches.setdefault(host, set()).update(call_id for call_id, _, _ in calls)
+        self._waiting.clear()
+
+    def next(self, timeout: float) -> tuple[ActorRef, Any] | None:
+        self._send_waiting()
+        while not self._ready:
+            got = self._inner.next(timeout)
+            if got is None:
+                return None
+            ref, item = got
+            if ref not in self._batches:
+                return got
+            if isinstance(item, CallFailed):  # the host died, or failed as a whole: so did its open calls
+                if isinstance(item.error, ActorDiedError):
+                    self._transport._host_died(ref)
+                for call_id in sorted(self._batches[ref]):
+                    agent = self._calls.pop(call_id)
+                    died = ActorDiedError(f"agent {agent.name!r} died with its host {ref.name!r}")
+                    self._ready.append((agent, CallFailed(died)))
+                self._batches[ref].clear()
+                continue
+            for call_id, value in item:
+                caller = self._calls.get(call_id)
+                if caller is None:
+                    continue
+                if isinstance(value, StreamEnd | Failure):
+                    del self._calls[call_id]
+                    self._batches[ref].discard(call_id)
+                    if isinstance(value, Failure):
+                        self._ready.append((caller, CallFailed(value.error())))
+                else:
+                    self._ready.append((caller, value))
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        self._calls.clear()
+        self._waiting.clear()
+        self._ready.clear()
+        self._inner.close()

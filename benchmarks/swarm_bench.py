@@ -1,0 +1,155 @@
+"""Swarm benchmark (issue 11): agents as actors of their own, and hosted many to a process.
+
+One run, printed as one table:
+  * `--actors` agents as separate Thespian actors: start rate, each answers one message;
+  * `--hosted` hosted agents on Thespian and on Ray (a private local instance), on `--hosts`
+    host actors: start rate, unique set size per idle agent (every process of the run, the
+    driver's included), a round-robin round where each answers one message with the run log on;
+  * `--slow` hosted agents whose model takes 0.2 s: the time of one step;
+  * raw Thespian and raw Ray ask round trips per second, and the ratio of replies/s to them.
+
+Example (the issue's targets):
+    python benchmarks/swarm_bench.py --actors 1000 --hosted 10000 --slow 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+import actorsim
+from actorsim import RolePlay, RoundRobin, TaskCenter, create_component
+from actorsim.transport import ActorRef
+
+console = Console(stderr=True)
+
+
+class Echo:
+    """The behaviour of a raw round-trip actor."""
+
+    def receive(self, request: Any) -> Any:
+        """Its request, back."""
+        return request
+
+
+def run_uss() -> float:
+    """Unique set size, in MB, of the driver and every process under it (actors, admins, Ray's daemons)."""
+    me = psutil.Process()
+    total = 0
+    for process in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += process.memory_full_info().uss
+    return total / 2**20
+
+
+@contextlib.contextmanager
+def run(transport: str, log_dir: str, hosts: int | None) -> Iterator[actorsim.Runtime]:
+    with actorsim.init(transport=transport, hosts=hosts, log_dir=log_dir, ask_timeout=600, step_timeout=600) as rt:
+        yield rt
+
+
+def start_swarm(count: int, label: str, **options: Any) -> tuple[TaskCenter, float]:
+    """`count` agents in group "swarm" started and added to a task center; seconds it took."""
+    task_center = create_component(TaskCenter, "swarm", remote=True)
+    started = time.perf_counter()
+    agents = []
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task(f"starting {label}", total=count)
+        for n in range(count):
+            agents.append(create_component(RolePlay, f"a{n}", remote=True, group="swarm", **options))
+            progress.advance(bar)
+    task_center.add_agents(agents)
+    return task_center, time.perf_counter() - started
+
+
+def one_round(task_center: TaskCenter, count: int, label: str) -> tuple[float, int]:
+    """Send `count` messages round-robin, then one step where each agent answers; (replies/s, replies)."""
+    for _ in range(count):
+        task_center.send_task_request("hop", send_to=RoundRobin("swarm", start="first"))
+    started = time.perf_counter()
+    replying: set[str] = set()  # the replies that have shown a frame
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task(f"round of {label}", total=count)
+        for frame in task_center.step():
+            if frame.message_id not in replying:
+                replying.add(frame.message_id)
+                progress.update(bar, completed=len(replying))
+    seconds = time.perf_counter() - started
+    answered = len(task_center.environment.history()) - count
+    return answered / seconds, answered
+
+
+def raw_rate(transport: str, log_dir: str, seconds: float = 3.0) -> float:
+    """Ask round trips per second to one trivial actor of `transport`."""
+    with run(transport, log_dir, None) as rt:
+        ref: ActorRef = rt.transport.spawn(Echo, name="echo", timeout=120)
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            rt.transport.ask(ref, count, timeout=60)
+            count += 1
+        return count / (time.perf_counter() - started)
+
+
+def model(reply: str = "ok", latency: float = 0.0) -> dict[str, Any]:
+    return {"model_server": "scripted", "replies": [reply], "reply_latency": latency}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--actors", type=int, default=1000)
+    parser.add_argument("--hosted", type=int, default=10000)
+    parser.add_argument("--slow", type=int, default=1000)
+    parser.add_argument("--hosts", type=int, default=4)
+    parser.add_argument("--transports", default="thespian,ray")
+    args = parser.parse_args()
+    log_dir = tempfile.mkdtemp(prefix="swarm-bench-")
+    table = Table(title="actorsim swarm benchmark")
+    for column in ("case", "transport", "agents", "start", "agents/s", "MB/idle agent", "round", "replies/s",
+                   "raw msgs/s", "ratio"):
+        table.add_column(column)
+    raw = {name: raw_rate(name, log_dir) for name in args.transports.split(",")}
+
+    if args.actors:
+        with run("thespian", log_dir, None):
+            before = run_uss()
+            task_center, seconds = start_swarm(args.actors, "actors", llm=model())
+            per_agent = (run_uss() - before) / args.actors
+            rate, answered = one_round(task_center, args.actors, "actors")
+        table.add_row("actor each", "thespian", str(args.actors), f"{seconds:.1f} s", f"{args.actors / seconds:.0f}",
+                      f"{per_agent:.2f}", f"{answered} replies", f"{rate:.0f}", f"{raw['thespian']:.0f}",
+                      f"{rate / raw['thespian']:.2f}")
+    for name in args.transports.split(","):
+        with run(name, log_dir, args.hosts):
+            before = run_uss()
+            task_center, seconds = start_swarm(args.hosted, f"hosted on {name}", llm=model())
+            per_agent = (run_uss() - before) / args.hosted
+            rate, answered = one_round(task_center, args.hosted, f"hosted on {name}")
+        table.add_row(f"hosted ({args.hosts} hosts)", name, str(args.hosted), f"{seconds:.1f} s",
+                      f"{args.hosted / seconds:.0f}", f"{per_agent:.2f}", f"{answered} replies", f"{rate:.0f}",
+                      f"{raw[name]:.0f}", f"{rate / raw[name]:.2f}")
+    if args.slow:
+        name = args.transports.split(",")[0]
+        with run(name, log_dir, args.hosts):
+            task_center, _ = start_swarm(args.slow, "slow models", llm=model(latency=0.2))
+            task_center.send_task_request("hop")
+            started = time.perf_counter()
+            list(task_center.step())
+            step = time.perf_counter() - started
+        table.add_row(f"hosted, model 0.2 s ({args.hosts} hosts)", name, str(args.slow), "", "", "",
+                      f"one step {step:.2f} s", "", "", "")
+    Console(width=200).print(table)
+    console.print(f"logs in {log_dir}; pid {os.getpid()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Hosted agents: many agents to a host process keep every guarantee of an actor each."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actorsim import Message, RolePlay, RoundRobin, Supervision, TaskCenter
+from actorsim._actors.environment import Restore
+from actorsim._hosting import HostedTransport
+from actorsim._supervision import COMPACT_EVERY
+from tests.conftest import HOSTS, Make
+from tests.helpers import TASK, alive, logged_events, of_kind, scripted, texts_by_role, wait_until_gone
+
+in_processes = pytest.mark.parametrize("hosted_mode", ["thespian", "ray"], indirect=True)
+
+
+def shape(history: list[Message]) -> list[tuple[Any, ...]]:
+    """A history without its ids: parents given by their place in it. Two runs of one script compare equal."""
+    place = {message.message_id: index for index, message in enumerate(history)}
+    return [
+        (m.sent_from, m.send_to, m.content, m.step, m.round, tuple(place[p] for p in m.parent_ids)) for m in history
+    ]
+
+
+def swarm(make: Make, count: int, rounds: int, kill_every: int | None = None) -> tuple[TaskCenter, dict[str, Any], int]:
+    """`count` agents pass the task round-robin for `rounds` steps; with `kill_every`, a host is SIGKILLed
+    every `kill_every` frames. Returns the task center, the agents and how many hosts were killed."""
+    task_center = make(TaskCenter, "swarm")
+    policy = Supervision(max_restarts=20, within=60, backoff_initial=0.01, backoff_jitter=0.0)
+    agents = {
+        f"bee_{n}": make(
+            RolePlay, f"bee_{n}", supervision=policy, send_to=RoundRobin("bees", start="first"), group="bees",
+            llm=scripted(*(f"bee_{n} hop {k}" for k in range(rounds)), chunk_latency=0.001),
+        )
+        for n in range(count)
+    }
+    task_center.add_agents(list(agents.values()))
+    for _ in range(count):
+        task_center.send_task_request(TASK, send_to=RoundRobin("bees", start="first"))
+    killed = 0
+    chooser = random.Random(3)
+    for _ in range(rounds):
+        for frames, _frame in enumerate(task_center.step(), start=1):
+            if kill_every is not None and frames % kill_every == 0:
+                transport = task_center.runtime.transport
+                assert isinstance(transport, HostedTransport)
+                pid = chooser.choice(transport.hosts).pid
+                if pid is not None and alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+                    assert not wait_until_gone([pid], timeout=10)
+                    killed += 1
+    return task_center, agents, killed
+
+
+def plain(cls: type, name: str, **options: Any) -> Any:
+    return cls(name=name, log_dir=None) if cls is TaskCenter else cls(name=name, **options)
+
+
+def test_hosted_agents_answer_as_plain_ones_do(make_hosted: Make, hosted_mode: str) -> None:
+    """Every agent answers each step; the history and memories equal a plain run's; agents share the hosts."""
+    task_center, agents, _ = swarm(make_hosted, 12, rounds=3)
+    calm, calm_agents, _ = swarm(plain, 12, rounds=3)
+    history = task_center.environment.history()
+    assert shape(history) == shape(calm.environment.history())
+    assert len({m.message_id for m in history}) == len(history) == 12 + 3 * 12
+    assert {n: a.get_history() for n, a in agents.items()} == {n: a.get_history() for n, a in calm_agents.items()}
+    pids = {agent.ref.pid for agent in agents.values()}
+    if hosted_mode != "local":
+        assert len(pids) == HOSTS and os.getpid() not in pids
+
+
+def test_model_calls_in_one_host_do_not_wait_for_each_other(make_hosted: Make, log_dir: Path) -> None:
+    """Every slow model call of a step starts before the first of them finishes."""
+    with logged_events(log_dir) as events:
+        task_center = make_hosted(TaskCenter, "slow")
+        agents = [make_hosted(RolePlay, f"slow_{n}", llm=scripted("done", reply_latency=0.3)) for n in range(12)]
+        task_center.add_agents(agents)
+        task_center.send_task_request(TASK)
+        list(task_center.step())
+    started = [e["ts"] for e in of_kind(events, "llm.call.started")]
+    finished = [e["ts"] for e in of_kind(events, "llm.call.finished")]
+    assert len(started) == len(finished) == 12
+    assert max(started) < min(finished)
+
+
+@in_processes
+def test_chaos_hosts_killed_mid_run_leave_no_trace(make_hosted: Make, log_dir: Path) -> None:
+    """Hosts SIGKILLed during a run: every message answered once, history and memories equal a calm run's."""
+    with logged_events(log_dir) as events:
+        task_center, agents, killed = swarm(make_hosted, 60, rounds=4, kill_every=90)
+        history = task_center.environment.history()
+        memories = {name: agent.get_history() for name, agent in agents.items()}
+    calm, calm_agents, _ = swarm(plain, 60, rounds=4)
+    assert killed >= 2
+    assert shape(history) == shape(calm.environment.history())
+    assert len({m.message_id for m in history}) == len(history) == 60 + 4 * 60
+    assert memories == {name: agent.get_history() for name, agent in calm_agents.items()}
+    restarted = {e["actor"] for e in of_kind(events, "actor.restarted")}
+    assert len(restarted) >= killed  # each killed host took at least one agent down, and each came back
+
+
+@pytest.mark.parametrize("mode", ["local", "thespian"], indirect=True)
+def test_a_long_run_restarts_its_environment_from_a_snapshot(make: Make, log_dir: Path) -> None:
+    """After thousands of messages a restarted Environment replays one snapshot and a short tail, nothing lost."""
+    task_center = make(TaskCenter, "long")
+    task_center.add_agents([make(RolePlay, "reader", llm=scripted("read"))])
+    for n in range(2 * COMPACT_EVERY + 300):
+        task_center.send_task_request(f"task {n}")
+    name = "long/environment"
+    supervisor = task_center.runtime.supervisor
+    journal = supervisor._children[name].journal
+    assert len(journal) <= COMPACT_EVERY and isinstance(journal[0], Restore)
+    history = task_center.environment.history()
+    with logged_events(log_dir) as events:
+        supervisor.crashed(supervisor.current(name), RuntimeError("test crash"))
+    [restarted] = of_kind(events, "actor.restarted")
+    assert restarted["replayed"] == len(journal) <= COMPACT_EVERY
+    assert task_center.environment.history() == history
+    assert len(task_center.environment.pending("reader")) == len(history)
+    assert texts_by_role(task_center.step()) == {"reader": "read"}
