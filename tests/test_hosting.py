@@ -10,11 +10,14 @@ from typing import Any
 
 import pytest
 
-from actorsim import Message, RolePlay, RoundRobin, Supervision, TaskCenter
+from actorsim import ActorDiedError, Message, RolePlay, RoundRobin, Supervision, TaskCenter
 from actorsim._actors.environment import Restore
-from actorsim._hosting import HostedTransport
+from actorsim._hosting import Hosted, HostedTransport
+from actorsim.transport import CallFailed, Transport
 from actorsim._supervision import COMPACT_EVERY
-from tests.conftest import HOSTS, Make
+from tests.actors import Lockstep, Recorder
+from tests.conftest import HOSTS, Make, on_transports
+from tests.gates import Gate
 from tests.helpers import TASK, alive, logged_events, of_kind, scripted, texts_by_role, wait_until_gone
 
 in_processes = pytest.mark.parametrize("hosted_mode", ["thespian", "ray"], indirect=True)
@@ -124,3 +127,37 @@ def test_a_long_run_restarts_its_environment_from_a_snapshot(make: Make, log_dir
     assert task_center.environment.history() == history
     assert len(task_center.environment.pending("reader")) == len(history)
     assert texts_by_role(task_center.step()) == {"reader": "read"}
+
+
+@on_transports("thespian", "ray")
+def test_a_killed_host_ends_every_batch_sent_to_it(transport: Transport, tmp_path: Path) -> None:
+    """Two batches open on one host (the second sent mid-stream, as a redelivery is): a kill ends both calls.
+
+    A host runs one batch at a time, so the second waits in its mailbox; its
+    call must still end when the host dies, not wait for the step's timeout.
+    """
+    hosted = HostedTransport(transport, hosts=1)
+    first, second = (hosted.spawn(Hosted(Recorder), name=f"guest-{n}", timeout=60) for n in (1, 2))
+    never = Gate(tmp_path, timeout=60)
+    try:
+        with hosted.open_calls() as calls:
+            calls.add(first, Lockstep(100, never))
+            assert calls.next(timeout=30) == (first, 0)  # sent as one batch
+            calls.add(second, Lockstep(100, never))  # a second batch, queued behind the first on one host
+            assert first.pid is not None and first.pid == second.pid
+            os.kill(first.pid, signal.SIGKILL)
+            ends = {}
+            while calls.open:
+                got = calls.next(timeout=30)
+                if got is None:  # every call has ended, or none sent anything within 30 s
+                    assert not calls.open, f"calls still open 30 s after their host was killed: {calls.open}"
+                    break
+                ref, item = got
+                if isinstance(item, CallFailed):
+                    ends[ref.name] = item.error
+        assert {name: type(error) for name, error in ends.items()} == {
+            "guest-1": ActorDiedError, "guest-2": ActorDiedError
+        }
+    finally:
+        for ref in (first, second):
+            hosted.stop(ref)

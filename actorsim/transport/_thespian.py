@@ -330,9 +330,8 @@ class ThespianTransport(Transport):
     def stop(self, ref: ActorRef) -> None:
         with self._lock:
             if self._refs.get(ref.name) is ref:
+                # Its process stays in `_processes`: a call still open to it must see it die, not wait for ever.
                 del self._refs[ref.name]
-                if ref.pid is not None:
-                    self._processes.pop(ref.pid, None)
                 self._system.tell(ref.address, ActorExitRequest())
 
     def shutdown(self) -> None:
