@@ -14,6 +14,7 @@ import collections
 import contextlib
 import itertools
 import os
+import pickle
 import sys
 import tempfile
 import threading
@@ -59,14 +60,25 @@ class _Start:
 @attrs.frozen
 class _Request:
     call_id: int
-    request: Any
+    payload: bytes  # the request, pickled: see `_packed`
     streamed: bool
 
 
 @attrs.frozen
 class _Answer:
     call_id: int
-    value: Any
+    value: Any  # pickled on the wire (see `_packed`), unpickled once the driver takes it
+
+
+def _packed(value: Any) -> bytes:
+    """What goes over Thespian: bytes pickled by us, not the object.
+
+    Thespian carries a large object graph far slower than the same graph
+    pickled: measured here, an Environment snapshot of 0.7 MB took 7.7 s as an
+    object and 0.04 s as bytes (a 12 MB one, 130 s). Small messages pay one
+    pickling more, which the benchmarks do not show.
+    """
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class _Died:
@@ -93,22 +105,23 @@ class ThespianShell(Actor):  # type: ignore[misc]
         try:
             self.behaviour = message.factory()
         except Exception as error:
-            self.send(sender, _Answer(message.call_id, Failure.capture(error)))
+            self.send(sender, _Answer(message.call_id, _packed(Failure.capture(error))))
             return
         threading.Thread(target=_exit_with_driver, args=(message.driver_pid,), daemon=True).start()
-        self.send(sender, _Answer(message.call_id, (os.getpid(), os.getppid())))
+        self.send(sender, _Answer(message.call_id, _packed((os.getpid(), os.getppid()))))
 
     def _handle(self, message: _Request, sender: ActorAddress) -> None:
         assert self.behaviour is not None, "request before start"
         try:
-            result = self.behaviour.receive(message.request)
+            result = self.behaviour.receive(pickle.loads(message.payload))
             if message.streamed:
                 for item in result:
-                    self.send(sender, _Answer(message.call_id, item))
+                    self.send(sender, _Answer(message.call_id, _packed(item)))
                 result = StreamEnd()
+            answer = _packed(result)
         except Exception as error:
-            result = Failure.capture(error)
-        self.send(sender, _Answer(message.call_id, result))
+            answer = _packed(Failure.capture(error))
+        self.send(sender, _Answer(message.call_id, answer))
 
 
 def _exit_with_driver(driver_pid: int) -> None:
@@ -167,7 +180,7 @@ class _ThespianCalls(Calls):
         address = transport._address(ref)
         call_id = transport._open_call()
         self._calls[call_id] = ref
-        transport._system.tell(address, _Request(call_id, request, streamed=True))
+        transport._system.tell(address, _Request(call_id, _packed(request), streamed=True))
 
     @property
     def open(self) -> int:
@@ -282,6 +295,7 @@ class ThespianTransport(Transport):
         while (now := time.monotonic()) < deadline:
             answer = self._system.listen(max(0.0, min(deadline, next_look) - now))
             if isinstance(answer, _Answer):
+                answer = _Answer(answer.call_id, pickle.loads(answer.value))
                 if answer.call_id in calls:
                     return answer
                 if answer.call_id in self._waiting:
@@ -320,7 +334,7 @@ class ThespianTransport(Transport):
     def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
         with self._lock:
             call_id = self._open_call()
-            self._system.tell(self._address(to), _Request(call_id, request, streamed=False))
+            self._system.tell(self._address(to), _Request(call_id, _packed(request), streamed=False))
             return self._await(to, call_id, timeout)
 
     def open_calls(self) -> Calls:
