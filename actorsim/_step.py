@@ -334,7 +334,8 @@ class Steps:
         messages = []
         for index, post in enumerate(reply.posts):
             message_id = pattern.message_id if index == 0 else f"{pattern.message_id}.{index}"
-            message = attrs.evolve(pattern, content=post.content, message_id=message_id)
+            parents = pattern.parent_ids if post.parent_ids is None else post.parent_ids
+            message = attrs.evolve(pattern, content=post.content, message_id=message_id, parent_ids=parents)
             target = post.send_to if post.send_to is not None else state.targets[role]
             try:
                 self.router.check(target, argument=f"{role}'s post {index}: send_to")

@@ -50,13 +50,18 @@ class Post:
     processor, in one step. `send_to` is a role, a list of roles, `"all"` or a
     routing policy (its key function must be importable: the post travels
     from the agent's process to the driver, which routes it); None sends the
-    post where the reply would go. The posts are published together, in
+    post where the reply would go. `parent_ids` names the messages of the
+    step that caused it (None: all it received), so that a trace follows one
+    page rather than the whole step's. The posts are published together, in
     order, as the answer to what the step received; an empty list answers it
     and sends nothing.
     """
 
     content: str = attrs.field(validator=attrs.validators.instance_of(str))
     send_to: SendTo | None = attrs.field(default=None)
+    parent_ids: tuple[str, ...] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(tuple)  # type: ignore[misc]
+    )
 
     @send_to.validator
     def _check_send_to(self, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -259,32 +259,36 @@ class Spider(Agent):
     def step(self, received: Sequence[Message], *, reply_id: str | None = None, **_: Any) -> Generator[Any, Any, list[Post]]:
         fresh = [m for m in received if not self.memory.has_handled(m.message_id)]
         crawled = self.crawled()
-        urls = list(dict.fromkeys(m.content for m in fresh if page_path(m) not in crawled))
+        asked: dict[str, str] = {}  # each new URL -> the message that asked for it first
+        for message in fresh:
+            if page_path(message) not in crawled:
+                asked.setdefault(message.content, message.message_id)
         pages: list[dict[str, Any]] = []
-        if urls:
-            outcome = yield from self.use_tool("fetch_pages", {"urls": urls, "timeout": self.fetch_timeout},
+        if asked:
+            outcome = yield from self.use_tool("fetch_pages", {"urls": list(asked), "timeout": self.fetch_timeout},
                                                reply_id=reply_id)
             pages = json.loads(outcome.content) if outcome.error is None else [
-                {"url": url, "error": "fetch_failed"} for url in urls
+                {"url": url, "error": "fetch_failed"} for url in asked
             ]
-        posts, links, errors = [], {}, {}
+        done = crawled | {urlsplit(url).path for url in asked}
+        posts, errors, linked = [], {}, set()
         for page in pages:
-            path = urlsplit(page["url"]).path
+            path, cause = urlsplit(page["url"]).path, [asked[page["url"]]]
             yield f"{page.get('error', 'ok')} {path}\n"  # one line a page: the driver's progress bar counts them
             if "error" in page:
                 errors[path] = page["error"]
                 continue
-            posts.append(Post(json.dumps({"path": path, "html": page["html"]}), send_to=RoundRobin("processors")))
-            for link in LINK.findall(page["html"]):
-                links.setdefault(urljoin(page["url"], link), None)
-        done = crawled | {urlsplit(url).path for url in urls}
-        posts += [Post(link, send_to=Hash("spiders", key=page_path)) for link in links
-                  if urlsplit(link).path not in done]
+            posts.append(Post(json.dumps({"path": path, "html": page["html"]}), send_to=RoundRobin("processors"),
+                              parent_ids=cause))
+            for link in (urljoin(page["url"], href) for href in LINK.findall(page["html"])):
+                if urlsplit(link).path not in done and link not in linked:  # its owner skips the others
+                    linked.add(link)
+                    posts.append(Post(link, send_to=Hash("spiders", key=page_path), parent_ids=cause))
         if errors:
             posts.append(Post(json.dumps({"errors": errors}), send_to="aggregator"))
         self.memory.update_history(
-            [ChatMessage("user", " ".join(urlsplit(url).path for url in urls)),
-             ChatMessage("assistant", f"crawled {len(urls)} pages, {len(errors)} errors")],
+            [ChatMessage("user", " ".join(urlsplit(url).path for url in asked)),
+             ChatMessage("assistant", f"crawled {len(asked)} pages, {len(errors)} errors")],
             handled=[m.message_id for m in fresh],
         )
         return posts

@@ -181,15 +181,18 @@ class Splitter(RolePlay):
 
     def step(self, received: Sequence[Message], **options: Any) -> Generator[Any, Any, list[Post]]:
         seen = {turn.content for turn in self.memory.get_history() if turn.role == "user"}
-        items = list(dict.fromkeys(
-            item for message in received for item in message.content.split(",") if item and item not in seen
-        ))
+        source: dict[str, str] = {}  # item -> the first message that named it
+        for message in received:
+            for item in message.content.split(","):
+                if item and item not in seen:
+                    source.setdefault(item, message.message_id)
+        items = list(source)
         if self.tool is not None:
             outcome = yield from self.use_tool(self.tool, {"items": items}, reply_id=options.get("reply_id"))
             yield f"{self.tool}: {outcome.for_model()}"
         self.memory.update_history([ChatMessage("user", item) for item in items],
                                    handled=[message.message_id for message in received])
-        posts = [Post(item, send_to=Hash(self.workers, key=item_key)) for item in items]
+        posts = [Post(item, send_to=Hash(self.workers, key=item_key), parent_ids=[source[item]]) for item in items]
         if self.report_to is not None:
             posts.append(Post(f"{len(items)} items", send_to=self.report_to))
         return posts

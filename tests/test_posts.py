@@ -55,6 +55,18 @@ class TestPosts:
         assert all(m.parent_ids == (task.message_id,) and m.trace_id == task.trace_id for m in posts)
         assert all(frame.message_id == first for frame in frames)
 
+    def test_a_post_names_its_own_causes(self, make: Make) -> None:
+        """`parent_ids` narrows a post's causes to the messages it came from; a post without them has all."""
+        task_center = splitting(make)
+        first = task_center.send_task_request("a,b", send_to="splitter")
+        second = task_center.send_task_request("b,c", send_to="splitter")
+        list(task_center.step(allowed_roles=["splitter"]))
+        causes = {m.content: m.parent_ids for m in task_center.environment.history()[2:]}
+        assert causes == {
+            "a": (first.message_id,), "b": (first.message_id,), "c": (second.message_id,),
+            "3 items": (first.message_id, second.message_id),
+        }
+
     def test_no_posts_answer_what_came_and_send_nothing(self, make: Make) -> None:
         """An empty list of posts (every item seen before) still answers the messages it was given."""
         task_center = splitting(make)

@@ -164,6 +164,13 @@ class AgentHost:
             posts = tuple(reply)
             if not all(isinstance(post, Post) for post in posts):
                 raise TypeError(f"agent {agent.role!r}: step must return its reply text or a list of Posts, not {reply!r}")
+            known = {m.message_id for m in received}
+            for post in posts:
+                if post.parent_ids is not None and not known.issuperset(post.parent_ids):
+                    raise ValueError(
+                        f"agent {agent.role!r}: a post's parent_ids {sorted(set(post.parent_ids) - known)} "
+                        "are not messages of its step"
+                    )
         message = Message(
             content=reply if posts is None else "",
             sent_from=agent.role,
