@@ -3,6 +3,7 @@
     python examples/swarm_crawl.py --transport thespian --spiders 8 --processors 2
     python examples/swarm_crawl.py --transport ray --pages 500 --out result.json --log-dir /tmp/logs
     python examples/swarm_crawl.py --model-server openai --api-base URL --model NAME
+    python examples/swarm_crawl.py --transport local --pages 300 --port 8765 && actorsim replay latest
 
 The website is generated from `--seed` and served on 127.0.0.1 by this
 process: pages linking to each other, some slow, some answering 500, links to
@@ -133,9 +134,9 @@ class SiteServer:
     _lock: threading.Lock = attrs.Factory(threading.Lock)
 
     @contextlib.contextmanager
-    def running(self) -> Iterator[str]:
-        """Serve until the block ends; its base URL. Hanging requests are let go at the end."""
-        server = _Server(("127.0.0.1", 0), self._handler())
+    def running(self, port: int = 0) -> Iterator[str]:
+        """Serve on `port` (0: a free one) until the block ends; its base URL. Hanging requests are let go at the end."""
+        server = _Server(("127.0.0.1", port), self._handler())
         thread = threading.Thread(target=server.serve_forever, name="crawl-site", daemon=True)
         thread.start()
         try:
@@ -189,16 +190,15 @@ class _Server(http.server.ThreadingHTTPServer):
 
 # -- the tool
 
-_clients: dict[float, httpx.Client] = {}
-_clients_lock = threading.Lock()
+_clients: dict[float, httpx.Client] = {}  # no lock here: Ray pickles a script's functions with the globals they use
 
 
 def _client(timeout: float) -> httpx.Client:
     """One connection pool per process (an agent's, or a host's of many agents)."""
-    with _clients_lock:
-        if timeout not in _clients:
-            _clients[timeout] = httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=64))
-        return _clients[timeout]
+    client = _clients.get(timeout)
+    if client is None:  # two threads may both make one: setdefault keeps the first
+        client = _clients.setdefault(timeout, httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=64)))
+    return client
 
 
 def _fetch(client: httpx.Client, url: str) -> dict[str, Any]:
@@ -367,6 +367,7 @@ class CrawlConfig:
     spiders: int = 8
     processors: int = 2
     fetch_timeout: float = 1.0
+    port: int = 0  # the site's; give one to replay a run (its messages hold the URLs)
     llm: dict[str, Any] = attrs.field(factory=lambda: {"model_server": "scripted", "replies": [SUMMARY]})
 
 
@@ -377,12 +378,16 @@ SUPERVISION = Supervision(max_restarts=50, within=60.0, backoff_initial=0.01, ba
 
 @attrs.frozen
 class CrawlResult:
+    """The aggregator's result, how long starting the agents and crawling took, and the site's requests by path."""
+
     result: dict[str, Any]
+    start_seconds: float
     seconds: float
     hits: collections.Counter[str]
 
     @property
     def pages_per_second(self) -> float:
+        """Pages visited (crawled or failed) per second of crawling, the agents' start left out."""
         return len(self.result["visited"]) / self.seconds
 
 
@@ -391,8 +396,8 @@ def crawl(config: CrawlConfig, *, on_frame: Callable[[Frame], None] = lambda fra
     """Serve the site and crawl it on the current run (`actorsim.init`); `on_frame` sees every frame."""
     site = Site.generate(config.pages, config.seed)
     server = SiteServer(site, hang_seconds=config.fetch_timeout * 10)
-    with server.running() as base:
-        started = time.perf_counter()
+    with server.running(config.port) as base:
+        starting = time.perf_counter()
         task_center = create_component(TaskCenter, name="crawl", remote=True)
         aggregator = create_component(Aggregator, name="aggregator", remote=True, llm=config.llm, use_history=False,
                                       send_to=[], supervision=SUPERVISION)
@@ -407,6 +412,7 @@ def crawl(config: CrawlConfig, *, on_frame: Callable[[Frame], None] = lambda fra
             for n in range(config.spiders)
         ]
         task_center.add_agents([aggregator, *processors, *spiders])
+        started = time.perf_counter()
         task_center.send_task_request(f"{base}/page/0", send_to=Hash("spiders", key=page_path))
         task = progress.add_task("crawling", total=None) if progress is not None else None
         while task_center.environment.pending_roles():
@@ -420,7 +426,7 @@ def crawl(config: CrawlConfig, *, on_frame: Callable[[Frame], None] = lambda fra
             on_frame(frame)
         answer = task_center.environment.history(role="aggregator")[-1]
         task_center.close()
-    return CrawlResult(json.loads(answer.content), crawled, server.hits)
+    return CrawlResult(json.loads(answer.content), started - starting, crawled, server.hits)
 
 
 def model_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -440,6 +446,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pages", type=int, default=2000, help="pages of the generated site")
     parser.add_argument("--seed", type=int, default=13, help="the site's seed")
     parser.add_argument("--fetch-timeout", type=float, default=1.0, help="seconds a spider waits for a page")
+    parser.add_argument("--port", type=int, default=0, help="the site's port (default: a free one)")
     parser.add_argument("--hosted", type=int, metavar="N", help="host the agents in N processes (hosted agents)")
     parser.add_argument("--model-server", choices=["scripted", "openai", "dashscope"], default="scripted",
                         help="the aggregator's model (the others use none)")
@@ -466,7 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "does not have; run without --hosted", file=sys.stderr)
             return 2
         options["hosts"] = args.hosted
-    config = CrawlConfig(args.pages, args.seed, args.spiders, args.processors, args.fetch_timeout, model_config(args))
+    config = CrawlConfig(args.pages, args.seed, args.spiders, args.processors, args.fetch_timeout, args.port,
+                         model_config(args))
     try:
         with actorsim.init(**options), Progress(
             SpinnerColumn(), TextColumn("{task.description}: {task.completed} pages"), TimeElapsedColumn(),
@@ -479,7 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = done.result
     print(f"{result['pages_crawled']} pages crawled, errors {result['errors']}: {len(result['visited'])} pages "
           f"in {done.seconds:.1f} s, {done.pages_per_second:.0f} pages/s ({config.spiders} spiders, "
-          f"{config.processors} processors, {args.transport}); result in {args.out}")
+          f"{config.processors} processors, {args.transport}; agents started in {done.start_seconds:.1f} s); "
+          f"result in {args.out}")
     print(f"summary: {result['summary']}")
     return 0
 

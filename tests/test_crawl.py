@@ -101,13 +101,17 @@ def test_spiders_and_processors_killed_mid_crawl_change_nothing(runtime: Runtime
     assert 1 <= len(restarted) <= len(killer.killed)
 
 
-def test_the_example_runs_as_a_script_from_anywhere(tmp_path: Path) -> None:
-    """Started as a plain script elsewhere, it writes its result to --out, logs to --log-dir, prints pages/s."""
+@pytest.mark.parametrize("transport", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+def test_the_example_runs_as_a_script_from_anywhere(transport: str, tmp_path: Path) -> None:
+    """Started as a plain script elsewhere, it writes its result to --out, logs to --log-dir, prints pages/s.
+
+    On Ray a script's own classes and functions travel by value (cloudpickle), as under `ray job submit`.
+    """
     out, logs = tmp_path / "out" / "result.json", tmp_path / "logs"
     finished = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "swarm_crawl.py"), "--transport", "local", "--pages", "120",
+        [sys.executable, str(ROOT / "examples" / "swarm_crawl.py"), "--transport", transport, "--pages", "120",
          "--seed", "5", "--spiders", "2", "--processors", "1", "--out", str(out), "--log-dir", str(logs)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, capture_output=True, text=True, timeout=180,
     )
     assert finished.returncode == 0, finished.stderr
     assert "pages/s" in finished.stdout
