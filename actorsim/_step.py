@@ -43,6 +43,7 @@ from actorsim._actors.environment import (
 from actorsim._actors.registry import AgentInfo, Register, SetStatus
 from actorsim._envelope import USER_REQUIREMENT, Frame, Message
 from actorsim._errors import AgentFailedError, RoutingError
+from actorsim._ids import post_id
 from actorsim._intervention import RunState
 from actorsim._router import Router, is_routed
 from actorsim._runtime import Redelivered, Runtime
@@ -333,7 +334,7 @@ class Steps:
         pattern = reply.message
         messages = []
         for index, post in enumerate(reply.posts):
-            message_id = pattern.message_id if index == 0 else f"{pattern.message_id}.{index}"
+            message_id = post_id(pattern.message_id, index)
             parents = pattern.parent_ids if post.parent_ids is None else post.parent_ids
             message = attrs.evolve(pattern, content=post.content, message_id=message_id, parent_ids=parents)
             target = post.send_to if post.send_to is not None else state.targets[role]

@@ -59,9 +59,7 @@ class Post:
 
     content: str = attrs.field(validator=attrs.validators.instance_of(str))
     send_to: SendTo | None = attrs.field(default=None)
-    parent_ids: tuple[str, ...] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(tuple)  # type: ignore[misc]
-    )
+    parent_ids: tuple[str, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(tuple))
 
     @send_to.validator
     def _check_send_to(self, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -50,8 +50,19 @@ import httpx
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import actorsim
-from actorsim import Agent, ChatMessage, Frame, Hash, Message, Post, RoundRobin, Supervision, TaskCenter
-from actorsim import USER_REQUIREMENT, create_component
+from actorsim import (
+    USER_REQUIREMENT,
+    Agent,
+    ChatMessage,
+    Frame,
+    Hash,
+    Message,
+    Post,
+    RoundRobin,
+    Supervision,
+    TaskCenter,
+    create_component,
+)
 
 # -- the website
 
@@ -90,7 +101,9 @@ class Site:
             if rng.random() < 0.15:
                 links.append(f"/missing/{rng.randrange(count)}")
             roll = rng.random()
-            behaviour = "ok" if number == 0 or roll >= 0.16 else "slow" if roll < 0.1 else "error" if roll < 0.14 else "hang"
+            behaviour = "ok" if number == 0 or roll >= 0.16 else (
+                "slow" if roll < 0.1 else "error" if roll < 0.14 else "hang"
+            )
             pages[f"/page/{number}"] = PageSpec(
                 tuple(rng.choices(WORDS, weights, k=rng.randint(20, 80))), tuple(links), behaviour,
                 rng.uniform(0.02, 0.1) if behaviour == "slow" else 0.0,
@@ -105,7 +118,7 @@ class Site:
         return {"error": "http_500", "hang": "timeout"}.get(page.behaviour, "ok")
 
     def reachable(self, start: str = "/page/0") -> dict[str, str]:
-        """Every path a crawl from `start` meets, with its outcome: the answer a crawl must find, from the link graph."""
+        """Every path a crawl from `start` meets, with its outcome: what a crawl must find, from the link graph."""
         found = {start: self.outcome(start)}
         frontier = [start]
         while frontier:
@@ -135,7 +148,7 @@ class SiteServer:
 
     @contextlib.contextmanager
     def running(self, port: int = 0) -> Iterator[str]:
-        """Serve on `port` (0: a free one) until the block ends; its base URL. Hanging requests are let go at the end."""
+        """Serve on `port` (0: a free one) until the block ends; its base URL. Hanging requests are let go then."""
         server = _Server(("127.0.0.1", port), self._handler())
         thread = threading.Thread(target=server.serve_forever, name="crawl-site", daemon=True)
         thread.start()
@@ -256,7 +269,9 @@ class Spider(Agent):
         self._known_turns = self.memory.turn_count
         return self._crawled
 
-    def step(self, received: Sequence[Message], *, reply_id: str | None = None, **_: Any) -> Generator[Any, Any, list[Post]]:
+    def step(
+        self, received: Sequence[Message], *, reply_id: str | None = None, **_: Any
+    ) -> Generator[Any, Any, list[Post]]:
         fresh = [m for m in received if not self.memory.has_handled(m.message_id)]
         crawled = self.crawled()
         asked: dict[str, str] = {}  # each new URL -> the message that asked for it first

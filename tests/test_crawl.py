@@ -51,7 +51,8 @@ class Killer:
 
     def __init__(self, runtime: Runtime, config: CrawlConfig, *, every: int, most: int, seed: int) -> None:
         self.runtime = runtime
-        self.names = [f"spider_{n}" for n in range(config.spiders)] + [f"processor_{n}" for n in range(config.processors)]
+        self.names = [*(f"spider_{n}" for n in range(config.spiders)),
+                      *(f"processor_{n}" for n in range(config.processors))]
         self.every = every
         self.most = most
         self.random = random.Random(seed)
@@ -83,7 +84,9 @@ def test_a_crawl_finds_every_reachable_page_once(runtime: Runtime, tmp_path: Pat
 
 
 @on_transports("thespian", "ray")
-def test_spiders_and_processors_killed_mid_crawl_change_nothing(runtime: Runtime, tmp_path: Path, log_dir: Path) -> None:
+def test_spiders_and_processors_killed_mid_crawl_change_nothing(
+    runtime: Runtime, tmp_path: Path, log_dir: Path
+) -> None:
     """With random SIGKILLs the result file equals a fault-free run's; each page is counted once."""
     calm = crawl(CONFIG)
     killer = Killer(runtime, CONFIG, every=40, most=5, seed=3)

@@ -145,3 +145,31 @@ class TestUseTool:
         agent = Splitter("splitter", llm=scripted("unused"), tool="missing")
         with pytest.raises(ValueError, match="agent 'splitter' has no tool 'missing'; its tools: \\(none\\)"):
             list(agent.step([Message("a", "user_requirement", ["splitter"])], reply_id="r1"))
+
+
+def test_a_run_with_posts_and_tool_calls_replays(tmp_path: Path) -> None:
+    """Posts' ids are made from their reply's, not drawn: a replay gives back the drawn ones and matches every post."""
+    from actorsim._replay import Replay
+
+    def program(**options: object) -> TaskCenter:
+        task_center = TaskCenter(log_dir=tmp_path / "logs", **options)  # type: ignore[arg-type]
+        task_center.add_agents([
+            RolePlay("boss", llm=scripted("ok")),
+            Splitter("splitter", llm=scripted("unused"), report_to="boss", tool="count_items",
+                     function_list=[count_items]),
+            *(RolePlay(role, llm=scripted(f"{role} done"), group="workers") for role in WORKERS),
+        ])
+        task_center.send_task_request("a,b,c", send_to="splitter")
+        for _ in range(2):
+            list(task_center.step())
+        return task_center
+
+    recorded = program()
+    original = recorded.runtime.log_config.directory  # type: ignore[union-attr]
+    history = recorded.environment.history()
+    recorded.close()
+    replay = Replay(original)
+    replayed = program(interventions=[replay])
+    assert replay.matched == replay.recorded == len(history) > 5
+    assert [m.message_id for m in replayed.environment.history()] == [m.message_id for m in history]
+    replayed.close()

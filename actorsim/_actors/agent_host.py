@@ -163,7 +163,8 @@ class AgentHost:
         if not isinstance(reply, str):
             posts = tuple(reply)
             if not all(isinstance(post, Post) for post in posts):
-                raise TypeError(f"agent {agent.role!r}: step must return its reply text or a list of Posts, not {reply!r}")
+                raise TypeError(f"agent {agent.role!r}: step must return its reply text or a list of Posts, "
+                                f"not {reply!r}")
             known = {m.message_id for m in received}
             for post in posts:
                 if post.parent_ids is not None and not known.issuperset(post.parent_ids):
@@ -172,7 +173,7 @@ class AgentHost:
                         "are not messages of its step"
                     )
         message = Message(
-            content=reply if posts is None else "",
+            content=reply if isinstance(reply, str) else "",
             sent_from=agent.role,
             send_to=() if agent.is_watcher else request.send_to,
             message_id=message_id,
@@ -225,6 +226,6 @@ class _Going:
     """A step on its way, kept while it waits for a tool service."""
 
     request: RunStep
-    texts: Generator[Any, Any, str]
+    texts: Generator[Any, Any, str | list[Post]]
     turns_before: int
     fresh: tuple[str, ...]
