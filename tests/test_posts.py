@@ -9,7 +9,7 @@ import pytest
 from actorsim import Hash, Message, Post, RolePlay, TaskCenter
 from tests.actors import Splitter, count_items, item_key
 from tests.conftest import Make
-from tests.helpers import logged_events, of_kind, scripted
+from tests.helpers import logged_events, of_kind, record_then_replay, scripted
 from tests.test_supervision import in_processes, kill
 
 WORKERS = ("w0", "w1", "w2")
@@ -149,8 +149,6 @@ class TestUseTool:
 
 def test_a_run_with_posts_and_tool_calls_replays(tmp_path: Path) -> None:
     """Posts' ids are made from their reply's, not drawn: a replay gives back the drawn ones and matches every post."""
-    from actorsim._replay import Replay
-
     def program(**options: object) -> TaskCenter:
         task_center = TaskCenter(log_dir=tmp_path / "logs", **options)  # type: ignore[arg-type]
         task_center.add_agents([
@@ -164,12 +162,7 @@ def test_a_run_with_posts_and_tool_calls_replays(tmp_path: Path) -> None:
             list(task_center.step())
         return task_center
 
-    recorded = program()
-    original = recorded.runtime.log_config.directory  # type: ignore[union-attr]
-    history = recorded.environment.history()
-    recorded.close()
-    replay = Replay(original)
-    replayed = program(interventions=[replay])
+    _, history, replay, replayed = record_then_replay(program)
     assert replay.matched == replay.recorded == len(history) > 5
     assert [m.message_id for m in replayed.environment.history()] == [m.message_id for m in history]
     replayed.close()
