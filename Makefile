@@ -7,7 +7,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test bench clean
+.PHONY: demo crawl test bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
 
 demo: $(VENV)/.installed
 	$(BIN)/python examples/debate.py --transport thespian
+
+# The swarm crawl, offline: a generated site on 127.0.0.1, 8 spiders and 2 processors on Thespian.
+crawl: $(VENV)/.installed
+	$(BIN)/python examples/swarm_crawl.py --transport thespian --out logs/crawl_result.json
 
 $(CHROMIUM):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q

@@ -25,7 +25,7 @@ from actorsim._intervention import Intervention, RunState
 from actorsim._replay import Replay
 from actorsim._runtime import Runtime, current_runtime, init, shutdown
 from actorsim._supervision import Supervision
-from actorsim.agents import Agent, RolePlay
+from actorsim.agents import Agent, Post, RolePlay
 from actorsim.llm import ChatMessage, ChatModel, GenerationSettings, ToolCall
 from actorsim.memory import Memory, MemoryState
 from actorsim.routing import Hash, LeastPending, Policy, Random, RoundRobin, Topic
@@ -62,6 +62,7 @@ __all__ = [
     "MemoryState",
     "Message",
     "Policy",
+    "Post",
     "Random",
     "RegistryView",
     "RemoteError",

@@ -35,6 +35,7 @@ import attrs
 from actorsim._actors.agent_host import RunStep
 from actorsim._envelope import Message
 from actorsim._errors import ReplayDivergence, ReplayedFault, ReplayStopped
+from actorsim._ids import is_post_id
 from actorsim._intervention import Intervention, RunState
 from actorsim.agents import current_reply
 from actorsim.llm import ChatMessage, ChatModel, ModelItem, ToolCall, build_chat_model, takes_tools
@@ -353,7 +354,10 @@ def _recorded_tools(
 
 def _recorded_ids(events: Sequence[dict[str, Any]]) -> list[str]:
     """Every id the recorded driver made, in the order it made them (ids sort by creation time)."""
-    ids = {event["message"]["message_id"] for event in events if event["event"] == "message.published"}
+    ids = {
+        event["message"]["message_id"] for event in events
+        if event["event"] == "message.published" and not is_post_id(event["message"]["message_id"])
+    }
     for event in events:
         if event["event"] == "step.started":
             ids.update(event.get("reply_ids", {}).values())

@@ -35,6 +35,7 @@ from actorsim._actors.environment import (
     GetHistory,
     GetPending,
     Publish,
+    PublishAll,
     QueueLengths,
     Release,
     TakePending,
@@ -42,6 +43,7 @@ from actorsim._actors.environment import (
 from actorsim._actors.registry import AgentInfo, Register, SetStatus
 from actorsim._envelope import USER_REQUIREMENT, Frame, Message
 from actorsim._errors import AgentFailedError, RoutingError
+from actorsim._ids import post_id
 from actorsim._intervention import RunState
 from actorsim._router import Router, is_routed
 from actorsim._runtime import Redelivered, Runtime
@@ -307,6 +309,10 @@ class Steps:
     def _publish_reply(self, role: str, state: _StepState) -> None:
         """Publish `role`'s reply, if it made one to publish, as the answer to what it received."""
         if (reply := state.replies.get(role)) is not None and reply.publish:
+            answers = tuple(m.message_id for m in state.received[role])
+            if reply.posts is not None:
+                self._publish_posts(role, reply, state, answers)
+                return
             message = reply.message
             if is_routed(target := state.targets[role]):
                 try:
@@ -314,8 +320,34 @@ class Steps:
                 except RoutingError:
                     self._forget_unpublished(state)
                     raise
-            self._publish(message, answers=tuple(m.message_id for m in state.received[role]))
+            self._publish(message, answers=answers)
             state.owed.discard(role)
+
+    def _publish_posts(self, role: str, reply: Reply, state: _StepState, answers: tuple[str, ...]) -> None:
+        """A reply of several posts: each routed by its own `send_to` (else the reply's), all stored in one request.
+
+        The first post has the reply's id, the n-th (from 0) the reply's id and
+        `.n`: a step delivered again makes the same ids, and a post already
+        stored is not stored twice.
+        """
+        assert reply.posts is not None
+        pattern = reply.message
+        messages = []
+        for index, post in enumerate(reply.posts):
+            message_id = post_id(pattern.message_id, index)
+            parents = pattern.parent_ids if post.parent_ids is None else post.parent_ids
+            message = attrs.evolve(pattern, content=post.content, message_id=message_id, parent_ids=parents)
+            target = post.send_to if post.send_to is not None else state.targets[role]
+            try:
+                self.router.check(target, argument=f"{role}'s post {index}: send_to")
+                messages.append(attrs.evolve(message, send_to=self.router.route(target, message)))
+            except ValueError:  # RoutingError included: an unknown role, group or topic, a policy that failed
+                self._forget_unpublished(state)
+                raise
+        self._ask_env(PublishAll(role, tuple(messages), answers=answers))
+        for message in messages:
+            self.runtime.interventions.published(message, self.state)
+        state.owed.discard(role)
 
     def _forget_unpublished(self, state: _StepState) -> None:
         """Replies that will not be published are forgotten: their agents' memories go back to before the step

@@ -7,10 +7,13 @@ runs one inside an actor; `remote=False` gives the object itself.
 from __future__ import annotations
 
 import contextvars
+import json
 import os
 import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
+
+import attrs
 
 from actorsim._envelope import Message, ToolFrame
 from actorsim._roles import role_list
@@ -37,6 +40,32 @@ NO_SETTINGS = GenerationSettings()
 
 StepItem = str | ToolFrame | ServiceRequest | RetryNotice
 """What an agent's step streams: reply text, tool frames, and pauses for a tool service (answered by `send`)."""
+
+@attrs.frozen
+class Post:
+    """One message of a reply that sends several, each to its own `send_to`.
+
+    An agent's `step` may return a list of posts instead of its reply text:
+    a spider passes each link on to the spider that owns it and the page to a
+    processor, in one step. `send_to` is a role, a list of roles, `"all"` or a
+    routing policy (its key function must be importable: the post travels
+    from the agent's process to the driver, which routes it); None sends the
+    post where the reply would go. `parent_ids` names the messages of the
+    step that caused it (None: all it received), so that a trace follows one
+    page rather than the whole step's. The posts are published together, in
+    order, as the answer to what the step received; an empty list answers it
+    and sends nothing.
+    """
+
+    content: str = attrs.field(validator=attrs.validators.instance_of(str))
+    send_to: SendTo | None = attrs.field(default=None)
+    parent_ids: tuple[str, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(tuple))
+
+    @send_to.validator
+    def _check_send_to(self, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is not None:
+            check_send_to(value, argument="Post.send_to")
+
 
 current_reply: contextvars.ContextVar[str | None] = contextvars.ContextVar("actorsim_current_reply", default=None)
 """The id of the reply a model call is made for, while the agent makes it: a model may key on it."""
@@ -114,6 +143,7 @@ class Agent:
         self.supervision = supervision_from(supervision)
         self.use_model(build_chat_model(llm) if llm is not None else None)
         self._logged_prompt: list[ChatMessage] = []  # the last prompt in the log, which the next one extends
+        self._own_calls: tuple[str | None, int] = (None, 0)  # calls `use_tool` made for one reply: their ids
 
     def use_model(self, model: ChatModel | None) -> None:
         """Answer with `model` from now on (a replay gives every agent one that answers from its log).
@@ -186,7 +216,7 @@ class Agent:
         user_response: str | None = None,
         reply_id: str | None = None,
         settings: GenerationSettings | None = None,
-    ) -> Generator[StepItem, Any, str]:
+    ) -> Generator[StepItem, Any, str | list[Post]]:
         """Stream a reply to what arrived; return the whole reply and remember it.
 
         A human's reply is `user_response` and nothing is streamed for it.
@@ -195,6 +225,8 @@ class Agent:
         Messages already handled (seen again, for a watcher) are left out.
         `reply_id`, the id the reply will have, links the model call to it in the log.
         `settings` are this step's generation settings, over the `llm` dict's.
+        A subclass may override it and return a list of `Post`s instead of
+        the reply text, to send several messages to different places.
         """
         fresh = [message for message in received if not self.memory.has_handled(message.message_id)]
         if self.is_human:
@@ -235,6 +267,25 @@ class Agent:
                     added.append(ChatMessage("tool", outcome.for_model(), tool_call_id=call.call_id))
                 else:
                     added.append(ChatMessage("user", observation(outcome.for_model())))
+
+    def use_tool(
+        self, name: str, arguments: Mapping[str, Any], *, reply_id: str | None
+    ) -> Generator[StepItem, Any, ToolOutcome]:
+        """Call one of the agent's tools from its own code (`yield from` it in `step`), not at a model's request.
+
+        The call is what a model's would be: logged (`tool.call.*`), shown as
+        `ToolFrame`s, paused for a tool service, answered from the log by a
+        replay. Calls are numbered within their reply (`reply_id`, as `step`
+        was given it), so a step delivered again makes the same call ids.
+        Returns the outcome; a tool's fault is its `error`, never an exception.
+        """
+        if self._runner is None or name not in self._runner.tools:
+            known = sorted(self._runner.tools) if self._runner is not None else []
+            raise ValueError(f"agent {self.role!r} has no tool {name!r}; its tools: {', '.join(known) or '(none)'}")
+        made = self._own_calls[1] + 1 if self._own_calls[0] == reply_id else 1
+        self._own_calls = (reply_id, made)
+        call = ToolCall(f"{name}-{made}", name, json.dumps(dict(arguments), ensure_ascii=False))
+        return (yield from self._run_tool(call, reply_id or ""))
 
     def _run_tool(self, call: ToolCall, reply_id: str) -> Generator[StepItem, Any, ToolOutcome]:
         assert self._runner is not None
@@ -363,4 +414,4 @@ class RolePlay(Agent):
     """The seed's role-playing agent: an instruction describes who it plays."""
 
 
-__all__ = ["Agent", "HUMAN_INPUT_MODES", "RolePlay", "current_reply"]
+__all__ = ["Agent", "HUMAN_INPUT_MODES", "Post", "RolePlay", "current_reply"]

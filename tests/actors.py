@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import structlog
 
-from actorsim import Message, RolePlay
+from actorsim import ChatMessage, Hash, Message, Post, RolePlay
 from actorsim._supervision import Durable
 from tests.gates import Barrier, Gate
 
@@ -155,3 +155,53 @@ class ContextReportingAgent(RolePlay):
 
     def user_turn(self, received: Sequence[Message], task: str | None) -> str:
         return f"bound: {structlog.contextvars.get_contextvars()}"
+
+
+def item_key(message: Message) -> str:
+    """`Hash`'s key for a `Splitter`'s posts: the item itself."""
+    return message.content
+
+
+class Splitter(RolePlay):
+    """Sends each comma-separated item it receives to the worker that owns it, and tells `report_to` how many.
+
+    Items it has met before (in its memory) are not sent again; `workers`
+    names the group. With
+    `tool`, it first calls that tool of its own with the items.
+    """
+
+    def __init__(
+        self, name: str, *, report_to: str | None = None, tool: str | None = None, workers: str = "workers",
+        **options: Any,
+    ) -> None:
+        super().__init__(name, **options)
+        self.report_to = report_to
+        self.tool = tool
+        self.workers = workers
+
+    def step(self, received: Sequence[Message], **options: Any) -> Generator[Any, Any, list[Post]]:
+        seen = {turn.content for turn in self.memory.get_history() if turn.role == "user"}
+        source: dict[str, str] = {}  # item -> the first message that named it
+        for message in received:
+            for item in message.content.split(","):
+                if item and item not in seen:
+                    source.setdefault(item, message.message_id)
+        items = list(source)
+        if self.tool is not None:
+            outcome = yield from self.use_tool(self.tool, {"items": items}, reply_id=options.get("reply_id"))
+            yield f"{self.tool}: {outcome.for_model()}"
+        self.memory.update_history([ChatMessage("user", item) for item in items],
+                                   handled=[message.message_id for message in received])
+        posts = [Post(item, send_to=Hash(self.workers, key=item_key), parent_ids=[source[item]]) for item in items]
+        if self.report_to is not None:
+            posts.append(Post(f"{len(items)} items", send_to=self.report_to))
+        return posts
+
+
+def count_items(items: list[str]) -> int:
+    """How many items there are.
+
+    Args:
+        items: the items
+    """
+    return len(items)

@@ -60,6 +60,21 @@ def logged_events(log_dir: Path) -> Iterator[list[dict[str, Any]]]:
     events.extend(sorted([*here, *elsewhere], key=lambda event: event["ts"]))  # ordered as read_run orders them
 
 
+def record_then_replay(program: Callable[..., Any]) -> tuple[Path, list[Any], Any, Any]:
+    """Run `program()` (a plain task center's run), then `program(interventions=[Replay(its folder)])`.
+
+    Returns the recording's folder and history, the `Replay` and the replayed task center (for the caller to close).
+    """
+    from actorsim._replay import Replay
+
+    recorded = program()
+    original = recorded.runtime.log_config.directory
+    history = recorded.environment.history()
+    recorded.close()
+    replay = Replay(original)
+    return original, history, replay, program(interventions=[replay])
+
+
 def of_kind(events: list[dict[str, Any]], *kinds: str) -> list[dict[str, Any]]:
     return [event for event in events if event["event"] in kinds]
 

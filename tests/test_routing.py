@@ -21,11 +21,10 @@ from actorsim import (
     TaskCenter,
     Topic,
 )
-from actorsim._replay import Replay
 from actorsim.runs import read_run
 from tests.actors import TouchyAgent
 from tests.conftest import Make
-from tests.helpers import logged_events, of_kind, scripted
+from tests.helpers import logged_events, of_kind, record_then_replay, scripted
 from tests.test_replay import actorsim_command, frames
 from tests.test_supervision import kill
 
@@ -303,12 +302,7 @@ def test_a_routed_run_replays_in_process(tmp_path: Path) -> None:
             list(task_center.step(allowed_roles="boss"))
         return task_center
 
-    recorded = program()
-    original = recorded.runtime.log_config.directory  # type: ignore[union-attr]
-    history = recorded.environment.history()
-    recorded.close()
-    replay = Replay(original)
-    replayed = program(interventions=[replay])
+    original, history, replay, replayed = record_then_replay(program)
     assert replay.matched == replay.recorded == len(history)
     assert [(m.message_id, m.send_to) for m in replayed.environment.history()] == [
         (m.message_id, m.send_to) for m in history

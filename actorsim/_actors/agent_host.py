@@ -11,7 +11,7 @@ import attrs
 from actorsim._actors.registry import AgentInfo
 from actorsim._envelope import Frame, Message
 from actorsim._runlog import log_event
-from actorsim.agents import Agent
+from actorsim.agents import Agent, Post
 from actorsim.llm import ChatMessage, GenerationSettings, RetryNotice
 from actorsim.memory import MemoryState
 from actorsim.tools import ServiceRequest
@@ -58,11 +58,17 @@ class Retrying:
 
 @attrs.frozen
 class Reply:
-    """The finished reply, and what the step added to the agent's memory; a watcher's is never published."""
+    """The finished reply, and what the step added to the agent's memory; a watcher's is never published.
+
+    A step that returned `Post`s has them in `posts`; `message` is then the
+    pattern of their messages (ids, trace, causes, clock), whose content and
+    recipients the driver fills in per post when it routes them.
+    """
 
     message: Message
     publish: bool
     remembered: MemoryState = MemoryState()
+    posts: tuple[Post, ...] | None = None
 
 
 @attrs.frozen
@@ -141,7 +147,7 @@ class AgentHost:
             try:
                 item = going.texts.send(answer)
             except StopIteration as done:
-                reply: str = done.value
+                reply: str | list[Post] = done.value
                 break
             answer = None
             if isinstance(item, ServiceRequest):
@@ -153,8 +159,21 @@ class AgentHost:
             else:
                 yield item if isinstance(item, Frame) else Chunk(agent.role, item, message_id)
         received = request.received
+        posts = None
+        if not isinstance(reply, str):
+            posts = tuple(reply)
+            if not all(isinstance(post, Post) for post in posts):
+                raise TypeError(f"agent {agent.role!r}: step must return its reply text or a list of Posts, "
+                                f"not {reply!r}")
+            known = {m.message_id for m in received}
+            for post in posts:
+                if post.parent_ids is not None and not known.issuperset(post.parent_ids):
+                    raise ValueError(
+                        f"agent {agent.role!r}: a post's parent_ids {sorted(set(post.parent_ids) - known)} "
+                        "are not messages of its step"
+                    )
         message = Message(
-            content=reply,
+            content=reply if isinstance(reply, str) else "",
             sent_from=agent.role,
             send_to=() if agent.is_watcher else request.send_to,
             message_id=message_id,
@@ -165,7 +184,7 @@ class AgentHost:
             clock=self._clock,
         )
         remembered = MemoryState(agent.memory.turns_since(going.turns_before), going.fresh)
-        yield Reply(message, publish=not agent.is_watcher, remembered=remembered)
+        yield Reply(message, publish=not agent.is_watcher, remembered=remembered, posts=posts)
 
     @receive.register
     def _remember_sent(self, request: RememberSent) -> MemoryState:
@@ -207,6 +226,6 @@ class _Going:
     """A step on its way, kept while it waits for a tool service."""
 
     request: RunStep
-    texts: Generator[Any, Any, str]
+    texts: Generator[Any, Any, str | list[Post]]
     turns_before: int
     fresh: tuple[str, ...]

@@ -34,6 +34,19 @@ class Publish(Durable):
 
 
 @attrs.frozen
+class PublishAll(Durable):
+    """Store `messages` in order (a reply of several posts, maybe none); `sender`'s owed `answers` are done with.
+
+    One request, so that the posts of one reply and its acknowledgement are
+    stored together or not at all. Messages already published are skipped.
+    """
+
+    sender: str
+    messages: tuple[Message, ...]
+    answers: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class DeadLetter:
     """A message its recipient could not handle, and why."""
 
@@ -150,10 +163,30 @@ class Environment:
 
     @receive.register
     def _publish(self, request: Publish) -> None:
-        message = request.message
+        self._check(request.message)
+        self._store(request.message)
+        if request.answers:
+            self._done_with(request.message.sent_from, set(request.answers))
+
+    @receive.register
+    def _publish_all(self, request: PublishAll) -> None:
+        check_known([request.sender], known=self.roles, argument="send_from")
+        for message in request.messages:
+            if message.sent_from != request.sender:
+                raise ValueError(f"a reply of {request.sender!r} holds a message from {message.sent_from!r}")
+            self._check(message)
+        for message in request.messages:
+            self._store(message)
+        if request.answers:
+            self._done_with(request.sender, set(request.answers))
+
+    def _check(self, message: Message) -> None:
         if message.sent_from != USER_REQUIREMENT:
             check_known([message.sent_from], known=self.roles, argument="send_from")
         check_known(message.send_to, known=list(self._queues), argument="send_to")
+
+    def _store(self, message: Message) -> None:
+        """Keep `message` in the history and its recipients' queues, unless it is there already."""
         if message.message_id in self._published:
             log_event("message.duplicate", message_id=message.message_id, sent_from=message.sent_from)
         else:
@@ -164,8 +197,6 @@ class Environment:
             for role in message.send_to:
                 self._queues[role].append(message)
             log_event("message.published", message=message.to_dict())
-        if request.answers:
-            self._done_with(message.sent_from, set(request.answers))
 
     def _done_with(self, role: str, message_ids: set[str]) -> None:
         """Acknowledged: gone from the role's owed list, and from its queue after a restart put them back."""

@@ -1,0 +1,132 @@
+"""examples/swarm_crawl.py: every reachable page crawled and counted once, with spiders and processors killed or not."""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import actorsim
+from actorsim import Frame, Runtime
+from examples.swarm_crawl import TAG, WORD, CrawlConfig, Site, crawl, main, write_result
+from tests.conftest import on_transports
+from tests.helpers import alive, logged_events, of_kind, wait_until_gone
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = CrawlConfig(pages=300, seed=5, spiders=3, processors=2, fetch_timeout=1.0)
+
+
+def expected(config: CrawlConfig) -> dict[str, Any]:
+    """What a crawl must find, worked out from the site's link graph and pages, not by crawling."""
+    site = Site.generate(config.pages, config.seed)
+    visited = site.reachable()
+    words: collections.Counter[str] = collections.Counter()
+    for path, outcome in visited.items():
+        if outcome == "ok":
+            words.update(WORD.findall(TAG.sub(" ", site.html(path)).lower()))
+    return {
+        "pages_crawled": sum(outcome == "ok" for outcome in visited.values()),
+        "errors": dict(sorted(collections.Counter(o for o in visited.values() if o != "ok").items())),
+        "top_words": [list(item) for item in sorted(words.items(), key=lambda item: (-item[1], item[0]))[:20]],
+        "visited": dict(sorted(visited.items())),
+    }
+
+
+def written(result: dict[str, Any], path: Path) -> str:
+    write_result(path, result)
+    return path.read_text()
+
+
+class Killer:
+    """Kills a spider or a processor every `every` pages that spiders report, at most `most` times."""
+
+    def __init__(self, runtime: Runtime, config: CrawlConfig, *, every: int, most: int, seed: int) -> None:
+        self.runtime = runtime
+        self.names = [*(f"spider_{n}" for n in range(config.spiders)),
+                      *(f"processor_{n}" for n in range(config.processors))]
+        self.every = every
+        self.most = most
+        self.random = random.Random(seed)
+        self.pages = 0
+        self.killed: list[str] = []
+
+    def __call__(self, frame: Frame) -> None:
+        if not frame.role.startswith("spider") or not frame.content:
+            return
+        self.pages += frame.content.count("\n")
+        if self.pages >= self.every * (len(self.killed) + 1) and len(self.killed) < self.most:
+            name = self.random.choice(self.names)
+            pid = self.runtime.supervisor.current(name).pid
+            assert pid is not None and pid != os.getpid() and alive(pid)
+            os.kill(pid, signal.SIGKILL)
+            assert not wait_until_gone([pid], timeout=10)
+            self.killed.append(name)
+
+
+@on_transports("local")
+def test_a_crawl_finds_every_reachable_page_once(runtime: Runtime, tmp_path: Path) -> None:
+    """The result is what the link graph says; the site saw one request for each reachable page and no other."""
+    done = crawl(CONFIG)
+    want = expected(CONFIG)
+    assert {key: done.result[key] for key in want} == want
+    assert done.result["summary"]
+    assert done.hits == collections.Counter(dict.fromkeys(want["visited"], 1))
+    assert done.pages_per_second > 0
+
+
+@on_transports("thespian", "ray")
+def test_spiders_and_processors_killed_mid_crawl_change_nothing(
+    runtime: Runtime, tmp_path: Path, log_dir: Path
+) -> None:
+    """With random SIGKILLs the result file equals a fault-free run's; each page is counted once."""
+    calm = crawl(CONFIG)
+    killer = Killer(runtime, CONFIG, every=40, most=5, seed=3)
+    with logged_events(log_dir) as events:
+        stormy = crawl(CONFIG, on_frame=killer)
+    assert len(killer.killed) >= 3
+    assert {name.split("_")[0] for name in killer.killed} >= {"spider"}
+    assert written(stormy.result, tmp_path / "stormy.json") == written(calm.result, tmp_path / "calm.json")
+    want = expected(CONFIG)
+    assert {key: calm.result[key] for key in want} == want
+    assert calm.hits == collections.Counter(dict.fromkeys(want["visited"], 1))
+    # A spider killed mid-fetch fetches its pages again after its restart: never a page no one asked for.
+    assert set(stormy.hits) == set(want["visited"])
+    restarted = of_kind(events, "actor.restarted")
+    assert 1 <= len(restarted) <= len(killer.killed)
+
+
+@pytest.mark.parametrize("transport", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+def test_the_example_runs_as_a_script_from_anywhere(transport: str, tmp_path: Path) -> None:
+    """Started as a plain script elsewhere, it writes its result to --out, logs to --log-dir, prints pages/s.
+
+    On Ray a script's own classes and functions travel by value (cloudpickle), as under `ray job submit`.
+    """
+    out, logs = tmp_path / "out" / "result.json", tmp_path / "logs"
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "swarm_crawl.py"), "--transport", transport, "--pages", "120",
+         "--seed", "5", "--spiders", "2", "--processors", "1", "--out", str(out), "--log-dir", str(logs)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert "pages/s" in finished.stdout
+    config = CrawlConfig(pages=120, seed=5)
+    result = json.loads(out.read_text())
+    want = expected(config)
+    assert {key: result[key] for key in want} == want
+    assert len(list(logs.glob("*/driver-*.jsonl"))) == 1
+
+
+@pytest.mark.skipif("hosts" in inspect.signature(actorsim.init).parameters, reason="this version has hosted agents")
+def test_hosted_says_when_this_version_has_no_hosted_agents(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without `actorsim.init(hosts=...)`, --hosted exits with a clear message before starting anything."""
+    assert main(["--hosted", "2", "--transport", "local"]) == 2
+    assert "hosted agents" in capsys.readouterr().err
