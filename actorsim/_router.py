@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NoReturn
+
+import attrs
 
 from actorsim._actors.registry import AgentInfo
 from actorsim._envelope import Message
@@ -48,6 +51,37 @@ GroupPolicy = RoundRobin | Random | Hash | LeastPending
 def is_routed(send_to: SendTo) -> bool:
     """Whether `send_to` is decided per message (a policy or a function) rather than fixed roles."""
     return isinstance(send_to, Policy) or (callable(send_to) and not isinstance(send_to, str))
+
+
+@attrs.frozen
+class _Index:
+    """The members by role, group and topic: built when the membership changes, not for every message.
+
+    A swarm routes every reply; scanning ten thousand members for each made a
+    round of n messages cost n squared.
+    """
+
+    roles: tuple[str, ...]
+    known: dict[str, None]  # the roles again, for look-ups that keep their order for error messages
+    groups: dict[str, tuple[str, ...]]
+    topics: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, members: Iterable[AgentInfo]) -> _Index:
+        roles: list[str] = []
+        groups: dict[str, list[str]] = {}
+        topics: dict[str, list[str]] = {}
+        for info in members:
+            roles.append(info.role)
+            if info.group:
+                groups.setdefault(info.group, []).append(info.role)
+            for topic in info.topics:
+                topics.setdefault(topic, []).append(info.role)
+        return cls(
+            tuple(roles), dict.fromkeys(roles),
+            {group: tuple(names) for group, names in groups.items()},
+            {topic: tuple(names) for topic, names in topics.items()},
+        )
 
 
 class Router:
@@ -73,6 +107,16 @@ class Router:
         self._turns: dict[RoundRobin, int] = {}
         self._draws: dict[Random, random.Random] = {}
         self._seed: int | None = None
+        self._index: _Index | None = None
+
+    def members_changed(self) -> None:
+        """Agents joined: the index is built again when next needed."""
+        self._index = None
+
+    def _members_index(self) -> _Index:
+        if self._index is None:
+            self._index = _Index.of(self._members())
+        return self._index
 
     # -- agents' own defaults
 
@@ -95,31 +139,31 @@ class Router:
     ) -> None:
         """Refuse a `send_to` naming unknown roles, groups or topics; `also`: agents about to join."""
         check_send_to(send_to, argument=argument)
-        members = [*self._members(), *(info for info in also if not info.is_watcher)]
+        joining = [info for info in also if not info.is_watcher]
+        index = _Index.of([*self._members(), *joining]) if joining else self._members_index()
         if isinstance(send_to, Topic):
-            topics = _names(topic for info in members for topic in info.topics)
-            if send_to.name not in topics:
+            if send_to.name not in index.topics:
                 raise RoutingError(
                     f"{argument}: {describe(send_to)}: unknown topic {send_to.name!r}; "
-                    f"known topics: {', '.join(topics) or '(none)'}"
+                    f"known topics: {', '.join(index.topics) or '(none)'}"
                 )
         elif isinstance(send_to, GroupPolicy):
             group = send_to.group
-            groups = _names(info.group for info in members if info.group)
-            if group not in groups:
+            if group not in index.groups:
                 raise RoutingError(
                     f"{argument}: {describe(send_to)}: unknown group {group!r}; "
-                    f"known groups: {', '.join(groups) or '(none)'}"
+                    f"known groups: {', '.join(index.groups) or '(none)'}"
                 )
         elif isinstance(send_to, str | Sequence) and send_to != ALL:
-            check_known(role_list(send_to, argument=argument), known=[info.role for info in members], argument=argument)
+            check_known(role_list(send_to, argument=argument), known=index.known, argument=argument)
 
     def fixed(self, send_to: SendTo, sender: str) -> tuple[str, ...]:
         """The recipients of fixed roles (`"all"`, a role, a list); none yet for a routed `send_to`."""
         if is_routed(send_to):
             return ()
+        index = self._members_index()
         return resolve_recipients(
-            send_to, sender=sender, roles=[info.role for info in self._members()], argument="send_to"  # type: ignore[arg-type]
+            send_to, sender=sender, roles=index.roles, known=index.known, argument="send_to"  # type: ignore[arg-type]
         )
 
     # -- decisions
@@ -129,21 +173,21 @@ class Router:
         if not is_routed(send_to):
             return self.fixed(send_to, message.sent_from)
         policy = send_to
-        members = list(self._members())
+        index = self._members_index()
         if isinstance(policy, Policy):
             self.check(policy)
-            chosen = self._decide(policy, message, members)
+            chosen = self._decide(policy, message, index)
         elif isinstance(policy, str | Sequence):
             raise AssertionError("fixed roles are not routed")
         else:
-            chosen = self._call(policy, message, [info.role for info in members])
+            chosen = self._call(policy, message, index.known)
         self._runtime.log(
             "message.routed", flush=False, task_center=self._name, message_id=message.message_id,
             sent_from=message.sent_from, policy=describe(policy), roles=list(chosen),
         )
         return chosen
 
-    def _call(self, function: Callable[..., object], message: Message, known: list[str]) -> tuple[str, ...]:
+    def _call(self, function: Callable[..., object], message: Message, known: dict[str, None]) -> tuple[str, ...]:
         name = describe(function)  # type: ignore[arg-type]
         try:
             answer = function(message, self._registry)
@@ -160,26 +204,28 @@ class Router:
             )
         return roles
 
-    def _decide(self, policy: Policy, message: Message, members: list[AgentInfo]) -> tuple[str, ...]:
+    def _decide(self, policy: Policy, message: Message, index: _Index) -> tuple[str, ...]:
         sender = message.sent_from
         if isinstance(policy, Topic):
-            return tuple(info.role for info in members if policy.name in info.topics and info.role != sender)
+            return tuple(role for role in index.topics[policy.name] if role != sender)
         assert isinstance(policy, GroupPolicy)
-        group = [info.role for info in members if info.group == policy.group]
-        live = [role for role in group if self._is_live(role) and (role != sender or isinstance(policy, Hash))]
-        if not live:
-            raise RoutingError(
-                f"send_to {describe(policy)}: no live agent of group {policy.group!r} to choose "
-                f"(members: {', '.join(group)}; sender: {sender})"
-            )
-        if isinstance(policy, RoundRobin):
+        group = index.groups[policy.group]
+
+        def eligible(role: str) -> bool:
+            return self._is_live(role) and (role != sender or isinstance(policy, Hash))
+
+        if isinstance(policy, RoundRobin):  # looks at members from its turn on, not at the whole group
             turn = self._turns.get(policy)
             if turn is None:
                 turn = 0 if policy.start == "first" else self._generator(policy).randrange(len(group))
-            while group[turn % len(group)] not in live:
-                turn += 1
-            self._turns[policy] = (turn + 1) % len(group)
-            return (group[turn % len(group)],)
+            for offset in range(len(group)):
+                if eligible(role := group[(turn + offset) % len(group)]):
+                    self._turns[policy] = (turn + offset + 1) % len(group)
+                    return (role,)
+            self._no_live_agent(policy, group, sender)
+        live = [role for role in group if eligible(role)]
+        if not live:
+            self._no_live_agent(policy, group, sender)
         if isinstance(policy, Random):
             generator = self._draws.get(policy)
             if generator is None:
@@ -199,6 +245,13 @@ class Router:
             return (min(live, key=lambda role: lengths[role]),)  # min keeps the first of equals
         raise TypeError(f"send_to: unknown policy {policy!r}")
 
+    @staticmethod
+    def _no_live_agent(policy: GroupPolicy, group: Sequence[str], sender: str) -> NoReturn:
+        raise RoutingError(
+            f"send_to {describe(policy)}: no live agent of group {policy.group!r} to choose "
+            f"(members: {', '.join(group)}; sender: {sender})"
+        )
+
     def _generator(self, policy: RoundRobin | Random) -> random.Random:
         """A generator for `policy`, seeded by its own seed or the task center's, and by the policy itself."""
         seed = policy.seed if policy.seed is not None else self._routing_seed()
@@ -211,11 +264,6 @@ class Router:
             self._seed = chosen if chosen is not None else random.SystemRandom().getrandbits(32)
             self._runtime.log("routing.seeded", task_center=self._name, seed=self._seed)
         return self._seed
-
-
-def _names(values: object) -> list[str]:
-    """Distinct names, in the order first seen."""
-    return list(dict.fromkeys(values))  # type: ignore[call-overload]
 
 
 def _weight(key: str, role: str) -> bytes:

@@ -102,6 +102,7 @@ class Steps:
             self._keep_memory(ref, info.role)
         for (_, info), target in zip(members, send_to, strict=False):
             self.router.set_default(info.role, target)
+        self.router.members_changed()
         self.runtime.join_group(self._group, [ref.name for ref, _ in members])
 
     def _keep_memory(self, ref: ActorRef, role: str) -> None:

@@ -84,10 +84,10 @@ class Registry:
 
     @receive.register
     def _find(self, request: FindAgent) -> AgentInfo:
-        check_known([request.role], known=list(self._agents), argument="role")
+        check_known([request.role], known=self._agents.keys(), argument="role")
         return self._agents[request.role]
 
     @receive.register
     def _set_status(self, request: SetStatus) -> None:
-        check_known([request.role], known=list(self._agents), argument="role")
+        check_known([request.role], known=self._agents.keys(), argument="role")
         self._agents[request.role] = attrs.evolve(self._agents[request.role], status=request.status)
