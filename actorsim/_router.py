@@ -130,17 +130,18 @@ class Router:
 
     # -- checks, before anything is stored
 
-    def check(
-        self,
-        send_to: SendTo,
-        *,
-        argument: str = "send_to",
-        also: Sequence[AgentInfo] = (),
-    ) -> None:
-        """Refuse a `send_to` naming unknown roles, groups or topics; `also`: agents about to join."""
+    def check(self, send_to: SendTo, *, argument: str = "send_to") -> None:
+        """Refuse a `send_to` naming unknown roles, groups or topics."""
+        self._check(send_to, argument, self._members_index())
+
+    def check_joining(self, joining: Sequence[tuple[AgentInfo, SendTo]]) -> None:
+        """Check the own `send_to` of agents about to join, against the members with them."""
+        index = _Index.of([*self._members(), *(info for info, _ in joining if not info.is_watcher)])
+        for info, send_to in joining:
+            self._check(send_to, f"{info.role}'s send_to", index)
+
+    def _check(self, send_to: SendTo, argument: str, index: _Index) -> None:
         check_send_to(send_to, argument=argument)
-        joining = [info for info in also if not info.is_watcher]
-        index = _Index.of([*self._members(), *joining]) if joining else self._members_index()
         if isinstance(send_to, Topic):
             if send_to.name not in index.topics:
                 raise RoutingError(

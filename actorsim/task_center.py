@@ -7,6 +7,7 @@ caller's arguments and hands the work to the step engine (`actorsim._step`).
 
 from __future__ import annotations
 
+import collections
 import os
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -84,13 +85,12 @@ class TaskCenter:
         agents = list(agents)
         for agent in agents:
             check_mode(agent, self.runtime if self.remote else None)
-        roles = [agent.role for agent in agents]
-        for role in roles:
-            if role in self._steps.agents or roles.count(role) > 1:
+        roles = collections.Counter(agent.role for agent in agents)
+        for role, times in roles.items():
+            if role in self._steps.agents or times > 1:
                 raise ValueError(f"add_agents: role {role!r} is already taken")
         declared = [declared_info(agent, group, topics) for agent in agents]
-        for agent in agents:
-            self._steps.router.check(agent.send_to, argument=f"{agent.role}'s send_to", also=declared)
+        self._steps.router.check_joining([(info, agent.send_to) for info, agent in zip(declared, agents, strict=True)])
         started = [start(self.runtime, agent) for agent in agents]
         members = [
             (ref, attrs.evolve(info, group=batch.group, topics=batch.topics))
