@@ -27,6 +27,7 @@ import psutil
 from thespian.actors import Actor, ActorAddress, ActorExitRequest, ActorSystem
 
 from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError
+from actorsim._placement import Placement
 from actorsim.transport._base import (
     ActorRef,
     Behaviour,
@@ -240,7 +241,9 @@ class ThespianTransport(Transport):
         self._admin: psutil.Process | None = None  # the parent of every actor process
         self._lost_an_actor = False
 
-    def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
+    def spawn(
+        self, factory: BehaviourFactory, *, name: str, timeout: float, placement: Placement | None = None
+    ) -> ActorRef:
         with self._lock:
             if name in self._refs:
                 raise ValueError(f"an actor named {name!r} already exists in this run")
