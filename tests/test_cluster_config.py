@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.cluster
+
 yaml = pytest.importorskip("yaml")
 pytest.importorskip("ray")
 
