@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from actorsim._runlog import log_event
-from actorsim._runtime import Runtime, RunOptions, new_run_id
+from actorsim._runtime import RunOptions, Runtime, new_run_id
 from actorsim.transport._ray import RayTransport
 
 

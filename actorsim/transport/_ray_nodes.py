@@ -37,8 +37,9 @@ class Node:
 
 
 def _live_nodes() -> list[Node]:
+    listed: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
     return sorted(
-        (Node(n["NodeID"], dict(n.get("Labels") or {})) for n in ray.nodes() if n.get("Alive")),
+        (Node(n["NodeID"], dict(n.get("Labels") or {})) for n in listed if n.get("Alive")),
         key=lambda node: node.node_id,
     )
 
@@ -123,7 +124,9 @@ class NodeChooser:
 
 
 def _listed(nodes: list[Node]) -> str:
-    return "; ".join(
-        f"{node.node_id} ({', '.join(f'{k}={v}' for k, v in sorted(node.labels.items()) if k != _ID_LABEL) or 'no labels'})"
-        for node in nodes
-    ) or "none"
+    """The live nodes and their labels, for an error a person reads."""
+
+    def labels(node: Node) -> str:
+        return ", ".join(f"{k}={v}" for k, v in sorted(node.labels.items()) if k != _ID_LABEL) or "no labels"
+
+    return "; ".join(f"{node.node_id} ({labels(node)})" for node in nodes) or "none"
