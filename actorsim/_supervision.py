@@ -208,7 +208,7 @@ class Supervisor:
         count = len(child.crashes)
         self._log(
             "actor.crashed", actor=child.name, error=repr(cause), crashes_in_window=count,
-            **({"node": ref.node} if ref.node else {}), **context,
+            **({"actor_node": ref.node} if ref.node else {}), **context,
         )
         if count > child.policy.max_restarts or not restart_cures(cause):
             self._give_up(child, cause, restarts=count - 1)
@@ -265,7 +265,7 @@ class Supervisor:
         for make in child.snapshots.values():
             self._transport.ask(ref, make(), timeout=self._timeout)
         self._log(
-            "actor.restarted", actor=child.name, new_pid=ref.pid, **({"node": ref.node} if ref.node else {}),
+            "actor.restarted", actor=child.name, new_pid=ref.pid, **({"actor_node": ref.node} if ref.node else {}),
             replayed=len(child.journal),
             snapshots=sorted(child.snapshots), restart_s=self._clock() - started, **why,
         )

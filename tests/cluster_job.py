@@ -38,6 +38,7 @@ def main() -> None:
     started = time.monotonic()
     with actorsim.init(transport=args.transport, placement=args.placement, log_dir=args.log_dir,
                        ask_timeout=120, step_timeout=300) as runtime:
+        joined = time.monotonic()
         center = create_component(TaskCenter, name="swarm", remote=True, placement="pack")
         collector = create_component(RolePlay, name="collector", remote=True, human_input_mode="ON",
                                      instruction="you collect the answers", placement="pack")
@@ -66,7 +67,8 @@ def main() -> None:
             "tasks": [{"id": t.message_id, "content": t.content} for t in tasks],
             "answers": answers,
             "agents": {w.name: w.ref.node for w in workers},
-            "spawn_s": spawned - started,
+            "init_s": joined - started,
+            "spawn_s": spawned - joined,
             "run_s": time.monotonic() - started,
         }
     Path(args.result).write_text(json.dumps(result, indent=1))

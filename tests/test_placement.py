@@ -270,4 +270,4 @@ def test_a_restart_keeps_the_components_placement() -> None:
     ref = supervisor.spawn(lambda: None, "agent", Supervision(), placement=Placement("spread"))  # type: ignore[arg-type,return-value]
     supervisor.crashed(ref, RuntimeError("gone"))
     assert transport.placements == [Placement("spread"), Placement("spread")]
-    assert [(e, f.get("node")) for e, f in events] == [("actor.crashed", "n1"), ("actor.restarted", "n2")]
+    assert [(e, f.get("actor_node")) for e, f in events] == [("actor.crashed", "n1"), ("actor.restarted", "n2")]
