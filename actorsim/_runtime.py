@@ -378,6 +378,8 @@ def init(
         ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=log_dir, console_log=console_log,
         address=address, placement=placement_from(placement),
     )
+    backend = load_transport_class(name)
+    backend.check_options(options)  # a refused option is named before any run is replaced or refused
     if _current is not None and _current.implicit and not _current.has_actors:
         _current.shutdown()  # nothing runs on it yet: the user's explicit choice wins
     if _current is not None:
@@ -394,7 +396,7 @@ def init(
         )
     run_id = new_run_id()
     handlers = [*interventions, *([replay_from(replay)] if replay is not None else [])]
-    _current = Runtime(load_transport_class(name).from_options(options, run_id), options, run_id, handlers)
+    _current = Runtime(backend.from_options(options, run_id), options, run_id, handlers)
     atexit.register(_current.shutdown)
     return _current
 

@@ -81,12 +81,18 @@ class Transport(abc.ABC):
 
         Raises ValueError for an option this backend does not take.
         """
-        cls._refuse_address(options)
+        cls.check_options(options)
         return cls()
 
     @classmethod
-    def _refuse_address(cls, options: RunOptions) -> None:
-        """Only a backend that joins a cluster takes `address`."""
+    def check_options(cls, options: RunOptions) -> None:
+        """Refuse, before anything starts, the options this backend cannot honour.
+
+        Only a backend that places actors on a cluster's nodes (`takes_placement`)
+        takes `address` and `placement`. Raises ValueError naming the option.
+        """
+        if cls.takes_placement:
+            return
         if options.address is not None:
             raise ValueError(f"address= is for the 'ray' transport, not {cls.name!r}")
         if options.placement is not None:

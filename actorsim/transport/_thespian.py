@@ -225,7 +225,7 @@ class ThespianTransport(Transport):
     @classmethod
     def from_options(cls, options: RunOptions, run_id: str) -> Self:
         """Thespian's processes write their own output to `thespian-<run_id>.out` in the run's log folder."""
-        cls._refuse_address(options)
+        cls.check_options(options)
         output_dir = options.log_dir / run_id if options.log_dir is not None else Path(tempfile.gettempdir())
         return cls(output_path=output_dir / f"thespian-{run_id}.out")
 
