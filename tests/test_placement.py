@@ -18,9 +18,10 @@ from actorsim import ClusterUnreachableError, PlacementError, RolePlay, TaskCent
 from actorsim._logsink import LogSink
 from actorsim._placement import Placement, placement_from
 from actorsim._runlog import RunLog, RunLogConfig
+from actorsim._runtime import RunOptions, Runtime, new_run_id
 from actorsim._supervision import Supervision, Supervisor
 from actorsim.runs import read_run
-from actorsim.transport import ActorRef
+from actorsim.transport import ActorRef, load_transport
 from actorsim.transport._ray_join import check_reachable, cluster_address
 
 ray = pytest.importorskip("ray")
@@ -82,11 +83,12 @@ class TestOtherTransportsRefusePlacement:
 
     def test_a_remote_component_on_local_refuses_it(self, tmp_path: Path) -> None:
         """The per-component override follows the run's transport."""
-        with actorsim.init(transport="local", log_dir=tmp_path):
+        with Runtime(load_transport("local"), RunOptions(log_dir=tmp_path), new_run_id()) as runtime:
             with pytest.raises(ValueError, match="placement= is for the 'ray' transport, not 'local'"):
-                create_component(RolePlay, name="a", remote=True, placement="spread")
+                create_component(RolePlay, name="a", remote=True, placement="spread", runtime=runtime)
             with pytest.raises(ValueError, match="placement= is for the 'ray' transport"):
-                create_component(TaskCenter, name="tc", remote=True, placement="pack")
+                create_component(TaskCenter, name="tc", remote=True, placement="pack", runtime=runtime)
+            assert not runtime.has_actors
 
 
 class TestJoining:
