@@ -143,12 +143,15 @@ class TestJobOnACluster:
     @pytest.mark.parametrize("job", JOBS)
     def test_a_node_dying_mid_run_loses_no_task(self, cluster: RayCluster, job: Job, tmp_path: Path) -> None:
         """Killing every process of the second node during a run: the run completes, restarted on the head node."""
-        job = attrs.evolve(job, entrypoint=(*job.entrypoint, "--reply-latency", "0.2"))
+        # Slower rounds, more of them: the kill must land while the run goes on.
+        rounds = 8
+        job = attrs.evolve(job, entrypoint=(*job.entrypoint, "--rounds", str(rounds), "--reply-latency", "1.0"))
         submitted = submit(cluster, job, tmp_path)
-        assert wait_for(lambda: submitted.rounds_done() >= 1 or submitted.status() == "FAILED", 240, every=0.2)
+        assert wait_for(lambda: submitted.rounds_done() >= 1 or submitted.status() == "FAILED", 240, every=0.1)
         killed_at = time.monotonic()
         cluster.kill_node(1)
         assert not cluster.node_pids(1), "the second node still has processes"
+        assert submitted.rounds_done() < rounds, "the run ended before the node died"
         submitted.wait(timeout=300)
         print(f"job ended {time.monotonic() - killed_at:.1f} s after the node died")
         result = submitted.result
