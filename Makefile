@@ -7,7 +7,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo crawl test bench clean
+.PHONY: demo crawl test cluster-test bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,14 @@ $(CHROMIUM):
 test: $(VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest
 
+# A real two-node Ray cluster on this machine (about 150 s); also part of `make test`.
+cluster-test: $(VENV)/.installed
+	$(BIN)/python -m pytest -m cluster tests/test_cluster.py tests/test_cluster_config.py
+
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/step_bench.py
 	$(BIN)/python benchmarks/recovery_bench.py
+	$(BIN)/python benchmarks/runlog_ship_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -62,7 +62,10 @@ def create_component(
     `actorsim.init`) and a handle comes back; with `remote=False` it is the
     plain object. A TaskCenter always lives in the calling process; with
     `remote=True` its Environment and Registry are actors. A `ToolService`
-    with `remote=True` is served by actors of its own. An option the class
+    with `remote=True` is served by actors of its own. On the Ray transport,
+    `placement=` ("spread", "pack", "node:<id>", "label:<key>=<value>") puts
+    this component's actors there, over the run's `placement`; the other
+    transports, and `remote=False`, refuse it (ValueError). An option the class
     does not take is refused, naming it and the accepted ones; so is a tool
     of `function_list` that cannot be one. Raises `TypeError`
     for a bad name or class.
@@ -76,6 +79,9 @@ def create_component(
         return cls(name=name, remote=remote, runtime=runtime, **kwargs)
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
         raise TypeError(f"create_component makes a TaskCenter, an Agent subclass or a ToolService, not {cls!r}")
+    placement = kwargs.pop("placement", None)
+    if placement is not None and not remote:
+        raise ValueError("placement= is for components made with remote=True on the 'ray' transport")
     check_options(cls, kwargs)
     if kwargs.get("function_list"):
         # Resolved here, in the driver: names are looked up where they were registered, and only
@@ -86,6 +92,7 @@ def create_component(
     if not remote:
         return cls(name=name, **kwargs)
     runtime = runtime or current_runtime()
+    runtime.check_placement(placement)  # before anything starts
     # The driver routes replies: a policy (maybe a lambda) stays here rather than travel to the actor.
     send_to = kwargs.pop("send_to", ALL)
     check_send_to(send_to)
@@ -97,5 +104,6 @@ def create_component(
         supervision=supervision_from(kwargs.get("supervision")),
         failure_type=AgentFailedError,
         hosted=True,
+        placement=placement,
     )
     return AgentHandle(runtime, ref, runtime.ask(ref, Describe()), send_to)

@@ -10,6 +10,8 @@
     ├── LLMError                     a model call failed for good
     │   └── TransientServerError     a failure worth another try (busy server, broken stream)
     ├── TransportUnavailableError (+ ImportError)   the transport's package is missing
+    ├── ClusterUnreachableError (+ ConnectionError)   no Ray cluster answered at the address to join
+    ├── PlacementError (+ ValueError)   a placement no live node of the cluster fits
     ├── RunLogError (+ ValueError)   a run log that cannot be read
     ├── ToolSpecError (+ ValueError)   a `function_list` entry that cannot be a tool
     ├── RoutingError (+ ValueError)  a send_to naming an unknown group or topic; a policy that chose badly or raised
@@ -125,6 +127,19 @@ class LLMError(ActorsimError):
 
 class TransportUnavailableError(ActorsimError, ImportError):
     """The package a transport needs is not installed."""
+
+
+class ClusterUnreachableError(ActorsimError, ConnectionError):
+    """No Ray cluster answered at the address to join (`address=` or $RAY_ADDRESS) within the time allowed."""
+
+
+class PlacementError(ActorsimError, ValueError):
+    """A placement no live node fits (an unknown node id, a label no node has); the message lists the nodes.
+
+    No restart cures it: the supervisor gives up at once.
+    """
+
+    restartable = False
 
 
 class TransientServerError(LLMError):

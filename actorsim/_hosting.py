@@ -35,13 +35,17 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from actorsim._errors import ActorDiedError, ActorStoppedError
 from actorsim.transport import ActorRef, Behaviour, BehaviourFactory, CallFailed, Transport
 from actorsim.transport._base import Calls, Failure, StreamEnd
+
+if TYPE_CHECKING:
+    from actorsim._runlog import RunLogConfig, Sink
+    from actorsim._placement import Placement
 
 HOST_THREADS = 512
 """Streamed calls one host runs at once; threads are started only when needed."""
@@ -166,6 +170,7 @@ class HostedTransport(Transport):
             raise ValueError(f"hosts must be a positive int, not {hosts!r}")
         self.inner = inner
         self.name = inner.name  # type: ignore[misc]
+        self.takes_placement = inner.takes_placement  # type: ignore[misc]
         self._slots = [_Slot() for _ in range(hosts)]
         self._placed: dict[str, ActorRef] = {}
         self._lock = threading.RLock()
@@ -175,10 +180,19 @@ class HostedTransport(Transport):
         """The live host actors."""
         return [slot.ref for slot in self._slots if slot.ref is not None]
 
-    def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
-        """Start `factory` as an actor, or inside the least loaded host when it is `Hosted`."""
+    def log_sink(self, config: RunLogConfig) -> Sink | None:
+        """The wrapped transport's: hosts log as its actors do."""
+        return self.inner.log_sink(config)
+
+    def spawn(
+        self, factory: BehaviourFactory, *, name: str, timeout: float, placement: Placement | None = None
+    ) -> ActorRef:
+        """Start `factory` as an actor, or inside the least loaded host when it is `Hosted`.
+
+        A host started for a hosted agent is placed by that agent's `placement`.
+        """
         if not isinstance(factory, Hosted):
-            return self.inner.spawn(factory, name=name, timeout=timeout)
+            return self.inner.spawn(factory, name=name, timeout=timeout, placement=placement)
         with self._lock:
             if name in self._placed:
                 raise ValueError(f"an actor named {name!r} already exists in this run")
@@ -186,7 +200,9 @@ class HostedTransport(Transport):
             slot = self._slots[index]
             if slot.ref is None:
                 slot.incarnation += 1
-                slot.ref = self.inner.spawn(Host, name=f"host-{index}.{slot.incarnation}", timeout=timeout)
+                slot.ref = self.inner.spawn(
+                    Host, name=f"host-{index}.{slot.incarnation}", timeout=timeout, placement=placement
+                )
             host = slot.ref
             try:
                 self.inner.ask(host, AddAgent(name, factory.factory), timeout=timeout)

@@ -1,7 +1,11 @@
 """The run log: one JSON-lines file per process under `logs/<run_id>/`, read as one.
 
 Each process of a run (the driver, every Thespian actor, every Ray worker)
-appends its own file, so nothing is shared across processes or machines.
+has its own file, so nothing is shared across processes. A process that
+shares the driver's file system appends it itself; on a Ray cluster, where
+the run's folder is on the driver's machine only, an actor ships its lines
+to a sink there (`RunLogConfig.sink`, see `actorsim._logsink`), which writes
+the same files.
 structlog binds the actor in the context a message is handled in, so a
 user's own structlog loggers see it, and renders the optional console view.
 The file's lines are rendered here with orjson: an event's own fields, then
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import inspect
 import os
 import socket
@@ -23,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import orjson
@@ -38,6 +43,13 @@ def _absolute(path: str | os.PathLike[str]) -> Path:
     return Path(path).absolute()
 
 
+class Sink(Protocol):
+    """Takes a process's lines where the run's folder is; must pickle, as it travels with the config."""
+
+    def ship(self, file_name: str, data: bytes, first_line: int) -> None:
+        """Store `data` (whole lines, numbered from `first_line`) in `file_name`; returns once it is stored."""
+
+
 @attrs.frozen
 class RunLogConfig:
     """Where a run's processes write; travels to actor processes with their factory."""
@@ -46,23 +58,54 @@ class RunLogConfig:
     directory: Path = attrs.field(converter=_absolute)
     console: bool = False
     """Also render events readably on stderr, for people watching a run."""
+    sink: Sink | None = attrs.field(default=None, eq=False)
+    """Set when actor processes may not share the driver's file system: they ship their lines to it."""
+
+
+_process_fields: dict[str, str] = {}
+
+
+def set_process_fields(**fields: str | None) -> None:
+    """What identifies this process besides its pid and host (a Ray node id): on every line it logs.
+
+    Set by a backend in the processes it runs, before their logs open; None removes a field.
+    """
+    for key, value in fields.items():
+        if value is None:
+            _process_fields.pop(key, None)
+        else:
+            _process_fields[key] = value
+
+
+def _file_writer(path: Path) -> tuple[Callable[[bytes, int], None], Callable[[], None]]:
+    """Appends to `path`; the lines' numbers are the file's own."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def write(data: bytes, first_line: int) -> None:
+        written = memoryview(data)
+        while written:
+            written = written[os.write(fd, written):]
+
+    return write, functools.partial(os.close, fd)
 
 
 class _Lines:
-    """The file's lines, kept in memory until `flush` writes them in one go.
+    """The file's lines, kept in memory until `flush` writes (or ships) them in one go.
 
     Writing each event at once made actors' threads queue on the file lock and
     the GIL (a step logged 2.7 times slower); a handled message is flushed
     whole, before its answer leaves the actor, so nothing it logged is lost.
     """
 
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    def __init__(self, write: Callable[[bytes, int], None], close: Callable[[], None] = lambda: None) -> None:
+        self._write = write
+        self._close = close
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._flushing = threading.Lock()  # held from taking the lines to writing them: writes keep their order
         self._taking = threading.Lock()
         self.count = 0  # lines taken so far: the number of the last one in the file
+        self._written = 0  # lines written so far
 
     def append(self, line: bytes) -> int:
         """Take one line; returns its number in the file."""
@@ -80,13 +123,13 @@ class _Lines:
         with self._flushing:
             with self._taking:
                 pending, self._pending, self._pending_bytes = self._pending, [], 0
-            written = memoryview(b"".join(pending))
-            while written:
-                written = written[os.write(self._fd, written):]
+            if pending:
+                self._write(b"".join(pending), self._written + 1)
+                self._written += len(pending)
 
     def close(self) -> None:
         self.flush()
-        os.close(self._fd)
+        self._close()
 
 
 class RunLog:
@@ -94,14 +137,17 @@ class RunLog:
 
     def __init__(self, config: RunLogConfig, process: str) -> None:
         self.config = config
-        config.directory.mkdir(parents=True, exist_ok=True)
+        self.is_driver = process == "driver"
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in process)
         self.path = config.directory / f"{safe}-{os.getpid()}.jsonl"
-        self._lines = _Lines(self.path)
+        if config.sink is not None and not self.is_driver:
+            self._lines = _Lines(functools.partial(config.sink.ship, self.path.name))
+        else:
+            config.directory.mkdir(parents=True, exist_ok=True)
+            self._lines = _Lines(*_file_writer(self.path))
         self._static = {"v": FORMAT_VERSION, "run_id": config.run_id, "pid": os.getpid(),
-                        "host": socket.gethostname(), "process": process}
+                        "host": socket.gethostname(), "process": process, **_process_fields}
         self._tail = self.tail()
-        self.is_driver = process == "driver"
         self._console = (
             structlog.wrap_logger(
                 structlog.PrintLogger(sys.stderr),

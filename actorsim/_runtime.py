@@ -20,6 +20,7 @@ from actorsim._errors import ActorDiedError, AskTimeoutError, ComponentFailedErr
 from actorsim._hosting import Hosted, HostedTransport
 from actorsim._ids import new_id
 from actorsim._intervention import Intervention, Interventions, installed_handlers
+from actorsim._placement import Placement, placement_from
 from actorsim._runlog import LoggedBehaviour, RunLogConfig, close_run_log, open_run_log
 from actorsim._supervision import Durable, Supervision, Supervisor
 from actorsim._validators import positive
@@ -31,19 +32,34 @@ if TYPE_CHECKING:
 TRANSPORT_VARIABLE = "ACTORSIM_TRANSPORT"
 
 
+def _absolute(path: str | os.PathLike[str]) -> Path:
+    """Made absolute at once, before a transport starts: joining a Ray cluster may change the working dir."""
+    return Path(path).absolute()
+
+
 @attrs.frozen
 class RunOptions:
     """How long to wait: `ask_timeout` for one answer, `step_timeout` for the next frame of a step.
 
     Also what a backend builds itself from (`Transport.from_options`): `address`
-    is the Ray cluster to join, `log_dir` holds Thespian's output.
+    is the Ray cluster to join, `placement` where Ray actors run unless their
+    component says, `log_dir` holds Thespian's output.
     """
 
     ask_timeout: float = attrs.field(default=60.0, validator=positive)
     step_timeout: float = attrs.field(default=600.0, validator=positive)
-    log_dir: Path | None = attrs.field(default=Path("logs"), converter=attrs.converters.optional(Path))
+    log_dir: Path | None = attrs.field(default=Path("logs"), converter=attrs.converters.optional(_absolute))
     console_log: bool = False
     address: str | None = None
+    placement: Placement | None = attrs.field(default=None, converter=placement_from)
+
+
+def _cwd() -> str:
+    """The working dir; a `ray job submit` driver's is deleted under it once it joins the cluster."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return f"{os.environ.get('PWD', '?')} (deleted)"
 
 
 def _version() -> str:
@@ -80,16 +96,17 @@ class Runtime:
         self.implicit = False  # started by `current_runtime`, not by the user's `init`
         self._actors: list[str] = []
         self._closed = False
-        self.log_config = (
-            None if options.log_dir is None else RunLogConfig(run_id, options.log_dir / run_id, options.console_log)
-        )
+        self.log_config = None
+        if options.log_dir is not None:
+            self.log_config = RunLogConfig(run_id, options.log_dir / run_id, options.console_log)
+            self.log_config = attrs.evolve(self.log_config, sink=transport.log_sink(self.log_config))
         self._log = None if self.log_config is None else open_run_log(self.log_config, process="driver")
         self.supervisor = Supervisor(transport, timeout=options.ask_timeout, log=self.log)
         self.log(
             "run.started",
             transport=transport.name,
             argv=sys.argv,
-            cwd=os.getcwd(),
+            cwd=_cwd(),
             python=sys.version.split()[0],
             actorsim=_version(),
             **{"replay_of": None, **self.interventions.run_started()},
@@ -143,16 +160,28 @@ class Runtime:
         name: str,
         supervision: Supervision | None = None,
         failure_type: type[ComponentFailedError] = ComponentFailedError,
+        placement: Placement | str | None = None,
         hosted: bool = False,
     ) -> ActorRef:
-        """Start an actor under the run's supervisor; `hosted`: in a host actor, when the run has hosts."""
+        """Start an actor under the run's supervisor.
+
+        `placement` (Ray only) overrides the run's for it; `hosted`: in a host actor, when the run has hosts.
+        """
+        chosen = self.check_placement(placement)
         if self.log_config is not None:
             factory = functools.partial(LoggedBehaviour, self.log_config, name, factory)
         if hosted and isinstance(self.transport, HostedTransport):
             factory = Hosted(factory)
-        ref = self.supervisor.spawn(factory, name, supervision or Supervision(), failure_type)
+        ref = self.supervisor.spawn(factory, name, supervision or Supervision(), failure_type, placement=chosen)
         self._actors.append(name)
         return ref
+
+    def check_placement(self, placement: Placement | str | None) -> Placement | None:
+        """`placement` parsed; raises ValueError for a bad one, or for any on a transport that does not place."""
+        chosen = placement_from(placement)
+        if chosen is not None and not self.transport.takes_placement:
+            raise ValueError(f"placement= is for the 'ray' transport, not {self.transport_name!r}")
+        return chosen
 
     @property
     def has_actors(self) -> bool:
@@ -319,6 +348,7 @@ def init(
     transport: str | None = None,
     *,
     address: str | None = None,
+    placement: str | None = None,
     ask_timeout: float = 60.0,
     step_timeout: float = 600.0,
     log_dir: str | os.PathLike[str] | None = "logs",
@@ -334,7 +364,12 @@ def init(
     no actors.
 
     `transport` is "local", "thespian" or "ray" (default: $ACTORSIM_TRANSPORT,
-    else "local"); `address` joins an existing Ray cluster. Every process of
+    else "local"). On "ray", `address` (else $RAY_ADDRESS, as `ray submit` and
+    `ray job submit` set it) is the cluster to join, "auto" the one started on
+    this machine; with neither, or "local", a private instance is started.
+    `placement` says where Ray actors run: "spread" over the live nodes, "pack"
+    on the driver's node, "node:<node id>", or "label:<key>=<value>" (default:
+    Ray's choice); a component's own `placement=` overrides it. Every process of
     the run logs to `log_dir/<run_id>/` (`log_dir=None`: no run log);
     `console_log=True` also shows the events readably on stderr. `replay`
     (a `Replay`, or a recorded run's folder) answers every model call and
@@ -344,16 +379,21 @@ def init(
     `hosts=N` places the run's agents many to a process, on a pool of N host
     actors, instead of one actor each (see `actorsim._hosting`).
 
-    Raises `ValueError` for an unknown transport, `RuntimeError` when a run
-    is already going, `TransportUnavailableError` when its package is missing.
+    Raises `ValueError` for an unknown transport, or a bad placement, or
+    `address`/`placement` on a transport other than "ray"; `RuntimeError` when a run
+    is already going, `TransportUnavailableError` when its package is missing,
+    `ClusterUnreachableError` when no cluster answers at the address.
     """
     global _current
     name = transport or os.environ.get(TRANSPORT_VARIABLE) or "local"
     if name not in TRANSPORTS:
         raise ValueError(f"unknown transport {name!r}; choose one of {', '.join(TRANSPORTS)}")
     options = RunOptions(
-        ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=log_dir, console_log=console_log, address=address
+        ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=log_dir, console_log=console_log,
+        address=address, placement=placement_from(placement),
     )
+    backend = load_transport_class(name)
+    backend.check_options(options)  # a refused option is named before any run is replaced or refused
     if _current is not None and _current.implicit and not _current.has_actors:
         _current.shutdown()  # nothing runs on it yet: the user's explicit choice wins
     if _current is not None:
@@ -370,10 +410,10 @@ def init(
         )
     run_id = new_run_id()
     handlers = [*interventions, *([replay_from(replay)] if replay is not None else [])]
-    backend: Transport = load_transport_class(name).from_options(options, run_id)
+    started: Transport = backend.from_options(options, run_id)
     if hosts is not None:
-        backend = HostedTransport(backend, hosts)
-    _current = Runtime(backend, options, run_id, handlers)
+        started = HostedTransport(started, hosts)
+    _current = Runtime(started, options, run_id, handlers)
     atexit.register(_current.shutdown)
     return _current
 

@@ -23,6 +23,7 @@ from typing import Any, NoReturn, Protocol
 import attrs
 
 from actorsim._errors import ActorStoppedError, ComponentFailedError
+from actorsim._placement import Placement
 from actorsim._validators import non_negative, positive
 from actorsim.transport import ActorRef, BehaviourFactory, Transport
 
@@ -105,6 +106,7 @@ class _Child:
     group: str | None = None
     restart_why: dict[str, Any] = attrs.Factory(dict)  # for the log of the restart owed after a crash
     compact: Any = None  # asked for a request that restores its whole state, in place of its journal
+    placement: Placement | None = None
 
 
 class Supervisor:
@@ -138,9 +140,11 @@ class Supervisor:
         name: str,
         policy: Supervision,
         failure_type: type[ComponentFailedError] = ComponentFailedError,
+        *,
+        placement: Placement | None = None,
     ) -> ActorRef:
-        ref = self._transport.spawn(factory, name=name, timeout=self._timeout)
-        self._children[name] = _Child(name, factory, policy, ref, failure_type=failure_type)
+        ref = self._transport.spawn(factory, name=name, timeout=self._timeout, placement=placement)
+        self._children[name] = _Child(name, factory, policy, ref, failure_type=failure_type, placement=placement)
         return ref
 
     def forget(self, name: str) -> ActorRef | None:
@@ -222,7 +226,10 @@ class Supervisor:
             child.crashes.popleft()
         child.crashes.append(now)
         count = len(child.crashes)
-        self._log("actor.crashed", actor=child.name, error=repr(cause), crashes_in_window=count, **context)
+        self._log(
+            "actor.crashed", actor=child.name, error=repr(cause), crashes_in_window=count,
+            **({"actor_node": ref.node} if ref.node else {}), **context,
+        )
         if count > child.policy.max_restarts or not restart_cures(cause):
             self._give_up(child, cause, restarts=count - 1)
         delay = child.policy.backoff(count)
@@ -269,13 +276,17 @@ class Supervisor:
     def _restart(self, child: _Child, **why: Any) -> None:
         started = self._clock()
         self._stop_quietly(child.ref)
-        ref = child.ref = self._transport.spawn(child.factory, name=child.name, timeout=self._timeout)
+        # On Ray the transport steers the successor off the node its predecessor died on (`_ray_nodes`).
+        ref = child.ref = self._transport.spawn(
+            child.factory, name=child.name, timeout=self._timeout, placement=child.placement
+        )
         for request in child.journal:
             self._transport.ask(ref, request, timeout=self._timeout)
         for make in child.snapshots.values():
             self._transport.ask(ref, make(), timeout=self._timeout)
         self._log(
-            "actor.restarted", actor=child.name, new_pid=ref.pid, replayed=len(child.journal),
+            "actor.restarted", actor=child.name, new_pid=ref.pid, **({"actor_node": ref.node} if ref.node else {}),
+            replayed=len(child.journal),
             snapshots=sorted(child.snapshots), restart_s=self._clock() - started, **why,
         )
 

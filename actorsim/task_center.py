@@ -44,13 +44,17 @@ class TaskCenter:
         log_dir: str | os.PathLike[str] | None = "logs",
         supervision: Supervision | dict[str, Any] | None = None,
         interventions: Sequence[Intervention] = (),
+        placement: str | None = None,
     ) -> None:
         """`log_dir` and `interventions` are for a plain (`remote=False`) task center's own run;
         a remote one uses its runtime's (see `actorsim.init`). `supervision` is the policy of the
-        Environment and the Registry (agents bring their own)."""
+        Environment and the Registry (agents bring their own); `placement` (Ray only) is where they run."""
         policy = supervision_from(supervision)
         if remote:
             self.runtime = runtime or current_runtime()
+            self.runtime.check_placement(placement)
+        elif placement is not None:
+            raise ValueError("placement= is for task centers made with remote=True on the 'ray' transport")
         else:
             options = RunOptions(log_dir=log_dir)
             self.runtime = Runtime(load_transport("inline"), options, new_run_id(), interventions)
@@ -58,10 +62,12 @@ class TaskCenter:
             weakref.finalize(self, self.runtime.shutdown)
         self.name = name
         self.remote = remote
-        env_ref = self.runtime.spawn(Environment, name=f"{name}/environment", supervision=policy)
+        env_ref = self.runtime.spawn(
+            Environment, name=f"{name}/environment", supervision=policy, placement=placement
+        )
         # The Environment's journal (every message) is compacted into snapshots: restarts stay fast.
         self.runtime.compact_with(env_ref.name, Snapshot())
-        registry_ref = self.runtime.spawn(Registry, name=f"{name}/registry", supervision=policy)
+        registry_ref = self.runtime.spawn(Registry, name=f"{name}/registry", supervision=policy, placement=placement)
         self.runtime.join_group(name, [env_ref.name, registry_ref.name])
         self.environment = EnvironmentView(self.runtime, env_ref)
         self.registry = RegistryView(self.runtime, registry_ref)

@@ -122,7 +122,11 @@ class ToolService:
         supervision: Supervision | dict[str, Any] | None = None,
         remote: bool = False,
         runtime: Runtime | None = None,
+        placement: str | None = None,
     ) -> None:
+        """`placement` (Ray only, `remote=True`) is where the service's actors run; see `actorsim.init`."""
+        if placement is not None and not remote:
+            raise ValueError("placement= is for tool services made with remote=True on the 'ray' transport")
         if not isinstance(pool, int) or isinstance(pool, bool) or pool < 1:
             raise ValueError(f"pool must be an int >= 1, not {pool!r}")
         self.name = name
@@ -135,10 +139,13 @@ class ToolService:
             from actorsim._runtime import current_runtime
 
             self.runtime = runtime or current_runtime()
+            self.runtime.check_placement(placement)
             policy = supervision_from(supervision)
             names = tuple(name if pool == 1 else f"{name}/{index}" for index in range(pool))
             for actor in names:
-                self.runtime.spawn(functools.partial(ToolServiceHost, self.tools), name=actor, supervision=policy)
+                self.runtime.spawn(
+                    functools.partial(ToolServiceHost, self.tools), name=actor, supervision=policy, placement=placement
+                )
             self.link: RemoteService | LocalService = RemoteService(name, names)
         else:
             self.link = LocalService(name, ToolServiceHost(self.tools))

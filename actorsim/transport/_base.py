@@ -17,6 +17,8 @@ import attrs
 from actorsim._errors import AskTimeoutError, RemoteError
 
 if TYPE_CHECKING:
+    from actorsim._placement import Placement
+    from actorsim._runlog import RunLogConfig, Sink
     from actorsim._runtime import RunOptions
 
 
@@ -40,12 +42,14 @@ BehaviourFactory = Callable[[], Behaviour]
 class ActorRef:
     """Names one actor of one transport; `address` is the backend's own handle.
 
-    `pid` is the process the actor runs in (the caller's own for in-process transports).
+    `pid` is the process the actor runs in (the caller's own for in-process transports);
+    `node` the Ray node it runs on (None elsewhere).
     """
 
     name: str
     address: Any = attrs.field(eq=False, repr=False)
     pid: int | None = attrs.field(default=None, eq=False)
+    node: str | None = attrs.field(default=None, eq=False)
 
 
 class Transport(abc.ABC):
@@ -68,24 +72,47 @@ class Transport(abc.ABC):
     name: ClassVar[str]
     """How `load_transport` and the run log name this backend."""
 
+    takes_placement: ClassVar[bool] = False
+    """Whether `spawn` places actors on nodes; the others run on one machine and are never given a placement."""
+
     @classmethod
     def from_options(cls, options: RunOptions, run_id: str) -> Self:
         """Start this backend for run `run_id`; a backend with options of its own overrides it.
 
         Raises ValueError for an option this backend does not take.
         """
-        cls._refuse_address(options)
+        cls.check_options(options)
         return cls()
 
     @classmethod
-    def _refuse_address(cls, options: RunOptions) -> None:
-        """Only a backend that joins a cluster takes `address`."""
+    def check_options(cls, options: RunOptions) -> None:
+        """Refuse, before anything starts, the options this backend cannot honour.
+
+        Only a backend that places actors on a cluster's nodes (`takes_placement`)
+        takes `address` and `placement`. Raises ValueError naming the option.
+        """
+        if cls.takes_placement:
+            return
         if options.address is not None:
             raise ValueError(f"address= is for the 'ray' transport, not {cls.name!r}")
+        if options.placement is not None:
+            raise ValueError(f"placement= is for the 'ray' transport, not {cls.name!r}")
+
+    def log_sink(self, config: RunLogConfig) -> Sink | None:
+        """Where actor processes send their run-log lines, when they cannot write the run's folder themselves.
+
+        None (the default): each process appends its own file there, as it
+        shares the driver's file system.
+        """
+        return None
 
     @abc.abstractmethod
-    def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
+    def spawn(
+        self, factory: BehaviourFactory, *, name: str, timeout: float, placement: Placement | None = None
+    ) -> ActorRef:
         """Start an actor whose behaviour `factory` builds; names are unique per run.
+
+        `placement` is only ever given to a backend that `takes_placement`.
 
         Raises ValueError for a name in use, and the factory's own exception if it fails.
         """

@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from actorsim._errors import ActorStoppedError
+from actorsim._placement import Placement
 from actorsim.transport._base import (
     ActorRef,
     Behaviour,
@@ -39,7 +40,9 @@ class InlineTransport(Transport):
         # Threads are reused across steps; the bound is far above any step's responders.
         self._workers = concurrent.futures.ThreadPoolExecutor(max_workers=4096, thread_name_prefix="actorsim")
 
-    def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
+    def spawn(
+        self, factory: BehaviourFactory, *, name: str, timeout: float, placement: Placement | None = None
+    ) -> ActorRef:
         with self._spawning:
             if name in self._behaviours:
                 raise ValueError(f"a component named {name!r} already exists")

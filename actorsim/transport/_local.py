@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from actorsim._errors import ActorStoppedError, AskTimeoutError
+from actorsim._placement import Placement
 from actorsim.transport._base import (
     ActorRef,
     Behaviour,
@@ -72,7 +73,9 @@ class LocalTransport(Transport):
         self._mailboxes: dict[str, _Mailbox] = {}
         self._lock = threading.Lock()
 
-    def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
+    def spawn(
+        self, factory: BehaviourFactory, *, name: str, timeout: float, placement: Placement | None = None
+    ) -> ActorRef:
         with self._lock:
             if name in self._mailboxes:
                 raise ValueError(f"an actor named {name!r} already exists in this run")

@@ -1,8 +1,11 @@
 """Actors on a Ray cluster, or on a private Ray instance started for this run.
 
 Plain `ray.init()` attaches to whatever cluster already runs on the machine;
-without an address we start our own (`address="local"`) in a temp dir of our
-own, so parallel runs never meet, and stop it at `shutdown()`.
+we join a cluster only when asked (`address=`, or `$RAY_ADDRESS` as `ray
+submit` and `ray job submit` set it; see `_ray_join`), and otherwise start
+our own (`address="local"`) in a temp dir of our own, so parallel runs never
+meet, and stop it at `shutdown()`. On a cluster, actors are placed on nodes
+(`_ray_nodes`) and ship their run log to a sink on the driver's node.
 """
 
 from __future__ import annotations
@@ -17,10 +20,15 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Self
 
+import attrs
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError
+from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError, ClusterUnreachableError
+from actorsim._logsink import LogSink
+from actorsim._placement import Placement
+from actorsim._runlog import RunLogConfig, set_process_fields
 from actorsim.transport._base import (
     ActorRef,
     Behaviour,
@@ -30,6 +38,8 @@ from actorsim.transport._base import (
     Transport,
     add_remote_traceback,
 )
+from actorsim.transport._ray_join import JOIN_TIMEOUT, check_reachable, cluster_address
+from actorsim.transport._ray_nodes import NodeChooser
 
 if TYPE_CHECKING:
     from actorsim._runtime import RunOptions
@@ -41,9 +51,12 @@ class RayShell:
     def __init__(self) -> None:
         self._behaviour: Behaviour | None = None
 
-    def start(self, factory: BehaviourFactory) -> int:
+    def start(self, factory: BehaviourFactory) -> tuple[int, str]:
+        """Build the behaviour, its run log knowing the node; where it runs (pid, node id)."""
+        node = ray.get_runtime_context().get_node_id()
+        set_process_fields(node=node)
         self._behaviour = factory()
-        return os.getpid()
+        return os.getpid(), node
 
     def ask(self, request: Any) -> Any:
         assert self._behaviour is not None, "request before start"
@@ -55,6 +68,25 @@ class RayShell:
 
 
 _RemoteShell: Any = ray.remote(num_cpus=0, max_restarts=0)(RayShell)
+class RaySinkActor(LogSink):
+    """The sink as a Ray actor: its own events, too, say which node wrote them."""
+
+    def __init__(self, config: RunLogConfig) -> None:
+        set_process_fields(node=ray.get_runtime_context().get_node_id())
+        super().__init__(config)
+
+
+_RemoteSink: Any = ray.remote(num_cpus=0, max_restarts=0)(RaySinkActor)
+
+
+@attrs.frozen
+class RaySink:
+    """The run log's sink as an actor process sees it: a handle to the sink actor on the driver's node."""
+
+    handle: Any
+
+    def ship(self, file_name: str, data: bytes, first_line: int) -> None:
+        ray.get(self.handle.ship.remote(file_name, data, first_line))
 
 
 def _unwrap(error: RayTaskError) -> BaseException:
@@ -67,7 +99,11 @@ def _unwrap(error: RayTaskError) -> BaseException:
 
 def _died(ref: ActorRef, error: RayActorError) -> ActorDiedError:
     """Ray's word that an actor is gone, as the supervisor understands it."""
-    return ActorDiedError(f"actor {ref.name!r} died: {error}")
+    return ActorDiedError(f"actor {ref.name!r} died{_on(ref)}: {error}")
+
+
+def _on(ref: ActorRef) -> str:
+    return f" on node {ref.node}" if ref.node else ""
 
 
 class _RayCalls(Calls):
@@ -103,7 +139,9 @@ class _RayCalls(Calls):
                 raise
             except Exception as error:  # the call failed: the others go on
                 del self._generators[generator]
-                return ref, CallFailed(_died(ref, error) if isinstance(error, RayActorError) else error)
+                if isinstance(error, RayActorError):
+                    return ref, CallFailed(self._transport._died(ref, error))
+                return ref, CallFailed(error)
         return None
 
     def close(self) -> None:
@@ -118,32 +156,70 @@ class RayTransport(Transport):
     """
 
     name = "ray"
+    takes_placement = True
 
     @classmethod
     def from_options(cls, options: RunOptions, run_id: str) -> Self:
-        """`options.address` joins that Ray cluster; without one, a private instance is started."""
-        return cls(address=options.address)
+        """Join the cluster of `options.address`, else of $RAY_ADDRESS; without either, start a private instance."""
+        return cls(address=options.address, placement=options.placement)
 
-    def __init__(self, *, address: str | None = None, num_cpus: int | None = None) -> None:
-        self._owns_cluster = address is None
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        placement: Placement | None = None,
+        join_timeout: float = JOIN_TIMEOUT,
+        ship_logs: bool | None = None,
+    ) -> None:
+        """`ship_logs`: actors send their run log to the driver's node (default: when joining a cluster)."""
+        joining = cluster_address(address)
+        if joining is not None:
+            check_reachable(joining, timeout=join_timeout, source="address" if address else "$RAY_ADDRESS")
+        self._owns_cluster = joining is None
         self._temp_dir = tempfile.mkdtemp(prefix="actorsim-ray-") if self._owns_cluster else None
         self._namespace = f"actorsim-{uuid.uuid4().hex[:12]}"
-        ray.init(
-            address=address or "local",
-            namespace=self._namespace,
-            include_dashboard=False if self._owns_cluster else None,
-            num_cpus=num_cpus if self._owns_cluster else None,
-            # Our own instance serves this machine only: keep it on loopback.
-            _node_ip_address="127.0.0.1" if self._owns_cluster else None,
-            _temp_dir=self._temp_dir,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        try:
+            ray.init(
+                address=joining or "local",
+                namespace=self._namespace,
+                include_dashboard=False if self._owns_cluster else None,
+                num_cpus=num_cpus if self._owns_cluster else None,
+                # Our own instance serves this machine only: keep it on loopback.
+                _node_ip_address="127.0.0.1" if self._owns_cluster else None,
+                _temp_dir=self._temp_dir,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+        except ConnectionError as error:
+            raise ClusterUnreachableError(f"could not join the Ray cluster at {joining!r}: {error}") from error
+        self.joined = joining
+        """The address of the cluster joined, or None for a private instance."""
+        self.driver_node: str = ray.get_runtime_context().get_node_id()
+        set_process_fields(node=self.driver_node)
+        self._placement = placement
+        self._nodes = NodeChooser(self.driver_node)
+        self._ship_logs = not self._owns_cluster if ship_logs is None else ship_logs
+        self._sink: Any = None
         self._refs: dict[str, ActorRef | None] = {}  # None: being spawned
         self._spawned = itertools.count(1)
         self._lock = threading.Lock()
 
-    def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
+    def log_sink(self, config: RunLogConfig) -> RaySink | None:
+        """On a cluster, a sink actor on the driver's node writes every actor's run log into the run's folder."""
+        if not self._ship_logs:
+            return None
+        if self._sink is None:
+            self._sink = _RemoteSink.options(
+                name=f"log-sink-{config.run_id}",
+                scheduling_strategy=NodeAffinitySchedulingStrategy(self.driver_node, soft=False),
+            ).remote(config)
+        return RaySink(self._sink)
+
+    def spawn(
+        self, factory: BehaviourFactory, *, name: str, timeout: float, placement: Placement | None = None
+    ) -> ActorRef:
+        """Start the actor on the node its placement (else the run's) chooses; see `_ray_nodes`."""
         with self._lock:
             if name in self._refs:
                 raise ValueError(f"an actor named {name!r} already exists in this run")
@@ -151,9 +227,14 @@ class RayTransport(Transport):
             # A suffix keeps Ray's name free at once for an actor that reuses a stopped one's name.
             ray_name = f"{name}-{next(self._spawned)}"
         try:
-            handle: Any = _RemoteShell.options(name=ray_name).remote()
+            options = self._nodes.options(placement or self._placement)
+            handle: Any = _RemoteShell.options(name=ray_name, **options).remote()
             try:
-                pid = self._get(ActorRef(name, handle), handle.start.remote(factory), timeout)
+                pid, node = self._get(ActorRef(name, handle), handle.start.remote(factory), timeout)
+            except ActorDiedError:
+                strategy = options.get("scheduling_strategy")
+                self._nodes.actor_died_on(getattr(strategy, "node_id", None))  # it died starting there
+                raise
             except BaseException:
                 ray.kill(handle)
                 raise
@@ -161,7 +242,7 @@ class RayTransport(Transport):
             with self._lock:
                 del self._refs[name]
             raise
-        ref = self._refs[name] = ActorRef(name, handle, pid)
+        ref = self._refs[name] = ActorRef(name, handle, pid, node)
         return ref
 
     def _handle(self, ref: ActorRef) -> Any:
@@ -169,14 +250,20 @@ class RayTransport(Transport):
             raise ActorStoppedError(f"actor {ref.name!r} is stopped")
         return ref.address
 
-    @staticmethod
-    def _get(ref: ActorRef, object_ref: Any, timeout: float) -> Any:
+    def _died(self, ref: ActorRef, error: RayActorError) -> ActorDiedError:
+        """An actor of ours is gone: avoid its node for a while, and have the run log say what it lost."""
+        self._nodes.actor_died_on(ref.node)
+        if self._sink is not None and ref.pid is not None:
+            self._sink.lost.remote(ref.pid, ref.name, ref.node, type(error).__name__)
+        return _died(ref, error)
+
+    def _get(self, ref: ActorRef, object_ref: Any, timeout: float) -> Any:
         try:
             return ray.get(object_ref, timeout=timeout)
         except GetTimeoutError:
             raise AskTimeoutError(f"actor {ref.name!r} did not answer within {timeout} s") from None
         except RayActorError as error:
-            raise _died(ref, error) from error
+            raise self._died(ref, error) from error
         except RayTaskError as error:
             raise _unwrap(error) from None
 
@@ -193,11 +280,22 @@ class RayTransport(Transport):
             del self._refs[ref.name]
         ray.kill(ref.address)
 
+    def sink_stats(self) -> dict[str, float] | None:
+        """What the run-log sink stored so far (batches, bytes, seconds), when actors ship their logs."""
+        return None if self._sink is None else dict(ray.get(self._sink.stats.remote(), timeout=30))
+
     def shutdown(self) -> None:
         for ref in list(self._refs.values()):
             if ref is not None:
                 self.stop(ref)
+        if self._sink is not None:
+            try:
+                ray.get(self._sink.close.remote(), timeout=30)
+            finally:
+                ray.kill(self._sink)
+                self._sink = None
         ray.shutdown()
+        set_process_fields(node=None)
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
 

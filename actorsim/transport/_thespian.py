@@ -28,6 +28,7 @@ import psutil
 from thespian.actors import Actor, ActorAddress, ActorExitRequest, ActorSystem
 
 from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError
+from actorsim._placement import Placement
 from actorsim.transport._base import (
     ActorRef,
     Behaviour,
@@ -237,7 +238,7 @@ class ThespianTransport(Transport):
     @classmethod
     def from_options(cls, options: RunOptions, run_id: str) -> Self:
         """Thespian's processes write their own output to `thespian-<run_id>.out` in the run's log folder."""
-        cls._refuse_address(options)
+        cls.check_options(options)
         output_dir = options.log_dir / run_id if options.log_dir is not None else Path(tempfile.gettempdir())
         return cls(output_path=output_dir / f"thespian-{run_id}.out")
 
@@ -253,7 +254,9 @@ class ThespianTransport(Transport):
         self._admin: psutil.Process | None = None  # the parent of every actor process
         self._lost_an_actor = False
 
-    def spawn(self, factory: BehaviourFactory, *, name: str, timeout: float) -> ActorRef:
+    def spawn(
+        self, factory: BehaviourFactory, *, name: str, timeout: float, placement: Placement | None = None
+    ) -> ActorRef:
         with self._lock:
             if name in self._refs:
                 raise ValueError(f"an actor named {name!r} already exists in this run")

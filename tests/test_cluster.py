@@ -1,0 +1,168 @@
+"""A swarm submitted with `ray job submit` to a real two-node Ray cluster on this machine.
+
+What a user of a cluster checks: the job joins the cluster (not a private
+instance), its agents run on both nodes, every task is answered, and the run
+log in the driver's `log_dir` holds both nodes' events; when a node dies
+mid-run, the run still completes, its actors restarted elsewhere, and the log
+says what the dead node's processes may have lost. The submitted program is a
+parameter (`JOBS`): any script that takes `--log-dir`, `--result` and
+`--progress` and writes the result file as `tests/cluster_job.py` does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from actorsim.runs import read_run
+from tests.ray_cluster import RayCluster, wait_for
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed"),
+]
+
+TESTS = Path(__file__).parent
+
+
+@attrs.frozen
+class Job:
+    """A program to submit: its working dir (uploaded by Ray) and its entrypoint after the python."""
+
+    working_dir: Path
+    entrypoint: tuple[str, ...]
+
+
+JOBS = [
+    pytest.param(Job(TESTS, ("cluster_job.py", "--agents", "24", "--tasks", "24", "--rounds", "3")), id="cluster_job"),
+]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RayCluster]:
+    # Under /tmp, short: Ray's socket paths must fit in 107 bytes.
+    temp_dir = Path(tempfile.mkdtemp(prefix="acl-", dir="/tmp"))
+    ray_cluster = RayCluster.create(temp_dir)
+    started = time.monotonic()
+    try:
+        ray_cluster.start(workers=1)
+        print(f"cluster of 2 nodes up in {time.monotonic() - started:.1f} s")
+        yield ray_cluster
+    finally:
+        ray_cluster.stop()
+        left = ray_cluster.pids()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not left, f"processes of the test cluster still running: {left}"
+
+
+@attrs.define
+class Submitted:
+    cluster: RayCluster
+    job_id: str
+    out: Path
+
+    @property
+    def result(self) -> dict:
+        return json.loads((self.out / "result.json").read_text())
+
+    def rounds_done(self) -> int:
+        progress = self.out / "progress.json"
+        try:
+            return int(json.loads(progress.read_text())["rounds_done"])
+        except (OSError, ValueError):
+            return 0
+
+    def status(self) -> str:
+        out = self.cluster.ray("job", "status", f"--address={self.cluster.dashboard}", self.job_id, check=False)
+        for status in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING", "PENDING"):
+            if status in (out.stdout + out.stderr).upper():  # to stderr; "succeeded" when done
+                return status
+        return "?"
+
+    def wait(self, timeout: float) -> None:
+        """Until the job ends; it must have succeeded (its logs are shown otherwise)."""
+        finished = wait_for(lambda: self.status() in ("SUCCEEDED", "FAILED", "STOPPED"), timeout, every=1.0)
+        status = self.status()
+        if status != "SUCCEEDED":
+            logs = self.cluster.ray("job", "logs", f"--address={self.cluster.dashboard}", self.job_id, check=False)
+            pytest.fail(f"job {self.job_id} {status if finished else 'still running'}:\n{logs.stdout[-6000:]}")
+
+
+def submit(cluster: RayCluster, job: Job, out: Path) -> Submitted:
+    """`ray job submit` the job with the venv's python; returns at once."""
+    job_id = f"actorsim-test-{secrets.token_hex(4)}"
+    cluster.ray(
+        "job", "submit", f"--address={cluster.dashboard}", f"--working-dir={job.working_dir}",
+        f"--submission-id={job_id}", "--no-wait", "--",
+        sys.executable, *job.entrypoint,
+        "--log-dir", str(out / "logs"), "--result", str(out / "result.json"), "--progress", str(out / "progress.json"),
+    )
+    return Submitted(cluster, job_id, out)
+
+
+def check_complete(result: dict) -> None:
+    """Every task was answered exactly once."""
+    assert result["tasks"], "the job sent no task"
+    unanswered = [t["content"] for t in result["tasks"] if len(result["answers"][t["id"]]) != 1]
+    assert not unanswered, f"tasks not answered exactly once: {unanswered}"
+
+
+class TestJobOnACluster:
+    @pytest.mark.parametrize("job", JOBS)
+    def test_agents_run_on_both_nodes_and_the_driver_logs_them_all(
+        self, cluster: RayCluster, job: Job, tmp_path: Path
+    ) -> None:
+        """The job joins the cluster, spreads its agents over both nodes, and every node's events reach its log_dir."""
+        started = time.monotonic()
+        submitted = submit(cluster, job, tmp_path)
+        submitted.wait(timeout=240)
+        result = submitted.result
+        print(f"job took {time.monotonic() - started:.1f} s: init (joining) {result['init_s']:.1f} s, "
+              f"{len(result['agents'])} agents started in {result['spawn_s']:.1f} s, run {result['run_s']:.1f} s")
+        assert result["joined"], "the job started a private Ray instead of joining the cluster"
+        check_complete(result)
+        run = read_run(tmp_path / "logs" / result["run_id"])
+        agent_nodes = {e["node"] for e in run.of_type("actor.started") if e.get("behaviour") == "AgentHost"}
+        assert len(agent_nodes) == 2, f"agents ran on {agent_nodes}"
+        model_calls = run.of_type("llm.call.finished")
+        assert {e["node"] for e in model_calls} == agent_nodes, "a node's model calls are missing from the log"
+        driver_node = run.of_type("run.started")[0]["node"]
+        assert {e["node"] for e in run.events} == agent_nodes | {driver_node}
+        assert not run.of_type("runlog.lost", "runlog.gap")
+
+    @pytest.mark.parametrize("job", JOBS)
+    def test_a_node_dying_mid_run_loses_no_task(self, cluster: RayCluster, job: Job, tmp_path: Path) -> None:
+        """Killing every process of the second node during a run: the run completes, restarted on the head node."""
+        # Slower rounds, more of them: the kill must land while the run goes on.
+        rounds = 8
+        job = attrs.evolve(job, entrypoint=(*job.entrypoint, "--rounds", str(rounds), "--reply-latency", "1.0"))
+        submitted = submit(cluster, job, tmp_path)
+        assert wait_for(lambda: submitted.rounds_done() >= 1 or submitted.status() == "FAILED", 240, every=0.1)
+        killed_at = time.monotonic()
+        cluster.kill_node(1)
+        assert not cluster.node_pids(1), "the second node still has processes"
+        assert submitted.rounds_done() < rounds, "the run ended before the node died"
+        submitted.wait(timeout=300)
+        print(f"job ended {time.monotonic() - killed_at:.1f} s after the node died")
+        result = submitted.result
+        check_complete(result)
+        run = read_run(tmp_path / "logs" / result["run_id"])
+        head = run.of_type("run.started")[0]["node"]
+        dead = {node for node in result["agents"].values()} - {head}
+        assert dead, "no agent ran on the second node"
+        restarted = run.of_type("actor.restarted")
+        assert restarted, "no actor was restarted"
+        assert {e["actor_node"] for e in restarted} == {head}, "an actor was restarted on the dead node"
+        lost = run.of_type("runlog.lost")
+        assert {e["lost_node"] for e in lost} == dead, "the log does not record what the dead node's processes lost"
+        assert {e["actor"] for e in lost} == {e["actor"] for e in restarted}
