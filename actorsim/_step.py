@@ -95,8 +95,8 @@ class Steps:
             tuple(info.role for _, info in members if not info.is_watcher),
             tuple(info.role for _, info in members if info.is_watcher),
         ))
+        self.runtime.ask(self._registry, Register(tuple(info for _, info in members)))
         for ref, info in members:
-            self.runtime.ask(self._registry, Register(info))
             self.agents[info.role] = (ref, info)
             self._role_of[ref.name] = info.role
             self._keep_memory(ref, info.role)

@@ -6,10 +6,12 @@ One run, printed as one table:
     host actors: start rate, unique set size per idle agent (every process of the run, the
     driver's included), a round-robin round where each answers one message with the run log on;
   * `--slow` hosted agents whose model takes 0.2 s: the time of one step;
-  * raw Thespian and raw Ray ask round trips per second, and the ratio of replies/s to them.
+  * raw Thespian and raw Ray ask round trips per second, and the ratio of replies/s to them;
+  * `--chaos` hosted agents on Thespian, two rounds, a host SIGKILLed mid-round: every message
+    answered once, and the history equal to a fault-free run's.
 
 Example (the issue's targets):
-    python benchmarks/swarm_bench.py --actors 1000 --hosted 10000 --slow 1000
+    python benchmarks/swarm_bench.py --actors 1000 --hosted 10000 --slow 1000 --chaos 1000
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,7 +32,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 import actorsim
-from actorsim import RolePlay, RoundRobin, TaskCenter, create_component
+from actorsim import Message, RolePlay, RoundRobin, Supervision, TaskCenter, create_component
+from actorsim._hosting import HostedTransport
 from actorsim.transport import ActorRef
 
 console = Console(stderr=True)
@@ -66,7 +71,9 @@ def start_swarm(count: int, label: str, **options: Any) -> tuple[TaskCenter, flo
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task(f"starting {label}", total=count)
         for n in range(count):
-            agents.append(create_component(RolePlay, f"a{n}", remote=True, group="swarm", **options))
+            agents.append(create_component(
+                RolePlay, f"a{n}", remote=True, group="swarm", send_to=RoundRobin("swarm", start="first"), **options
+            ))
             progress.advance(bar)
     task_center.add_agents(agents)
     return task_center, time.perf_counter() - started
@@ -104,11 +111,39 @@ def model(reply: str = "ok", latency: float = 0.0) -> dict[str, Any]:
     return {"model_server": "scripted", "replies": [reply], "reply_latency": latency}
 
 
+def shape(history: list[Message]) -> list[tuple[Any, ...]]:
+    """A history without its ids (parents by their place in it): two runs of one script compare equal."""
+    place = {message.message_id: index for index, message in enumerate(history)}
+    return [(m.sent_from, m.send_to, m.content, tuple(place[p] for p in m.parent_ids)) for m in history]
+
+
+def chaos_run(count: int, log_dir: str, hosts: int, kill: bool) -> tuple[list[Message], int]:
+    """Two round-robin rounds of `count` hosted agents on Thespian; with `kill`, one host is SIGKILLed
+    half-way through the second. Returns the history and how many hosts were killed."""
+    killed = 0
+    with run("thespian", log_dir, hosts) as runtime:
+        policy = Supervision(max_restarts=5, within=60, backoff_initial=0.01, backoff_jitter=0.0)
+        task_center, _ = start_swarm(count, "chaos swarm", llm=model(), supervision=policy)
+        for _ in range(count):
+            task_center.send_task_request("hop", send_to=RoundRobin("swarm", start="first"))
+        list(task_center.step())
+        transport = runtime.transport
+        assert isinstance(transport, HostedTransport)
+        for frames, _frame in enumerate(task_center.step(), start=1):
+            if kill and frames == count // 2:
+                pid = random.Random(1).choice(transport.hosts).pid
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        return list(task_center.environment.history()), killed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--actors", type=int, default=1000)
     parser.add_argument("--hosted", type=int, default=10000)
     parser.add_argument("--slow", type=int, default=1000)
+    parser.add_argument("--chaos", type=int, default=1000)
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--transports", default="thespian,ray")
     args = parser.parse_args()
@@ -147,6 +182,14 @@ def main() -> None:
             step = time.perf_counter() - started
         table.add_row(f"hosted, model 0.2 s ({args.hosts} hosts)", name, str(args.slow), "", "", "",
                       f"one step {step:.2f} s", "", "", "")
+    if args.chaos:
+        calm, _ = chaos_run(args.chaos, log_dir, args.hosts, kill=False)
+        history, killed = chaos_run(args.chaos, log_dir, args.hosts, kill=True)
+        ids = [m.message_id for m in history]
+        once = len(set(ids)) == len(ids) == 3 * args.chaos
+        table.add_row(f"hosted, {killed} host SIGKILLed ({args.hosts} hosts)", "thespian", str(args.chaos), "", "",
+                      "", f"answered once: {once}, history as fault-free: {shape(history) == shape(calm)}",
+                      "", "", "")
     Console(width=200).print(table)
     console.print(f"logs in {log_dir}; pid {os.getpid()}")
 

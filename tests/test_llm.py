@@ -65,6 +65,15 @@ class TestOpenAIBackend:
             }
         ]
 
+    def test_models_of_one_server_share_a_connection_pool(self) -> None:
+        """A host's hundreds of agents talk to a server through one pool; another server gets its own."""
+        with OpenAIServer(["one"]) as server, OpenAIServer(["two"]) as other:
+            first, second = (OpenAIChatModel(fast_retries(server)) for _ in range(2))
+            elsewhere = OpenAIChatModel(fast_retries(other))
+            assert first._client is second._client and elsewhere._client is not first._client
+            assert list(first.stream(PROMPT)) == list(second.stream(PROMPT)) == ["one"]
+            assert list(elsewhere.stream(PROMPT)) == ["two"]
+
     def test_transient_failures_are_retried(self) -> None:
         """500 twice, then 200: the call succeeds after two backoff waits."""
         waits: list[float] = []

@@ -41,7 +41,9 @@ class AgentInfo:
 
 @attrs.frozen
 class Register(Durable):
-    info: AgentInfo
+    """Agents joining, in their order: one request for a batch, which a swarm's `add_agents` is."""
+
+    infos: tuple[AgentInfo, ...]
 
 
 @attrs.frozen
@@ -72,11 +74,13 @@ class Registry:
 
     @receive.register
     def _register(self, request: Register) -> None:
-        info = request.info
-        for known in self._agents.values():
-            if info.role == known.role or info.name == known.name:
+        names, roles = {info.name for info in self._agents.values()}, set(self._agents)
+        for info in request.infos:  # all checked before any is kept
+            if info.role in roles or info.name in names:
                 raise ValueError(f"an agent named {info.name!r} with role {info.role!r} is already registered")
-        self._agents[info.role] = info
+            names.add(info.name)
+            roles.add(info.role)
+        self._agents.update((info.role, info) for info in request.infos)
 
     @receive.register
     def _list(self, request: ListAgents) -> tuple[AgentInfo, ...]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -67,6 +68,28 @@ def _problem(error: BaseException | None) -> str:
     return f"failed ({error!r})"
 
 
+_pools: dict[tuple[str, str | None, float], httpx.Client] = {}
+_pools_lock = threading.Lock()
+
+
+def shared_pool(api_base: str, api_key: str | None, timeout: float) -> httpx.Client:
+    """One HTTP connection pool per process and server, whatever the number of models using it.
+
+    A host runs hundreds of agents, each with its own model: a pool each would
+    open as many connections (and sockets, and TLS handshakes) to one server.
+    httpx's `Client` is safe to share between threads.
+    """
+    key = (api_base.rstrip("/") + "/", api_key, timeout)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None or pool.is_closed:
+            headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+            pool = _pools[key] = httpx.Client(
+                base_url=key[0], headers=headers, timeout=timeout, limits=httpx.Limits(max_connections=256)
+            )
+        return pool
+
+
 class OpenAIChatModel:
     """Streams replies from a chat-completions endpoint, retrying transient failures.
 
@@ -80,10 +103,7 @@ class OpenAIChatModel:
         self.settings = GenerationSettings(config.temperature, config.top_p, config.seed, config.max_tokens)
         self.last_usage: dict[str, Any] | None = None
         """Token counts of the last call, when the server sent them."""
-        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        self._client = httpx.Client(
-            base_url=config.api_base.rstrip("/") + "/", headers=headers, timeout=config.timeout
-        )
+        self._client = shared_pool(config.api_base, config.api_key, config.timeout)
         self._sleep = sleep
         self._retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(config.max_attempts)
@@ -202,7 +222,3 @@ class OpenAIChatModel:
                 f"the stream from {self.config.api_base} broke off before the reply's end",
                 problem="broke off its stream",
             )
-
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._client.close()
