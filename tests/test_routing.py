@@ -321,13 +321,14 @@ import sys
 import actorsim
 from actorsim import RolePlay, RoundRobin, Random, TaskCenter, create_component
 
-with actorsim.init(transport=sys.argv[1]):
+with actorsim.init(transport=sys.argv[1], hosts=int(sys.argv[2]) if len(sys.argv) > 2 else None):
     tc = create_component(TaskCenter, name="task_center", remote=True)
     llm = lambda role: {"model_server": "scripted", "replies": [f"{role} says {k}." for k in range(4)]}
-    tc.add_agents([create_component(RolePlay, name=role, remote=True, llm=llm(role))
-                   for role in ("w0", "w1", "w2")], group="workers")
-    tc.add_agents([create_component(RolePlay, name="boss", remote=True, llm=llm("boss"),
-                                    send_to=RoundRobin("workers"))])
+    workers = [create_component(RolePlay, name=role, remote=True, llm=llm(role)) for role in ("w0", "w1", "w2")]
+    tc.add_agents(workers, group="workers")
+    boss = create_component(RolePlay, name="boss", remote=True, llm=llm("boss"), send_to=RoundRobin("workers"))
+    tc.add_agents([boss])
+    print("agent processes:", len({agent.ref.pid for agent in [*workers, boss]}))
     tc.send_task_request("Start.", send_to=Random("workers"))
     for _ in range(3):
         for frame in tc.step():
@@ -337,13 +338,17 @@ with actorsim.init(transport=sys.argv[1]):
 """
 
 
-@pytest.mark.parametrize("transport", ["local", "thespian", "ray"])
-def test_a_routed_run_replays_from_the_command_line(transport: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("transport", "hosts"), [("local", None), ("thespian", None), ("ray", None), ("thespian", 2), ("ray", 2)]
+)
+def test_a_routed_run_replays_from_the_command_line(transport: str, hosts: int | None, tmp_path: Path) -> None:
+    """Recorded, then replayed by `actorsim replay`: the same routes and frames, agents hosted or not."""
     (tmp_path / "swarm.py").write_text(SWARM)
-    recorded = actorsim_command_run(tmp_path, transport)
+    recorded = actorsim_command_run(tmp_path, transport, *([] if hosts is None else [str(hosts)]))
     assert recorded.returncode == 0, recorded.stdout + recorded.stderr
     replayed = actorsim_command(tmp_path, "replay", "latest")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert f"agent processes: {hosts or (1 if transport == 'local' else 4)}" in recorded.stdout
     routes = [line for line in recorded.stdout.splitlines() if line.startswith("routed")]
     assert [line for line in replayed.stdout.splitlines() if line.startswith("routed")] == routes
     assert by_role(replayed.stdout) == by_role(recorded.stdout) != {}, "concurrent frames interleave differently"
@@ -358,7 +363,7 @@ def by_role(output: str) -> dict[str, str]:
     return texts
 
 
-def actorsim_command_run(tmp_path: Path, transport: str) -> Any:
+def actorsim_command_run(tmp_path: Path, transport: str, *arguments: str) -> Any:
     from tests.test_replay import run
 
-    return run([sys.executable, "swarm.py", transport], tmp_path)
+    return run([sys.executable, "swarm.py", transport, *arguments], tmp_path)
