@@ -33,7 +33,6 @@ import collections
 import concurrent.futures
 import contextlib
 import http.server
-import inspect
 import json
 import random
 import re
@@ -483,10 +482,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     options: dict[str, Any] = {"transport": args.transport, "log_dir": args.log_dir}
     if args.hosted:
-        if "hosts" not in inspect.signature(actorsim.init).parameters:
-            print("error: --hosted needs hosted agents (actorsim.init(hosts=N)), which this version of actorsim "
-                  "does not have; run without --hosted", file=sys.stderr)
-            return 2
         options["hosts"] = args.hosted
     config = CrawlConfig(args.pages, args.seed, args.spiders, args.processors, args.fetch_timeout, args.port,
                          model_config(args))

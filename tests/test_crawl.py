@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import inspect
 import json
 import os
 import random
@@ -18,7 +17,7 @@ import pytest
 import actorsim
 from actorsim import Frame, Runtime
 from examples.swarm_crawl import TAG, WORD, CrawlConfig, Site, crawl, main, write_result
-from tests.conftest import on_transports
+from tests.conftest import _runtime_for, on_transports
 from tests.helpers import alive, logged_events, of_kind, wait_until_gone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +57,7 @@ class Killer:
         self.random = random.Random(seed)
         self.pages = 0
         self.killed: list[str] = []
+        self.sharing: list[int] = []  # for each kill, how many of the agents lived in the killed process
 
     def __call__(self, frame: Frame) -> None:
         if not frame.role.startswith("spider") or not frame.content:
@@ -67,6 +67,7 @@ class Killer:
             name = self.random.choice(self.names)
             pid = self.runtime.supervisor.current(name).pid
             assert pid is not None and pid != os.getpid() and alive(pid)
+            self.sharing.append(sum(self.runtime.supervisor.current(other).pid == pid for other in self.names))
             os.kill(pid, signal.SIGKILL)
             assert not wait_until_gone([pid], timeout=10)
             self.killed.append(name)
@@ -104,6 +105,23 @@ def test_spiders_and_processors_killed_mid_crawl_change_nothing(
     assert 1 <= len(restarted) <= len(killer.killed)
 
 
+@pytest.mark.parametrize("transport", ["thespian", "ray"])
+def test_hosts_killed_mid_crawl_change_nothing(transport: str, tmp_path: Path, log_dir: Path) -> None:
+    """Hosted agents (2 hosts): a SIGKILLed host takes several agents down; the result still equals a calm run's."""
+    runtime = _runtime_for(transport, log_dir, hosts=2)
+    try:
+        calm = crawl(CONFIG)
+        killer = Killer(runtime, CONFIG, every=60, most=2, seed=4)
+        with logged_events(log_dir) as events:
+            stormy = crawl(CONFIG, on_frame=killer)
+    finally:
+        runtime.stop_all()
+    assert len(killer.killed) == 2 and min(killer.sharing) >= 2, "each kill must take a host of several agents"
+    assert written(stormy.result, tmp_path / "stormy.json") == written(calm.result, tmp_path / "calm.json")
+    assert set(stormy.hits) == set(expected(CONFIG)["visited"])
+    assert len(of_kind(events, "actor.restarted")) >= len(killer.killed)
+
+
 @pytest.mark.parametrize("transport", ["local", pytest.param("ray", marks=pytest.mark.slow)])
 def test_the_example_runs_as_a_script_from_anywhere(transport: str, tmp_path: Path) -> None:
     """Started as a plain script elsewhere, it writes its result to --out, logs to --log-dir, prints pages/s.
@@ -125,8 +143,3 @@ def test_the_example_runs_as_a_script_from_anywhere(transport: str, tmp_path: Pa
     assert len(list(logs.glob("*/driver-*.jsonl"))) == 1
 
 
-@pytest.mark.skipif("hosts" in inspect.signature(actorsim.init).parameters, reason="this version has hosted agents")
-def test_hosted_says_when_this_version_has_no_hosted_agents(capsys: pytest.CaptureFixture[str]) -> None:
-    """Without `actorsim.init(hosts=...)`, --hosted exits with a clear message before starting anything."""
-    assert main(["--hosted", "2", "--transport", "local"]) == 2
-    assert "hosted agents" in capsys.readouterr().err
