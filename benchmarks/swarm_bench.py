@@ -7,11 +7,12 @@ One run, printed as one table:
     driver's included), a round-robin round where each answers one message with the run log on;
   * `--slow` hosted agents whose model takes 0.2 s: the time of one step;
   * raw Thespian and raw Ray ask round trips per second, and the ratio of replies/s to them;
+  * an Environment SIGKILLed after `--journal` messages (Thespian): how long its restart takes;
   * `--chaos` hosted agents on Thespian, two rounds, a host SIGKILLed mid-round: every message
     answered once, and the history equal to a fault-free run's.
 
 Example (the issue's targets):
-    python benchmarks/swarm_bench.py --actors 1000 --hosted 10000 --slow 1000 --chaos 1000
+    python benchmarks/swarm_bench.py --actors 1000 --hosted 10000 --slow 1000 --chaos 1000 --journal 100000
 """
 
 from __future__ import annotations
@@ -138,12 +139,33 @@ def chaos_run(count: int, log_dir: str, hosts: int, kill: bool) -> tuple[list[Me
         return list(task_center.environment.history()), killed
 
 
+def environment_restart(messages: int, log_dir: str) -> float:
+    """Seconds for a Thespian Environment SIGKILLed after `messages` messages to be back, history whole."""
+    with run("thespian", log_dir, None) as runtime:
+        task_center = create_component(TaskCenter, "long", remote=True)
+        task_center.add_agents([create_component(RolePlay, "reader", remote=True, llm=model())])
+        with Progress(console=console, transient=True) as progress:
+            bar = progress.add_task(f"{messages} messages", total=messages)
+            for n in range(messages):
+                task_center.send_task_request(f"task {n}")
+                progress.advance(bar)
+        ref = runtime.supervisor.current("long/environment")
+        assert ref.pid is not None
+        os.kill(ref.pid, signal.SIGKILL)
+        started = time.perf_counter()
+        history = task_center.environment.history()  # noticed dead, restarted from snapshot and tail, asked
+        seconds = time.perf_counter() - started
+        assert len(history) == messages and runtime.supervisor.current("long/environment").pid != ref.pid
+        return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--actors", type=int, default=1000)
     parser.add_argument("--hosted", type=int, default=10000)
     parser.add_argument("--slow", type=int, default=1000)
     parser.add_argument("--chaos", type=int, default=1000)
+    parser.add_argument("--journal", type=int, default=100_000)
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--transports", default="thespian,ray")
     args = parser.parse_args()
@@ -163,7 +185,7 @@ def main() -> None:
         table.add_row("actor each", "thespian", str(args.actors), f"{seconds:.1f} s", f"{args.actors / seconds:.0f}",
                       f"{per_agent:.2f}", f"{answered} replies", f"{rate:.0f}", f"{raw['thespian']:.0f}",
                       f"{rate / raw['thespian']:.2f}")
-    for name in args.transports.split(","):
+    for name in args.transports.split(",") if args.hosted else []:
         with run(name, log_dir, args.hosts):
             before = run_uss()
             task_center, seconds = start_swarm(args.hosted, f"hosted on {name}", llm=model())
@@ -182,6 +204,10 @@ def main() -> None:
             step = time.perf_counter() - started
         table.add_row(f"hosted, model 0.2 s ({args.hosts} hosts)", name, str(args.slow), "", "", "",
                       f"one step {step:.2f} s", "", "", "")
+    if args.journal:
+        seconds = environment_restart(args.journal, log_dir)
+        table.add_row("Environment SIGKILLed, restarted", "thespian", "", "", "", "",
+                      f"after {args.journal} messages: back in {seconds:.2f} s", "", "", "")
     if args.chaos:
         calm, _ = chaos_run(args.chaos, log_dir, args.hosts, kill=False)
         history, killed = chaos_run(args.chaos, log_dir, args.hosts, kill=True)
