@@ -48,11 +48,18 @@ class Echo:
         return request
 
 
-def run_uss() -> float:
-    """Unique set size, in MB, of the driver and every process under it (actors, admins, Ray's daemons)."""
+def run_uss(runtime: actorsim.Runtime) -> float:
+    """Unique set size, in MB, of every process of the run: the driver and its children (Ray's daemons and
+    workers), and on Thespian the admin, which detaches from the driver, and its children (the actors)."""
     me = psutil.Process()
+    processes = {me, *me.children(recursive=True)}
+    transport = getattr(runtime.transport, "inner", runtime.transport)
+    admin = getattr(transport, "_admin", None)  # the Thespian admin: not a child of ours once started
+    if admin is not None:
+        with contextlib.suppress(psutil.Error):
+            processes |= {admin, *admin.children(recursive=True)}
     total = 0
-    for process in [me, *me.children(recursive=True)]:
+    for process in processes:
         with contextlib.suppress(psutil.Error):
             total += process.memory_full_info().uss
     return total / 2**20
@@ -177,19 +184,19 @@ def main() -> None:
     raw = {name: raw_rate(name, log_dir) for name in args.transports.split(",")}
 
     if args.actors:
-        with run("thespian", log_dir, None):
-            before = run_uss()
+        with run("thespian", log_dir, None) as runtime:
+            before = run_uss(runtime)
             task_center, seconds = start_swarm(args.actors, "actors", llm=model())
-            per_agent = (run_uss() - before) / args.actors
+            per_agent = (run_uss(runtime) - before) / args.actors
             rate, answered = one_round(task_center, args.actors, "actors")
         table.add_row("actor each", "thespian", str(args.actors), f"{seconds:.1f} s", f"{args.actors / seconds:.0f}",
                       f"{per_agent:.2f}", f"{answered} replies", f"{rate:.0f}", f"{raw['thespian']:.0f}",
                       f"{rate / raw['thespian']:.2f}")
     for name in args.transports.split(",") if args.hosted else []:
-        with run(name, log_dir, args.hosts):
-            before = run_uss()
+        with run(name, log_dir, args.hosts) as runtime:
+            before = run_uss(runtime)
             task_center, seconds = start_swarm(args.hosted, f"hosted on {name}", llm=model())
-            per_agent = (run_uss() - before) / args.hosted
+            per_agent = (run_uss(runtime) - before) / args.hosted
             rate, answered = one_round(task_center, args.hosted, f"hosted on {name}")
         table.add_row(f"hosted ({args.hosts} hosts)", name, str(args.hosted), f"{seconds:.1f} s",
                       f"{args.hosted / seconds:.0f}", f"{per_agent:.2f}", f"{answered} replies", f"{rate:.0f}",

@@ -5,8 +5,8 @@
     python examples/swarm_crawl.py --model-server openai --api-base URL --model NAME
     python examples/swarm_crawl.py --transport local --pages 300 --port 8765 && actorsim replay latest
 
-The website is generated from `--seed` and served on 127.0.0.1 by this
-process: pages linking to each other, some slow, some answering 500, links to
+The website is generated from `--seed` and served on 127.0.0.1 (`--site-host`) by
+this process: pages linking to each other, some slow, some answering 500, links to
 pages that are not there (404), and some pages that never answer within the
 fetch timeout. Every agent is an ordinary actorsim agent, driven by
 `TaskCenter.step`, so the run log, supervision, effectively-once delivery and
@@ -137,7 +137,7 @@ class Site:
 
 @attrs.define
 class SiteServer:
-    """The site served on 127.0.0.1 by threads of this process; `hits` counts the requests of each path."""
+    """The site served by threads of this process (on 127.0.0.1 unless told); `hits` counts each path's requests."""
 
     site: Site
     hang_seconds: float
@@ -146,13 +146,13 @@ class SiteServer:
     _lock: threading.Lock = attrs.Factory(threading.Lock)
 
     @contextlib.contextmanager
-    def running(self, port: int = 0) -> Iterator[str]:
-        """Serve on `port` (0: a free one) until the block ends; its base URL. Hanging requests are let go then."""
-        server = _Server(("127.0.0.1", port), self._handler())
+    def running(self, port: int = 0, host: str = "127.0.0.1") -> Iterator[str]:
+        """Serve on `host`:`port` (0: a free one) until the block ends; its base URL. Hanging requests are let go then."""
+        server = _Server((host, port), self._handler())
         thread = threading.Thread(target=server.serve_forever, name="crawl-site", daemon=True)
         thread.start()
         try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
+            yield f"http://{host}:{server.server_address[1]}"
         finally:
             self._stopping.set()
             server.shutdown()
@@ -382,6 +382,7 @@ class CrawlConfig:
     processors: int = 2
     fetch_timeout: float = 1.0
     port: int = 0  # the site's; give one to replay a run (its messages hold the URLs)
+    site_host: str = "127.0.0.1"  # on a cluster of several machines: the driver's address, which the nodes reach
     llm: dict[str, Any] = attrs.field(factory=lambda: {"model_server": "scripted", "replies": [SUMMARY]})
 
 
@@ -410,7 +411,7 @@ def crawl(config: CrawlConfig, *, on_frame: Callable[[Frame], None] = lambda fra
     """Serve the site and crawl it on the current run (`actorsim.init`); `on_frame` sees every frame."""
     site = Site.generate(config.pages, config.seed)
     server = SiteServer(site, hang_seconds=config.fetch_timeout * 10)
-    with server.running(config.port) as base:
+    with server.running(config.port, config.site_host) as base:
         starting = time.perf_counter()
         task_center = create_component(TaskCenter, name="crawl", remote=True)
         aggregator = create_component(Aggregator, name="aggregator", remote=True, llm=config.llm, use_history=False,
@@ -461,7 +462,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=13, help="the site's seed")
     parser.add_argument("--fetch-timeout", type=float, default=1.0, help="seconds a spider waits for a page")
     parser.add_argument("--port", type=int, default=0, help="the site's port (default: a free one)")
+    parser.add_argument("--site-host", default="127.0.0.1",
+                        help="the address the site listens on; on a cluster of several machines, the driver's")
     parser.add_argument("--hosted", type=int, metavar="N", help="host the agents in N processes (hosted agents)")
+    parser.add_argument("--placement", help='on a Ray cluster, where actors go: "spread", "pack", "node:<id>", ...')
     parser.add_argument("--model-server", choices=["scripted", "openai", "dashscope"], default="scripted",
                         help="the aggregator's model (the others use none)")
     parser.add_argument("--model", default="qwen-max")
@@ -483,8 +487,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     options: dict[str, Any] = {"transport": args.transport, "log_dir": args.log_dir}
     if args.hosted:
         options["hosts"] = args.hosted
+    if args.placement:
+        options["placement"] = args.placement
     config = CrawlConfig(args.pages, args.seed, args.spiders, args.processors, args.fetch_timeout, args.port,
-                         model_config(args))
+                         args.site_host, model_config(args))
     try:
         with actorsim.init(**options), Progress(
             SpinnerColumn(), TextColumn("{task.description}: {task.completed} pages"), TimeElapsedColumn(),

@@ -98,14 +98,16 @@ class Submitted:
             pytest.fail(f"job {self.job_id} {status if finished else 'still running'}:\n{logs.stdout[-6000:]}")
 
 
-def submit(cluster: RayCluster, job: Job, out: Path) -> Submitted:
-    """`ray job submit` the job with the venv's python; returns at once."""
+def submit(cluster: RayCluster, job: Job, out: Path, outputs: tuple[str, ...] | None = None) -> Submitted:
+    """`ray job submit` the job with the venv's python; returns at once. `outputs`: where it writes, as arguments."""
     job_id = f"actorsim-test-{secrets.token_hex(4)}"
+    if outputs is None:
+        outputs = ("--log-dir", str(out / "logs"), "--result", str(out / "result.json"),
+                   "--progress", str(out / "progress.json"))
     cluster.ray(
         "job", "submit", f"--address={cluster.dashboard}", f"--working-dir={job.working_dir}",
         f"--submission-id={job_id}", "--no-wait", "--",
-        sys.executable, *job.entrypoint,
-        "--log-dir", str(out / "logs"), "--result", str(out / "result.json"), "--progress", str(out / "progress.json"),
+        sys.executable, *job.entrypoint, *outputs,
     )
     return Submitted(cluster, job_id, out)
 
@@ -166,3 +168,25 @@ class TestJobOnACluster:
         lost = run.of_type("runlog.lost")
         assert {e["lost_node"] for e in lost} == dead, "the log does not record what the dead node's processes lost"
         assert {e["actor"] for e in lost} == {e["actor"] for e in restarted}
+
+
+def test_the_crawl_submitted_to_the_cluster_crawls_every_page_on_both_nodes(cluster: RayCluster, tmp_path: Path) -> None:
+    """`ray job submit` of examples/swarm_crawl.py, hosted and spread: the result is the link graph's, and
+    the spiders' fetches are logged from both nodes in the driver's log."""
+    from tests.test_crawl import CrawlConfig, expected
+
+    config = CrawlConfig(pages=300, seed=5)
+    job = Job(TESTS.parent / "examples", (
+        "swarm_crawl.py", "--transport", "ray", "--hosted", "2", "--placement", "spread",
+        "--pages", str(config.pages), "--seed", str(config.seed), "--spiders", "4", "--processors", "2",
+    ))
+    out = tmp_path / "result.json"
+    submitted = submit(cluster, job, tmp_path, outputs=("--log-dir", str(tmp_path / "logs"), "--out", str(out)))
+    submitted.wait(timeout=300)
+    result = json.loads(out.read_text())
+    want = expected(config)
+    assert {key: result[key] for key in want} == want
+    [folder] = (tmp_path / "logs").iterdir()
+    run = read_run(folder)
+    fetching_nodes = {e["node"] for e in run.of_type("tool.call.finished")}
+    assert len(fetching_nodes) == 2, f"spiders fetched on {fetching_nodes}"
