@@ -147,7 +147,10 @@ class SiteServer:
 
     @contextlib.contextmanager
     def running(self, port: int = 0, host: str = "127.0.0.1") -> Iterator[str]:
-        """Serve on `host`:`port` (0: a free one) until the block ends; its base URL. Hanging requests are let go then."""
+        """Serve on `host`:`port` (0: a free one) until the block ends; its base URL.
+
+        Hanging requests are let go then.
+        """
         server = _Server((host, port), self._handler())
         thread = threading.Thread(target=server.serve_forever, name="crawl-site", daemon=True)
         thread.start()
@@ -444,6 +447,19 @@ def crawl(config: CrawlConfig, *, on_frame: Callable[[Frame], None] = lambda fra
     return CrawlResult(json.loads(answer.content), started - starting, crawled, server.hits)
 
 
+def progress_file(path: Path | None) -> Callable[[Frame], None]:
+    """What `--progress` asks for: `{"pages": n}` rewritten as spiders report pages (for whoever watches a job)."""
+    pages = 0
+
+    def seen(frame: Frame) -> None:
+        nonlocal pages
+        if path is not None and frame.role.startswith("spider") and (count := frame.content.count("\n")):
+            pages += count
+            path.write_text(json.dumps({"pages": pages}))
+
+    return seen
+
+
 def model_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.model_server == "scripted":
         return {"model_server": "scripted", "replies": [SUMMARY]}
@@ -472,6 +488,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--api-base")
     parser.add_argument("--out", type=Path, default=Path("crawl_result.json"), help="where the result goes (JSON)")
     parser.add_argument("--log-dir", default="logs", help="where the run log goes")
+    parser.add_argument("--progress", type=Path, help="a file saying how many pages spiders have reported so far")
     return parser.parse_args(argv)
 
 
@@ -495,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with actorsim.init(**options), Progress(
             SpinnerColumn(), TextColumn("{task.description}: {task.completed} pages"), TimeElapsedColumn(),
         ) as progress:
-            done = crawl(config, progress=progress)
+            done = crawl(config, progress=progress, on_frame=progress_file(args.progress))
     except actorsim.ActorsimError as error:  # one line a person can act on, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -194,6 +194,19 @@ class RayCluster:
             self.stop()
             raise RuntimeError(f"the cluster did not come up with {len(self.nodes)} nodes")
 
+    def live_worker(self) -> int:
+        """The index of the last worker node that runs."""
+        return max(index for index, node in enumerate(self.nodes) if index and node.pids())
+
+    def restore_workers(self) -> None:
+        """Start a new node for each worker a test killed; returns once Ray counts every live one."""
+        dead = [node for node in self.nodes[1:] if not node.pids()]
+        for _ in dead:
+            self._start(head=False)
+        live = sum(1 for node in self.nodes if node.pids())
+        if not wait_for(lambda: self.alive_nodes() == live, 60, every=0.5):
+            raise RuntimeError(f"Ray does not count the {live} live nodes of the test cluster")
+
     def alive_nodes(self) -> int:
         out = self.ray("status", f"--address={self.address}", check=False).stdout
         return sum(line.strip().startswith("1 node_") for line in out.splitlines())

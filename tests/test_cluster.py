@@ -24,8 +24,10 @@ from pathlib import Path
 import attrs
 import pytest
 
-from actorsim.runs import read_run
+from actorsim.runs import Run, read_run
+from examples.swarm_crawl import CrawlConfig
 from tests.ray_cluster import RayCluster, wait_for
+from tests.test_crawl import expected
 
 pytestmark = [
     pytest.mark.cluster,
@@ -63,6 +65,13 @@ def cluster() -> Iterator[RayCluster]:
         left = ray_cluster.pids()
         shutil.rmtree(temp_dir, ignore_errors=True)
         assert not left, f"processes of the test cluster still running: {left}"
+
+
+@pytest.fixture
+def two_nodes(cluster: RayCluster) -> RayCluster:
+    """The module's cluster with two live nodes: a node an earlier test killed is replaced."""
+    cluster.restore_workers()
+    return cluster
 
 
 @attrs.define
@@ -122,11 +131,11 @@ def check_complete(result: dict) -> None:
 class TestJobOnACluster:
     @pytest.mark.parametrize("job", JOBS)
     def test_agents_run_on_both_nodes_and_the_driver_logs_them_all(
-        self, cluster: RayCluster, job: Job, tmp_path: Path
+        self, two_nodes: RayCluster, job: Job, tmp_path: Path
     ) -> None:
         """The job joins the cluster, spreads its agents over both nodes, and every node's events reach its log_dir."""
         started = time.monotonic()
-        submitted = submit(cluster, job, tmp_path)
+        submitted = submit(two_nodes, job, tmp_path)
         submitted.wait(timeout=240)
         result = submitted.result
         print(f"job took {time.monotonic() - started:.1f} s: init (joining) {result['init_s']:.1f} s, "
@@ -143,16 +152,16 @@ class TestJobOnACluster:
         assert not run.of_type("runlog.lost", "runlog.gap")
 
     @pytest.mark.parametrize("job", JOBS)
-    def test_a_node_dying_mid_run_loses_no_task(self, cluster: RayCluster, job: Job, tmp_path: Path) -> None:
+    def test_a_node_dying_mid_run_loses_no_task(self, two_nodes: RayCluster, job: Job, tmp_path: Path) -> None:
         """Killing every process of the second node during a run: the run completes, restarted on the head node."""
         # Slower rounds, more of them: the kill must land while the run goes on.
         rounds = 8
         job = attrs.evolve(job, entrypoint=(*job.entrypoint, "--rounds", str(rounds), "--reply-latency", "1.0"))
-        submitted = submit(cluster, job, tmp_path)
+        submitted = submit(two_nodes, job, tmp_path)
         assert wait_for(lambda: submitted.rounds_done() >= 1 or submitted.status() == "FAILED", 240, every=0.1)
         killed_at = time.monotonic()
-        cluster.kill_node(1)
-        assert not cluster.node_pids(1), "the second node still has processes"
+        two_nodes.kill_node(worker := two_nodes.live_worker())
+        assert not two_nodes.node_pids(worker), "the second node still has processes"
         assert submitted.rounds_done() < rounds, "the run ended before the node died"
         submitted.wait(timeout=300)
         print(f"job ended {time.monotonic() - killed_at:.1f} s after the node died")
@@ -170,23 +179,47 @@ class TestJobOnACluster:
         assert {e["actor"] for e in lost} == {e["actor"] for e in restarted}
 
 
-def test_the_crawl_submitted_to_the_cluster_crawls_every_page_on_both_nodes(cluster: RayCluster, tmp_path: Path) -> None:
-    """`ray job submit` of examples/swarm_crawl.py, hosted and spread: the result is the link graph's, and
-    the spiders' fetches are logged from both nodes in the driver's log."""
-    from tests.test_crawl import CrawlConfig, expected
+CRAWL = CrawlConfig(pages=300, seed=5)
 
-    config = CrawlConfig(pages=300, seed=5)
+
+def submit_crawl(cluster: RayCluster, out: Path, *more: str) -> Submitted:
+    """examples/swarm_crawl.py, hosted on 2 hosts spread over the nodes, as `ray job submit` runs it."""
     job = Job(TESTS.parent / "examples", (
         "swarm_crawl.py", "--transport", "ray", "--hosted", "2", "--placement", "spread",
-        "--pages", str(config.pages), "--seed", str(config.seed), "--spiders", "4", "--processors", "2",
+        "--pages", str(CRAWL.pages), "--seed", str(CRAWL.seed), "--spiders", "4", "--processors", "2", *more,
     ))
-    out = tmp_path / "result.json"
-    submitted = submit(cluster, job, tmp_path, outputs=("--log-dir", str(tmp_path / "logs"), "--out", str(out)))
-    submitted.wait(timeout=300)
-    result = json.loads(out.read_text())
-    want = expected(config)
+    outputs = ("--log-dir", str(out / "logs"), "--out", str(out / "result.json"), "--progress", str(out / "pages.json"))
+    return submit(cluster, job, out, outputs=outputs)
+
+
+def crawled(out: Path) -> Run:
+    """The crawl's result, checked against the site's link graph; returns its run log."""
+    result = json.loads((out / "result.json").read_text())
+    want = expected(CRAWL)
     assert {key: result[key] for key in want} == want
-    [folder] = (tmp_path / "logs").iterdir()
-    run = read_run(folder)
+    [folder] = (out / "logs").iterdir()
+    return read_run(folder)
+
+
+def test_the_crawl_submitted_to_the_cluster_crawls_every_page_on_both_nodes(
+    two_nodes: RayCluster, tmp_path: Path
+) -> None:
+    """`ray job submit` of the crawl, hosted and spread: the result is the link graph's, and the spiders'
+    fetches are logged from both nodes in the driver's log."""
+    submitted = submit_crawl(two_nodes, tmp_path)
+    submitted.wait(timeout=300)
+    run = crawled(tmp_path)
     fetching_nodes = {e["node"] for e in run.of_type("tool.call.finished")}
     assert len(fetching_nodes) == 2, f"spiders fetched on {fetching_nodes}"
+
+
+def test_the_crawl_loses_no_page_when_a_node_dies(two_nodes: RayCluster, tmp_path: Path) -> None:
+    """The second node SIGKILLed mid-crawl (a host and its agents with it): every page still crawled once."""
+    submitted = submit_crawl(two_nodes, tmp_path, "--fetch-timeout", "2")
+    pages = tmp_path / "pages.json"
+    assert wait_for(lambda: pages.exists() or submitted.status() == "FAILED", 240, every=0.1)
+    two_nodes.kill_node(worker := two_nodes.live_worker())
+    assert not two_nodes.node_pids(worker), "the second node still has processes"
+    submitted.wait(timeout=300)
+    run = crawled(tmp_path)
+    assert run.of_type("actor.restarted"), "nothing was restarted: the node died after the crawl"
