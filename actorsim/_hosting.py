@@ -44,8 +44,8 @@ from actorsim.transport import ActorRef, Behaviour, BehaviourFactory, CallFailed
 from actorsim.transport._base import Calls, Failure, StreamEnd
 
 if TYPE_CHECKING:
-    from actorsim._runlog import RunLogConfig, Sink
     from actorsim._placement import Placement
+    from actorsim._runlog import RunLogConfig, Sink
 
 HOST_THREADS = 512
 """Streamed calls one host runs at once; threads are started only when needed."""

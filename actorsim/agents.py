@@ -41,6 +41,7 @@ NO_SETTINGS = GenerationSettings()
 StepItem = str | ToolFrame | ServiceRequest | RetryNotice
 """What an agent's step streams: reply text, tool frames, and pauses for a tool service (answered by `send`)."""
 
+
 @attrs.frozen
 class Post:
     """One message of a reply that sends several, each to its own `send_to`.

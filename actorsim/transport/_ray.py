@@ -68,6 +68,8 @@ class RayShell:
 
 
 _RemoteShell: Any = ray.remote(num_cpus=0, max_restarts=0)(RayShell)
+
+
 class RaySinkActor(LogSink):
     """The sink as a Ray actor: its own events, too, say which node wrote them."""
 
