@@ -39,6 +39,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/step_bench.py
 	$(BIN)/python benchmarks/recovery_bench.py
 	$(BIN)/python benchmarks/runlog_ship_bench.py
+	$(BIN)/python benchmarks/swarm_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
