@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any, TypeVar
 
 from actorsim._actors.agent_host import AgentHost, Describe, GetMemory
@@ -24,11 +25,25 @@ T = TypeVar("T")
 class AgentHandle:
     """An agent running as an actor; its methods block for the actor's answer."""
 
-    def __init__(self, runtime: Runtime, ref: ActorRef, info: AgentInfo, send_to: SendTo = ALL) -> None:
+    def __init__(self, runtime: Runtime, ref: ActorRef, info: AgentInfo | None, send_to: SendTo = ALL) -> None:
+        """`info` None: the agent describes itself when first asked, with every other agent not described yet."""
         self.runtime = runtime
         self.ref = ref
-        self.info = info
+        self._info = info
+        self._start_error: BaseException | None = None
         self.send_to = send_to  # where its replies go when a step does not say: kept in the driver, which routes
+        if info is None:
+            _undescribed.setdefault(runtime, []).append(self)
+
+    @property
+    def info(self) -> AgentInfo:
+        """What the agent says of itself; raises what its constructor raised, for an agent that failed to start."""
+        if self._info is None and self._start_error is None:
+            _describe(self.runtime)
+        if self._info is None:
+            assert self._start_error is not None
+            raise self._start_error
+        return self._info
 
     @property
     def name(self) -> str:
@@ -50,7 +65,20 @@ class AgentHandle:
         self.runtime.stop(self.ref)
 
     def __repr__(self) -> str:
-        return f"<AgentHandle {self.role!r} on {self.runtime.transport_name}>"
+        return f"<AgentHandle {self.ref.name!r} on {self.runtime.transport_name}>"
+
+
+_undescribed: weakref.WeakKeyDictionary[Runtime, list[AgentHandle]] = weakref.WeakKeyDictionary()
+"""Per run, hosted agents started and not asked to describe themselves yet: asked together, one request per host."""
+
+
+def _describe(runtime: Runtime) -> None:
+    handles = _undescribed.pop(runtime, [])
+    for handle, answer in zip(handles, runtime.ask_many([(handle.ref, Describe()) for handle in handles]), strict=True):
+        if isinstance(answer, BaseException):
+            handle._start_error = answer
+        else:
+            handle._info = answer
 
 
 def create_component(
@@ -106,4 +134,7 @@ def create_component(
         hosted=True,
         placement=placement,
     )
-    return AgentHandle(runtime, ref, runtime.ask(ref, Describe()), send_to)
+    handle = AgentHandle(runtime, ref, None, send_to)
+    if not runtime.hosts_agents:
+        handle.info  # noqa: B018 - an agent in an actor of its own has started, or raised: say so here
+    return handle

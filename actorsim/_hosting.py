@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -50,6 +49,9 @@ if TYPE_CHECKING:
 HOST_THREADS = 512
 """Streamed calls one host runs at once; threads are started only when needed."""
 
+ADD_BATCH = 256
+"""Agents gathered for one host before they are sent to it in one request (sooner if it is asked anything)."""
+
 
 @attrs.frozen
 class Hosted:
@@ -62,9 +64,10 @@ class Hosted:
 
 
 @attrs.frozen
-class AddAgent:
-    name: str
-    factory: BehaviourFactory
+class AddAgents:
+    """Build these agents, each `(name, factory)`; one whose factory raises answers every request with that error."""
+
+    agents: tuple[tuple[str, BehaviourFactory], ...]
 
 
 @attrs.frozen
@@ -76,6 +79,14 @@ class RemoveAgent:
 class ToAgent:
     name: str
     request: Any
+
+
+@attrs.frozen
+class ToAgents:
+    """Asks to several agents of one host, each `(agent name, request)`: answered by a list, a `Failure` where one
+    raised."""
+
+    asks: tuple[tuple[str, Any], ...]
 
 
 @attrs.frozen
@@ -96,6 +107,7 @@ class Host:
 
     def __init__(self) -> None:
         self._agents: dict[str, Behaviour] = {}
+        self._broken: dict[str, BaseException] = {}  # agents whose factory raised, with what it raised
         self._pool = ThreadPoolExecutor(max_workers=HOST_THREADS, thread_name_prefix="agent")
 
     def receive(self, request: Any) -> Any:
@@ -104,19 +116,38 @@ class Host:
             return self._run_batch(request.calls)
         if isinstance(request, ToAgent):
             return self._agent(request.name).receive(request.request)
-        if isinstance(request, AddAgent):
-            self._agents[request.name] = request.factory()
-            return os.getpid()
+        if isinstance(request, ToAgents):
+            return [self._answer(name, one) for name, one in request.asks]
+        if isinstance(request, AddAgents):
+            for name, factory in request.agents:
+                self._add(name, factory)
+            return None
         if isinstance(request, RemoveAgent):
             self._agents.pop(request.name, None)
+            self._broken.pop(request.name, None)
             return None
         raise TypeError(f"a host does not understand {type(request).__name__}")
+
+    def _add(self, name: str, factory: BehaviourFactory) -> None:
+        try:
+            self._agents[name] = factory()
+        except Exception as error:  # noqa: BLE001 - the agent's first request raises it, as its own actor's would
+            error.add_note(f"raised while starting agent {name!r}")
+            self._broken[name] = error
 
     def _agent(self, name: str) -> Behaviour:
         agent = self._agents.get(name)
         if agent is None:
+            if name in self._broken:
+                raise self._broken[name]
             raise ActorStoppedError(f"agent {name!r} is not hosted here")
         return agent
+
+    def _answer(self, name: str, request: Any) -> Any:
+        try:
+            return self._agent(name).receive(request)
+        except Exception as error:  # noqa: BLE001 - one agent's error is its answer, not the batch's
+            return Failure.capture(error)
 
     def _run_batch(self, calls: Sequence[tuple[int, str, Any]]) -> Iterator[list[tuple[int, Any]]]:
         out: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
@@ -156,6 +187,8 @@ class _Slot:
     ref: ActorRef | None = None
     agents: set[str] = attrs.Factory(set)
     incarnation: int = 0
+    adding: dict[str, BehaviourFactory] = attrs.Factory(dict)  # placed here, not sent to the host yet
+    add_timeout: float = 60.0  # the spawn timeout they were placed with
 
 
 class HostedTransport(Transport):
@@ -190,6 +223,10 @@ class HostedTransport(Transport):
         """Start `factory` as an actor, or inside the least loaded host when it is `Hosted`.
 
         A host started for a hosted agent is placed by that agent's `placement`.
+        Hosted agents are sent to their host in batches (`ADD_BATCH`, or
+        before anything else is sent to it): starting thousands costs a
+        round trip per batch, not per agent. A hosted agent whose factory
+        raises raises that error at its first request, as Ray's actors do.
         """
         if not isinstance(factory, Hosted):
             return self.inner.spawn(factory, name=name, timeout=timeout, placement=placement)
@@ -204,14 +241,26 @@ class HostedTransport(Transport):
                     Host, name=f"host-{index}.{slot.incarnation}", timeout=timeout, placement=placement
                 )
             host = slot.ref
+            slot.agents.add(name)
+            slot.adding[name] = factory.factory
+            slot.add_timeout = timeout
+            ref = self._placed[name] = ActorRef(name, _Placement(index, host), host.pid)
+            if len(slot.adding) >= ADD_BATCH:
+                self._send_adds(host)
+            return ref
+
+    def _send_adds(self, host: ActorRef) -> None:
+        """Send the agents placed on `host` and not sent yet; its requests come after them."""
+        with self._lock:
+            slot = next((slot for slot in self._slots if slot.ref is host), None)
+            if slot is None or not slot.adding:
+                return
+            adding, slot.adding = slot.adding, {}
             try:
-                self.inner.ask(host, AddAgent(name, factory.factory), timeout=timeout)
+                self.inner.ask(host, AddAgents(tuple(adding.items())), timeout=slot.add_timeout)
             except ActorDiedError:
                 self._host_died(host)
                 raise
-            slot.agents.add(name)
-            ref = self._placed[name] = ActorRef(name, _Placement(index, host), host.pid)
-            return ref
 
     def _host_died(self, host: ActorRef) -> None:
         """Forget a dead host: its agents are gone with it, and its slot gets a new host on the next spawn."""
@@ -220,6 +269,7 @@ class HostedTransport(Transport):
                 if slot.ref is host:
                     slot.ref = None
                     slot.agents.clear()
+                    slot.adding.clear()
                     self.inner.stop(host)
 
     def _placement(self, ref: ActorRef) -> _Placement:
@@ -236,10 +286,39 @@ class HostedTransport(Transport):
             return self.inner.ask(to, request, timeout=timeout)
         host = self._placement(to).host
         try:
+            self._send_adds(host)
             return self.inner.ask(host, ToAgent(to.name, request), timeout=timeout)
         except ActorDiedError as error:
             self._host_died(host)
             raise ActorDiedError(f"agent {to.name!r} died with its host {host.name!r}") from error
+
+    def ask_many(self, asks: Sequence[tuple[ActorRef, Any]], *, timeout: float) -> list[Any]:
+        """One request per host for its agents' asks (actors not hosted are asked one by one)."""
+        answers: list[Any] = [None] * len(asks)
+        per_host: dict[ActorRef, list[int]] = {}
+        actors = [index for index, (to, _) in enumerate(asks) if not isinstance(to.address, _Placement)]
+        for index, answer in zip(actors, self.inner.ask_many([asks[i] for i in actors], timeout=timeout), strict=True):
+            answers[index] = answer
+        for index, (to, _) in enumerate(asks):
+            if not isinstance(to.address, _Placement):
+                continue
+            try:
+                per_host.setdefault(self._placement(to).host, []).append(index)
+            except (ActorDiedError, ActorStoppedError) as error:
+                answers[index] = error
+        for host, indexes in per_host.items():
+            try:
+                self._send_adds(host)
+                batch = self.inner.ask(host, ToAgents(tuple((asks[i][0].name, asks[i][1]) for i in indexes)),
+                                       timeout=timeout)
+            except ActorDiedError:
+                self._host_died(host)
+                for i in indexes:
+                    answers[i] = ActorDiedError(f"agent {asks[i][0].name!r} died with its host {host.name!r}")
+                continue
+            for i, answer in zip(indexes, batch, strict=True):
+                answers[i] = answer.error() if isinstance(answer, Failure) else answer
+        return answers
 
     def open_calls(self) -> Calls:
         """Calls to hosted agents of one host go as one batch, sent when the next item is awaited."""
@@ -258,6 +337,8 @@ class HostedTransport(Transport):
             if slot.ref is not ref.address.host:
                 return
             slot.agents.discard(ref.name)
+            if slot.adding.pop(ref.name, None) is not None:
+                return  # never sent to its host
             try:
                 self.inner.ask(slot.ref, RemoveAgent(ref.name), timeout=60.0)
             except ActorDiedError:
@@ -299,8 +380,18 @@ class _HostedCalls(Calls):
         hosts_open = sum(1 for calls in self._batches.values() if calls)
         return len(self._calls) + len(self._ready) + max(0, self._inner.open - hosts_open)
 
+    @property
+    def ready(self) -> bool:
+        return bool(self._ready) or self._inner.ready
+
     def _send_waiting(self) -> None:
         for host, calls in self._waiting.items():
+            try:
+                self._transport._send_adds(host)
+            except ActorDiedError as died:
+                for call_id, _, _ in calls:
+                    self._ready.append((self._calls.pop(call_id), CallFailed(died)))
+                continue
             self._inner.add(host, RunBatch(tuple(calls)))
             self._batches.setdefault(host, set()).update(call_id for call_id, _, _ in calls)
         self._waiting.clear()

@@ -74,6 +74,9 @@ class Interventions:
 
     def __init__(self, handlers: Sequence[Intervention] = ()) -> None:
         self.handlers = (*handlers, TerminalInput())
+        # A handler that looks at each message stored (a replay stepping through a run) sees the run at that
+        # message: replies are then stored one at a time, not in batches.
+        self.watch_publishing = any(type(handler).published is not Intervention.published for handler in handlers)
 
     def run_started(self) -> dict[str, Any]:
         fields: dict[str, Any] = {}

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Iterable
 
 
 def accepted_options(cls: type, *, leave_out: Iterable[str] = ("self", "name")) -> list[str]:
     """The keyword options of `cls.__init__`, following `**options` up to the classes it passes them on to."""
-    skip = set(leave_out)
+    return list(_accepted_options(cls, frozenset(leave_out)))
+
+
+@functools.lru_cache(maxsize=256)
+def _accepted_options(cls: type, skip: frozenset[str]) -> tuple[str, ...]:
+    """Cached: a swarm makes thousands of agents of one class, and reading a signature is slow."""
     names: list[str] = []
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
@@ -19,7 +25,7 @@ def accepted_options(cls: type, *, leave_out: Iterable[str] = ("self", "name")) 
                   and p.name not in skip and p.name not in names]
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             break
-    return names
+    return tuple(names)
 
 
 def check_options(cls: type, options: Iterable[str], *, leave_out: Iterable[str] = ("self", "name")) -> None:

@@ -149,6 +149,10 @@ class Runtime:
         """`name`'s journal grows with the run: now and then `request` asks it for a snapshot to replace it."""
         self.supervisor.compact_with(name, request)
 
+    def replay_with(self, name: str, make: Callable[[tuple[Any, ...]], Any]) -> None:
+        """`name` takes its journal in one request, `make(journal)`, when restarted."""
+        self.supervisor.replay_with(name, make)
+
     def restart_deferred(self) -> None:
         """Restart the siblings a `one_for_all` crash left owed a restart: between steps."""
         self.supervisor.restart_deferred()
@@ -184,6 +188,11 @@ class Runtime:
         return chosen
 
     @property
+    def hosts_agents(self) -> bool:
+        """Whether agents are hosted many to a host actor (`init(hosts=N)`): started in batches, described lazily."""
+        return isinstance(self.transport, HostedTransport)
+
+    @property
     def has_actors(self) -> bool:
         """Whether any actor of the run is running (an implicit run without any can be replaced)."""
         return bool(self._actors)
@@ -211,6 +220,33 @@ class Runtime:
                 self.supervisor.journal(ref.name, request)
             return answer
 
+    def ask_many(self, asks: Sequence[tuple[ActorRef, Any]]) -> list[Any]:
+        """Ask several actors together (hosted agents: one request per host), as `ask` does each.
+
+        Answers come in order, with the exception an ask raised in its answer's
+        place; an actor found dead is restarted and asked again.
+        """
+        answers: list[Any] = [None] * len(asks)
+        current: dict[int, tuple[ActorRef, Any]] = {}
+        for index, (ref, request) in enumerate(asks):
+            try:
+                current[index] = (self.supervisor.current(ref.name), request)
+            except Exception as error:  # noqa: BLE001 - stopped, or given up on: its answer
+                answers[index] = error
+        asked = self.transport.ask_many(list(current.values()), timeout=self.options.ask_timeout)
+        for index, answer in zip(current, asked, strict=True):
+            ref, request = current[index]
+            answers[index] = answer
+            if isinstance(answer, ActorDiedError):
+                try:
+                    self.supervisor.crashed(ref, answer)
+                    answers[index] = self.ask(ref, request)
+                except Exception as error:  # noqa: BLE001 - its answer, as for the others
+                    answers[index] = error
+            elif isinstance(request, Durable) and not isinstance(answer, BaseException):
+                self.supervisor.journal(ref.name, request)
+        return answers
+
     def stream(
         self,
         calls: Sequence[tuple[ActorRef, Any]],
@@ -218,6 +254,7 @@ class Runtime:
         final: Callable[[Any], bool],
         context: Callable[[Any], Mapping[str, Any]] = lambda request: {},
         follow_ups: collections.deque[tuple[str, Any]] | None = None,
+        on_idle: Callable[[], None] = lambda: None,
     ) -> Iterator[tuple[str, Any]]:
         """Stream `calls` as the transport does, under the supervisor: yields `(actor name, item)`.
 
@@ -230,6 +267,8 @@ class Runtime:
         A request the caller puts into `follow_ups` while it handles an item
         (`(actor name, request)`: a step resumed with a tool's answer) is sent
         into the stream at once; a crash after it delivers the first request again.
+        `on_idle()` is called whenever the stream is about to wait for items:
+        the caller sends on what it gathered from the items before.
         """
         follow_ups = follow_ups if follow_ups is not None else collections.deque()
         timeout = self.options.step_timeout
@@ -283,6 +322,8 @@ class Runtime:
                 if crashed:
                     continue
                 next_restart = min((deadline for deadline, _ in due.values()), default=None)
+                if not open_calls.ready:
+                    on_idle()
                 if not open_calls.open:
                     if next_restart is not None:
                         time.sleep(max(0.0, next_restart - time.monotonic()))

@@ -36,6 +36,7 @@ from actorsim._actors.environment import (
     GetPending,
     Publish,
     PublishAll,
+    PublishBatch,
     QueueLengths,
     Release,
     TakePending,
@@ -79,6 +80,9 @@ class Steps:
         self._trace_id: str | None = None
         self._step = 0
         self._clock = 0  # Lamport clock of the driver: after every reply it has seen
+        # Replies decided and not yet sent to the Environment: sent together when the step's stream
+        # would wait, and before any other request to the Environment.
+        self._outbox: list[Publish | PublishAll] = []
         self.router = Router(
             runtime, group, RegistryView(runtime, registry),
             members=lambda: [info for _, info in self.agents.values() if not info.is_watcher],
@@ -96,19 +100,21 @@ class Steps:
             tuple(info.role for _, info in members if info.is_watcher),
         ))
         self.runtime.ask(self._registry, Register(tuple(info for _, info in members)))
-        for ref, info in members:
+        states = self.runtime.ask_many([(ref, GetMemoryState()) for ref, _ in members])
+        for (ref, info), state in zip(members, states, strict=True):
+            if isinstance(state, BaseException):
+                raise state
             self.agents[info.role] = (ref, info)
             self._role_of[ref.name] = info.role
-            self._keep_memory(ref, info.role)
+            self._keep_memory(ref, state)
         for (_, info), target in zip(members, send_to, strict=False):
             self.router.set_default(info.role, target)
         self.router.members_changed()
         self.runtime.join_group(self._group, [ref.name for ref, _ in members])
 
-    def _keep_memory(self, ref: ActorRef, role: str) -> None:
+    def _keep_memory(self, ref: ActorRef, state: MemoryState) -> None:
         """Start the driver's copy of the agent's memory (it may come with one, from its storage)."""
-        state: MemoryState = self.runtime.ask(ref, GetMemoryState())
-        memory = self._memories[role] = (list(state.turns), list(state.handled))
+        memory = self._memories[self._role_of[ref.name]] = (list(state.turns), list(state.handled))
         # The snapshot holds the copy, not this object: a plain task center is still freed when dropped.
         self.runtime.keep_snapshot(ref.name, "memory", lambda: _restore_request(memory))
 
@@ -138,13 +144,29 @@ class Steps:
         if is_routed(send_to):
             message = attrs.evolve(message, send_to=self.router.route(send_to, message))
         self._publish(message)
+        self._flush()
         if send_from != USER_REQUIREMENT:  # the seed's single agent remembers starting a task
             self._remember(send_from, self.runtime.ask(self.agents[send_from][0], RememberSent(message)))
         return message
 
     def _publish(self, message: Message, answers: tuple[str, ...] = ()) -> None:
-        self._ask_env(Publish(message, answers=answers))
-        self.runtime.interventions.published(message, self.state)
+        self._to_environment(Publish(message, answers=answers))
+
+    def _to_environment(self, request: Publish | PublishAll) -> None:
+        """Store a reply with the next batch; at once where an intervention watches each message stored."""
+        self._outbox.append(request)
+        if self.runtime.interventions.watch_publishing:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send the gathered replies in one request, then tell the interventions of each message stored."""
+        if not self._outbox:
+            return
+        batch, self._outbox = self._outbox, []
+        self.runtime.ask(self._environment, batch[0] if len(batch) == 1 else PublishBatch(tuple(batch)))
+        for request in batch:
+            for message in request.messages:
+                self.runtime.interventions.published(message, self.state)
 
     def state(self) -> RunState:
         """Every role's queue and memory and the history, as they are now."""
@@ -243,6 +265,7 @@ class Steps:
             )
             raise
         finally:
+            self._flush()
             if state.owed:
                 self._ask_env(Release(tuple(state.owed)))
         self.runtime.restart_deferred()
@@ -257,7 +280,7 @@ class Steps:
         resumed: collections.deque[tuple[str, ResumeStep]] = collections.deque()
         items = self.runtime.stream(
             calls, final=lambda item: isinstance(item, Reply), context=lambda request: {"reply_id": request.reply_id},
-            follow_ups=resumed,
+            follow_ups=resumed, on_idle=self._flush,
         )
         for name, item in items:
             role = self._role_of[name]
@@ -345,9 +368,7 @@ class Steps:
             except ValueError:  # RoutingError included: an unknown role, group or topic, a policy that failed
                 self._forget_unpublished(state)
                 raise
-        self._ask_env(PublishAll(role, tuple(messages), answers=answers))
-        for message in messages:
-            self.runtime.interventions.published(message, self.state)
+        self._to_environment(PublishAll(role, tuple(messages), answers=answers))
         state.owed.discard(role)
 
     def _forget_unpublished(self, state: _StepState) -> None:
@@ -397,6 +418,8 @@ class Steps:
         )
 
     def _ask_env(self, request: Any) -> Any:
+        """Ask the Environment, after the replies gathered so far: it answers with them stored."""
+        self._flush()
         return self.runtime.ask(self._environment, request)
 
     def stop(self) -> None:

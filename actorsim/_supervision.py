@@ -15,6 +15,7 @@ latest snapshots the caller keeps for it (an agent's memory).
 from __future__ import annotations
 
 import collections
+import pickle
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -51,6 +52,23 @@ def restart_cures(error: BaseException) -> bool:
 
 class Durable:
     """A request that changes an actor's state: replayed, in order, into its restarted successor."""
+
+
+class Frozen(Durable):
+    """A durable request kept pickled, as an actor's snapshot of its whole state is.
+
+    The driver keeps a long run's snapshot as bytes rather than as objects
+    (less memory, nothing to unpickle when it arrives), and a restart sends
+    those bytes on unchanged: the snapshot is pickled once, by the actor
+    that made it, and read once, by its successor.
+    """
+
+    def __init__(self, request: Any) -> None:
+        self.data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def thaw(self) -> Any:
+        """The request itself."""
+        return pickle.loads(self.data)
 
 
 COMPACT_EVERY = 1000
@@ -106,6 +124,7 @@ class _Child:
     group: str | None = None
     restart_why: dict[str, Any] = attrs.Factory(dict)  # for the log of the restart owed after a crash
     compact: Any = None  # asked for a request that restores its whole state, in place of its journal
+    replay: Callable[[tuple[Any, ...]], Any] | None = None  # makes one request of its whole journal
     placement: Placement | None = None
 
 
@@ -184,6 +203,10 @@ class Supervisor:
     def compact_with(self, name: str, request: Any) -> None:
         """`name` answers `request` with a `Durable` request that restores its whole state: its journal's stand-in."""
         self._children[name].compact = request
+
+    def replay_with(self, name: str, make: Callable[[tuple[Any, ...]], Any]) -> None:
+        """`name`'s successor is given its journal in one request, `make(journal)`: one round trip, not one each."""
+        self._children[name].replay = make
 
     def keep_snapshot(self, name: str, key: str, request: Callable[[], Any]) -> None:
         """After a restart, `request()` is sent to `name` (after its journal) to restore part of its state."""
@@ -280,8 +303,11 @@ class Supervisor:
         ref = child.ref = self._transport.spawn(
             child.factory, name=child.name, timeout=self._timeout, placement=child.placement
         )
-        for request in child.journal:
-            self._transport.ask(ref, request, timeout=self._timeout)
+        if child.replay is not None and child.journal:
+            self._transport.ask(ref, child.replay(tuple(child.journal)), timeout=self._timeout)
+        else:
+            for request in child.journal:
+                self._transport.ask(ref, request, timeout=self._timeout)
         for make in child.snapshots.values():
             self._transport.ask(ref, make(), timeout=self._timeout)
         self._log(

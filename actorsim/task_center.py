@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from actorsim._actors.environment import Environment, Snapshot
+from actorsim._actors.environment import Environment, Replay, Snapshot
 from actorsim._actors.registry import Registry
 from actorsim._component import AgentHandle
 from actorsim._envelope import USER_REQUIREMENT, Frame, Message
@@ -67,6 +67,7 @@ class TaskCenter:
         )
         # The Environment's journal (every message) is compacted into snapshots: restarts stay fast.
         self.runtime.compact_with(env_ref.name, Snapshot())
+        self.runtime.replay_with(env_ref.name, Replay)
         registry_ref = self.runtime.spawn(Registry, name=f"{name}/registry", supervision=policy, placement=placement)
         self.runtime.join_group(name, [env_ref.name, registry_ref.name])
         self.environment = EnvironmentView(self.runtime, env_ref)

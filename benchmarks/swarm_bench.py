@@ -5,6 +5,7 @@ One run, printed as one table:
   * `--hosted` hosted agents on Thespian and on Ray (a private local instance), on `--hosts`
     host actors: start rate, unique set size per idle agent (every process of the run, the
     driver's included), a round-robin round where each answers one message with the run log on;
+  * `--stretch` hosted agents on Thespian the same way (the issue's stretch: 100,000);
   * `--slow` hosted agents whose model takes 0.2 s: the time of one step;
   * raw Thespian and raw Ray ask round trips per second, and the ratio of replies/s to them;
   * an Environment SIGKILLed after `--journal` messages (Thespian): how long its restart takes;
@@ -87,9 +88,12 @@ def start_swarm(count: int, label: str, **options: Any) -> tuple[TaskCenter, flo
     return task_center, time.perf_counter() - started
 
 
-def one_round(task_center: TaskCenter, count: int, label: str) -> tuple[float, int]:
-    """Send `count` messages round-robin, then one step where each agent answers; (replies/s, replies)."""
-    for _ in range(count):
+def one_round(task_center: TaskCenter, count: int, label: str, to_all: bool = False) -> tuple[float, int]:
+    """Send `count` messages round-robin (`to_all`: one message to every agent), then one step where each
+    agent answers; (replies/s, replies)."""
+    if to_all:
+        task_center.send_task_request("hop", send_to="all")
+    for _ in range(0 if to_all else count):
         task_center.send_task_request("hop", send_to=RoundRobin("swarm", start="first"))
     started = time.perf_counter()
     replying: set[str] = set()  # the replies that have shown a frame
@@ -100,7 +104,7 @@ def one_round(task_center: TaskCenter, count: int, label: str) -> tuple[float, i
                 replying.add(frame.message_id)
                 progress.update(bar, completed=len(replying))
     seconds = time.perf_counter() - started
-    answered = len(task_center.environment.history()) - count
+    answered = len(task_center.environment.history()) - (1 if to_all else count)
     return answered / seconds, answered
 
 
@@ -146,8 +150,9 @@ def chaos_run(count: int, log_dir: str, hosts: int, kill: bool) -> tuple[list[Me
         return list(task_center.environment.history()), killed
 
 
-def environment_restart(messages: int, log_dir: str) -> float:
-    """Seconds for a Thespian Environment SIGKILLed after `messages` messages to be back, history whole."""
+def environment_restart(messages: int, log_dir: str) -> tuple[float, float]:
+    """Seconds for a Thespian Environment SIGKILLed after `messages` messages to be back (answering a request),
+    and then to hand its whole history to the driver."""
     with run("thespian", log_dir, None) as runtime:
         task_center = create_component(TaskCenter, "long", remote=True)
         task_center.add_agents([create_component(RolePlay, "reader", remote=True, llm=model())])
@@ -160,10 +165,12 @@ def environment_restart(messages: int, log_dir: str) -> float:
         assert ref.pid is not None
         os.kill(ref.pid, signal.SIGKILL)
         started = time.perf_counter()
-        history = task_center.environment.history()  # noticed dead, restarted from snapshot and tail, asked
-        seconds = time.perf_counter() - started
+        assert task_center.environment.pending_roles() == ["reader"]  # noticed dead, restarted, answering
+        back = time.perf_counter() - started
+        history = task_center.environment.history()
+        fetched = time.perf_counter() - started - back
         assert len(history) == messages and runtime.supervisor.current("long/environment").pid != ref.pid
-        return seconds
+        return back, fetched
 
 
 def main() -> None:
@@ -173,6 +180,7 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=1000)
     parser.add_argument("--chaos", type=int, default=1000)
     parser.add_argument("--journal", type=int, default=100_000)
+    parser.add_argument("--stretch", type=int, default=0, help="hosted agents on Thespian beyond --hosted (100000)")
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--transports", default="thespian,ray")
     args = parser.parse_args()
@@ -181,7 +189,7 @@ def main() -> None:
     for column in ("case", "transport", "agents", "start", "agents/s", "MB/idle agent", "round", "replies/s",
                    "raw msgs/s", "ratio"):
         table.add_column(column)
-    raw = {name: raw_rate(name, log_dir) for name in args.transports.split(",")}
+    raw = {name: raw_rate(name, log_dir) for name in dict.fromkeys([*args.transports.split(","), "thespian"])}
 
     if args.actors:
         with run("thespian", log_dir, None) as runtime:
@@ -192,15 +200,18 @@ def main() -> None:
         table.add_row("actor each", "thespian", str(args.actors), f"{seconds:.1f} s", f"{args.actors / seconds:.0f}",
                       f"{per_agent:.2f}", f"{answered} replies", f"{rate:.0f}", f"{raw['thespian']:.0f}",
                       f"{rate / raw['thespian']:.2f}")
-    for name in args.transports.split(",") if args.hosted else []:
+    hosted_runs = [(f"hosted ({args.hosts} hosts)", name, args.hosted)
+                   for name in args.transports.split(",") if args.hosted]
+    if args.stretch:
+        hosted_runs.append((f"stretch: hosted ({args.hosts} hosts), one task to all", "thespian", args.stretch))
+    for case, name, count in hosted_runs:
         with run(name, log_dir, args.hosts) as runtime:
             before = run_uss(runtime)
-            task_center, seconds = start_swarm(args.hosted, f"hosted on {name}", llm=model())
-            per_agent = (run_uss(runtime) - before) / args.hosted
-            rate, answered = one_round(task_center, args.hosted, f"hosted on {name}")
-        table.add_row(f"hosted ({args.hosts} hosts)", name, str(args.hosted), f"{seconds:.1f} s",
-                      f"{args.hosted / seconds:.0f}", f"{per_agent:.2f}", f"{answered} replies", f"{rate:.0f}",
-                      f"{raw[name]:.0f}", f"{rate / raw[name]:.2f}")
+            task_center, seconds = start_swarm(count, f"hosted on {name}", llm=model())
+            per_agent = (run_uss(runtime) - before) / count
+            rate, answered = one_round(task_center, count, f"hosted on {name}", to_all=case.startswith("stretch"))
+        table.add_row(case, name, str(count), f"{seconds:.1f} s", f"{count / seconds:.0f}", f"{per_agent:.2f}",
+                      f"{answered} replies", f"{rate:.0f}", f"{raw[name]:.0f}", f"{rate / raw[name]:.2f}")
     if args.slow:
         name = args.transports.split(",")[0]
         with run(name, log_dir, args.hosts):
@@ -212,9 +223,10 @@ def main() -> None:
         table.add_row(f"hosted, model 0.2 s ({args.hosts} hosts)", name, str(args.slow), "", "", "",
                       f"one step {step:.2f} s", "", "", "")
     if args.journal:
-        seconds = environment_restart(args.journal, log_dir)
+        back, fetched = environment_restart(args.journal, log_dir)
         table.add_row("Environment SIGKILLed, restarted", "thespian", "", "", "", "",
-                      f"after {args.journal} messages: back in {seconds:.2f} s", "", "", "")
+                      f"after {args.journal} messages: back in {back:.2f} s (history to the driver "
+                      f"{fetched:.2f} s more)", "", "", "")
     if args.chaos:
         calm, _ = chaos_run(args.chaos, log_dir, args.hosts, kill=False)
         history, killed = chaos_run(args.chaos, log_dir, args.hosts, kill=True)

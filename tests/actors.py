@@ -129,6 +129,14 @@ class BrokenAtStart:
         return None
 
 
+class UnstartableAgent(RolePlay):
+    """Its constructor raises, as an agent's whose storage cannot be read would."""
+
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name, **options)
+        raise RuntimeError(f"{name} cannot start")
+
+
 class TouchyAgent(RolePlay):
     """Raises on any message that mentions `trigger`.
 

@@ -15,6 +15,8 @@ import psutil
 from actorsim import Frame
 from actorsim._runlog import capture_events
 from actorsim.runs import _read_file, _rebuild_prompt, find_run, read_run
+from actorsim.transport import ActorRef, Transport
+from actorsim.transport._base import Calls
 
 TASK = "what is the best solution to land on moon?"
 
@@ -111,3 +113,29 @@ def run_processes(driver_pid: int, log_dir: Path) -> set[int]:
         with contextlib.suppress(psutil.NoSuchProcess):
             pids.add(psutil.Process(pid).ppid())
     return pids - {0, 1, os.getpid()}
+
+
+class CountingTransport(Transport):
+    """Another transport, counting the requests sent through it by type (spawns as "spawn")."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.name = inner.name  # type: ignore[misc]
+        self.requests: list[str] = []
+
+    def spawn(self, factory: Any, *, name: str, timeout: float, placement: Any = None) -> ActorRef:
+        self.requests.append("spawn")
+        return self.inner.spawn(factory, name=name, timeout=timeout, placement=placement)
+
+    def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
+        self.requests.append(type(request).__name__)
+        return self.inner.ask(to, request, timeout=timeout)
+
+    def open_calls(self) -> Calls:
+        return self.inner.open_calls()
+
+    def stop(self, ref: ActorRef) -> None:
+        self.inner.stop(ref)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -12,13 +13,22 @@ import pytest
 
 from actorsim import ActorDiedError, Message, RolePlay, RoundRobin, Supervision, TaskCenter
 from actorsim._actors.environment import Restore
-from actorsim._hosting import Hosted, HostedTransport
+from actorsim._hosting import ADD_BATCH, Hosted, HostedTransport
+from actorsim._supervision import COMPACT_EVERY, Frozen
 from actorsim.transport import CallFailed, Transport
-from actorsim._supervision import COMPACT_EVERY
-from tests.actors import Lockstep, Recorder
+from tests.actors import Append, Fail, GetValues, Lockstep, Recorder, UnstartableAgent
 from tests.conftest import HOSTS, Make, on_transports
 from tests.gates import Gate
-from tests.helpers import TASK, alive, logged_events, of_kind, scripted, texts_by_role, wait_until_gone
+from tests.helpers import (
+    TASK,
+    CountingTransport,
+    alive,
+    logged_events,
+    of_kind,
+    scripted,
+    texts_by_role,
+    wait_until_gone,
+)
 
 in_processes = pytest.mark.parametrize("hosted_mode", ["thespian", "ray"], indirect=True)
 
@@ -118,7 +128,7 @@ def test_a_long_run_restarts_its_environment_from_a_snapshot(make: Make, log_dir
     name = "long/environment"
     supervisor = task_center.runtime.supervisor
     journal = supervisor._children[name].journal
-    assert len(journal) <= COMPACT_EVERY and isinstance(journal[0], Restore)
+    assert len(journal) <= COMPACT_EVERY and isinstance(journal[0], Frozen) and isinstance(journal[0].thaw(), Restore)
     history = task_center.environment.history()
     with logged_events(log_dir) as events:
         supervisor.crashed(supervisor.current(name), RuntimeError("test crash"))
@@ -160,4 +170,43 @@ def test_a_killed_host_ends_every_batch_sent_to_it(transport: Transport, tmp_pat
         }
     finally:
         for ref in (first, second):
+            hosted.stop(ref)
+
+
+def test_a_hosted_agent_that_cannot_start_is_refused_by_add_agents(make_hosted: Make) -> None:
+    """Hosted agents start in batches, so a constructor's error comes at the agent's first use: `add_agents`
+    raises it, naming the agent, and adds none of the batch; the agents started with it work."""
+    task_center = make_hosted(TaskCenter, "starting")
+    good = [make_hosted(RolePlay, f"good_{n}", llm=scripted(f"fine {n}")) for n in range(5)]
+    broken = make_hosted(UnstartableAgent, "broken", llm=scripted("never"))
+    with pytest.raises(RuntimeError, match="broken cannot start") as caught:
+        task_center.add_agents([*good, broken])
+    assert any("starting agent 'broken'" in note for note in caught.value.__notes__)
+    assert task_center.roles == []
+    task_center.add_agents(good)
+    task_center.send_task_request(TASK)
+    assert texts_by_role(task_center.step()) == {f"good_{n}": f"fine {n}" for n in range(5)}
+
+
+@on_transports("local", "thespian", "ray")
+def test_hundreds_of_hosted_agents_start_and_answer_with_a_few_requests_per_host(transport: Transport) -> None:
+    """Agents go to their host in batches and asks to many go together: answers in order, an agent's error in
+    its answer's place, the others unaffected."""
+    counting = CountingTransport(transport)
+    hosted = HostedTransport(counting, hosts=2)
+    refs = [hosted.spawn(Hosted(Recorder), name=f"guest-{n}", timeout=60) for n in range(600)]
+    try:
+        answers = hosted.ask_many(
+            [(ref, Append(ref.name)) for ref in refs] + [(refs[7], Fail("no")), (refs[7], GetValues())], timeout=60
+        )
+        assert answers[:600] == [1] * 600
+        assert isinstance(answers[600], KeyError) and answers[600].args == ("no",)
+        assert answers[601] == [refs[7].name]
+        assert len(hosted.hosts) == 2
+        # Two hosts started, 300 agents each sent in batches of at most ADD_BATCH, one ask per host.
+        assert counting.requests.count("spawn") == 2
+        assert counting.requests.count("AddAgents") == 2 * math.ceil(300 / ADD_BATCH) > 2
+        assert counting.requests.count("ToAgents") == 2
+    finally:
+        for ref in refs:
             hosted.stop(ref)

@@ -13,9 +13,12 @@ from typing import Any
 import pytest
 
 from actorsim import ComponentFailedError, Supervision
+from actorsim._actors.environment import AddRoles, Environment, GetHistory, Publish, Replay
+from actorsim._envelope import USER_REQUIREMENT, Message
 from actorsim._supervision import Supervisor
 from actorsim.transport import Transport, load_transport
 from tests.actors import DurableAppend, GetValues, Recorder
+from tests.helpers import CountingTransport
 
 POLICY = Supervision(max_restarts=2, within=10.0, backoff_initial=1.0, backoff_max=3.0, backoff_jitter=0.0)
 
@@ -78,6 +81,24 @@ class TestBudget:
         successor = supervisor.crashed(ref, RuntimeError("boom"))
         assert successor is not ref and successor.name == "recorder"
         assert transport.ask(successor, GetValues(), timeout=1) == ["kept"]
+
+    def test_a_child_that_takes_its_journal_whole_gets_it_in_one_request(self, events: Any, clock: Clock) -> None:
+        """The Environment's successor is given its journal as one `Replay`, not one request per entry."""
+        counting = CountingTransport(load_transport("inline"))
+        supervisor = Supervisor(counting, timeout=5.0, sleep=clock.sleep, clock=clock)
+        ref = supervisor.spawn(Environment, "environment", POLICY)
+        supervisor.replay_with("environment", Replay)
+        requests = [AddRoles(("reader",)), *(Publish(Message(f"task {n}", USER_REQUIREMENT, ("reader",)))
+                                            for n in range(50))]
+        for request in requests:
+            counting.ask(ref, request, timeout=1)
+            supervisor.journal("environment", request)
+        history = counting.ask(ref, GetHistory(), timeout=1)
+        counting.requests.clear()
+        successor = supervisor.crashed(ref, RuntimeError("boom"))
+        assert counting.requests == ["spawn", "Replay"]
+        assert counting.ask(successor, GetHistory(), timeout=1) == history and len(history) == 50
+        counting.shutdown()
 
     def test_past_the_budget_within_the_window_it_gives_up(
         self, supervisor: Supervisor, events: list[tuple[str, dict[str, Any]]]

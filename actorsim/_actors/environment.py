@@ -11,7 +11,7 @@ import attrs
 from actorsim._envelope import USER_REQUIREMENT, Message
 from actorsim._roles import check_known
 from actorsim._runlog import log_event
-from actorsim._supervision import Durable
+from actorsim._supervision import Durable, Frozen
 
 
 @attrs.frozen
@@ -32,6 +32,15 @@ class Publish(Durable):
     message: Message
     answers: tuple[str, ...] = ()
 
+    @property
+    def sender(self) -> str:
+        return self.message.sent_from
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        """As `PublishAll`'s: the two are stored alike."""
+        return (self.message,)
+
 
 @attrs.frozen
 class PublishAll(Durable):
@@ -44,6 +53,18 @@ class PublishAll(Durable):
     sender: str
     messages: tuple[Message, ...]
     answers: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class PublishBatch(Durable):
+    """Several replies' `Publish` and `PublishAll` requests, stored in order in one round trip.
+
+    A step's replies come back in bursts (a host sends what its agents made
+    together); one request per burst instead of per reply. Every request is
+    checked before any is stored: the batch is stored whole or not at all.
+    """
+
+    requests: tuple[Publish | PublishAll, ...]
 
 
 @attrs.frozen
@@ -116,7 +137,14 @@ class GetUserRequirements:
 
 @attrs.frozen
 class Snapshot:
-    """Ask for a `Restore` of the Environment's whole state, to stand in for its journal."""
+    """Ask for a `Restore` of the Environment's whole state (`Frozen`), to stand in for its journal."""
+
+
+@attrs.frozen
+class Replay:
+    """A restarted Environment's journal, applied in order: one round trip, where there were as many as requests."""
+
+    requests: tuple[Any, ...]
 
 
 @attrs.frozen
@@ -162,19 +190,38 @@ class Environment:
         self._watchers.extend(request.watchers)
 
     @receive.register
+    def _replay(self, request: Replay) -> None:
+        for one in request.requests:
+            self.receive(one)
+
+    @receive.register
     def _publish(self, request: Publish) -> None:
-        self._check(request.message)
-        self._store(request.message)
-        if request.answers:
-            self._done_with(request.message.sent_from, set(request.answers))
+        self._check_publish(request)
+        self._apply_publish(request)
 
     @receive.register
     def _publish_all(self, request: PublishAll) -> None:
+        self._check_publish(request)
+        self._apply_publish(request)
+
+    @receive.register
+    def _publish_batch(self, request: PublishBatch) -> None:
+        for one in request.requests:
+            self._check_publish(one)
+        for one in request.requests:
+            self._apply_publish(one)
+
+    def _check_publish(self, request: Publish | PublishAll) -> None:
+        if isinstance(request, Publish):
+            self._check(request.message)
+            return
         self._check_sender(request.sender)
         for message in request.messages:
             if message.sent_from != request.sender:
                 raise ValueError(f"a reply of {request.sender!r} holds a message from {message.sent_from!r}")
             self._check(message)
+
+    def _apply_publish(self, request: Publish | PublishAll) -> None:
         for message in request.messages:
             self._store(message)
         if request.answers:
@@ -274,11 +321,15 @@ class Environment:
         return tuple(self._requirements)
 
     @receive.register
-    def _snapshot(self, request: Snapshot) -> Restore:
-        return Restore(
+    def _snapshot(self, request: Snapshot) -> Frozen:
+        return Frozen(Restore(
             {role: (*self._owed[role], *queue) for role, queue in self._queues.items()},
             tuple(self._watchers), tuple(self._history), tuple(self._dead_letters),
-        )
+        ))
+
+    @receive.register
+    def _thaw(self, request: Frozen) -> Any:
+        return self.receive(request.thaw())
 
     @receive.register
     def _restore(self, request: Restore) -> None:

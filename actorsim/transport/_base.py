@@ -125,6 +125,20 @@ class Transport(abc.ABC):
         `ActorDiedError` for an actor that cannot answer.
         """
 
+    def ask_many(self, asks: Sequence[tuple[ActorRef, Any]], *, timeout: float) -> list[Any]:
+        """Each ask's answer in order, or the exception it raised in its place.
+
+        One by one here; a transport that can gather asks (hosted agents, one
+        request per host) does better. `timeout` bounds each request.
+        """
+        answers: list[Any] = []
+        for to, request in asks:
+            try:
+                answers.append(self.ask(to, request, timeout=timeout))
+            except Exception as error:  # noqa: BLE001 - one ask's error is its answer, the others go on
+                answers.append(error)
+        return answers
+
     def stream(
         self, calls: Sequence[tuple[ActorRef, Any]], *, timeout: float
     ) -> Iterator[tuple[ActorRef, Any]]:
@@ -223,6 +237,15 @@ class Calls(abc.ABC):
     def open(self) -> int:
         """How many calls have not ended yet."""
 
+    @property
+    def ready(self) -> bool:
+        """Whether `next` has an item to give at once; False where the transport cannot tell without waiting.
+
+        A hint for batching: what the caller gathered while items were ready
+        it sends on when none is.
+        """
+        return False
+
     @abc.abstractmethod
     def close(self) -> None:
         """Stop waiting for the open calls; items they still send are dropped."""
@@ -275,6 +298,10 @@ class SinkCalls(Calls):
     @property
     def open(self) -> int:
         return self._open.total()
+
+    @property
+    def ready(self) -> bool:
+        return not self.sink.empty()
 
     def next(self, timeout: float) -> tuple[ActorRef, Any] | None:
         deadline = time.monotonic() + timeout

@@ -187,6 +187,11 @@ class _ThespianCalls(Calls):
     def open(self) -> int:
         return len(self._calls)
 
+    @property
+    def ready(self) -> bool:
+        """Answers already taken from the endpoint for these calls; what it still holds is not looked at."""
+        return any(self._transport._waiting.get(call_id) for call_id in self._calls)
+
     def next(self, timeout: float) -> tuple[ActorRef, Any] | None:
         deadline = time.monotonic() + timeout
         while self._calls:
