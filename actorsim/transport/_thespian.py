@@ -190,7 +190,7 @@ class _ThespianCalls(Calls):
     @property
     def ready(self) -> bool:
         """Answers already taken from the endpoint for these calls; what it still holds is not looked at."""
-        return any(self._transport._waiting.get(call_id) for call_id in self._calls)
+        return not self._transport._kept.isdisjoint(self._calls)
 
     def next(self, timeout: float) -> tuple[ActorRef, Any] | None:
         deadline = time.monotonic() + timeout
@@ -211,7 +211,7 @@ class _ThespianCalls(Calls):
 
     def _end(self, call_id: int) -> None:
         del self._calls[call_id]
-        self._transport._waiting.pop(call_id, None)
+        self._transport._forget_call(call_id)
 
     def close(self) -> None:
         for call_id in list(self._calls):
@@ -255,6 +255,7 @@ class ThespianTransport(Transport):
         self._lock = threading.RLock()
         self._call_ids = itertools.count(1)
         self._waiting: dict[int, collections.deque[_Answer]] = {}
+        self._kept: set[int] = set()  # calls with answers in `_waiting`: looked up without scanning every call
         self._processes: dict[int, psutil.Process] = {}
         self._admin: psutil.Process | None = None  # the parent of every actor process
         self._lost_an_actor = False
@@ -289,15 +290,22 @@ class ThespianTransport(Transport):
         self._waiting[call_id] = collections.deque()
         return call_id
 
+    def _forget_call(self, call_id: int) -> None:
+        self._waiting.pop(call_id, None)
+        self._kept.discard(call_id)
+
     def _next_answer(self, calls: dict[int, ActorRef], timeout: float) -> _Answer | None:
         """The next answer to one of `calls`, a `_Died` answer if its actor's process is gone, or None after `timeout`.
 
         Answers to other open calls are kept for them (a step publishes while
         its stream is open); answers to calls given up on are dropped.
         """
-        for call_id in calls:
-            if self._waiting[call_id]:
-                return self._waiting[call_id].popleft()
+        kept_for = next((call_id for call_id in self._kept if call_id in calls), None)
+        if kept_for is not None:
+            kept = self._waiting[kept_for]
+            if len(kept) == 1:
+                self._kept.discard(kept_for)
+            return kept.popleft()
         now = time.monotonic()
         deadline, next_look = now + timeout, now + _FIRST_LOOK_SECONDS
         while (now := time.monotonic()) < deadline:
@@ -308,6 +316,7 @@ class ThespianTransport(Transport):
                     return answer
                 if answer.call_id in self._waiting:
                     self._waiting[answer.call_id].append(answer)
+                    self._kept.add(answer.call_id)
             if time.monotonic() >= next_look:
                 next_look = time.monotonic() + _LIVENESS_POLL_SECONDS
                 for call_id, ref in calls.items():
@@ -330,7 +339,7 @@ class ThespianTransport(Transport):
         try:
             answer = self._next_answer({call_id: ref}, timeout)
         finally:
-            del self._waiting[call_id]
+            self._forget_call(call_id)
         if answer is None:
             raise AskTimeoutError(f"actor {ref.name!r} did not answer within {timeout} s")
         if isinstance(answer.value, _Died):
