@@ -11,9 +11,13 @@ host that dies takes its agents down (every call and ask to them fails with
 `ActorDiedError`); the supervisor restarts each one on a live host, a new host
 taking the dead one's place.
 
-Streamed calls to agents of one host travel as one `RunBatch` call, and the
-host sends back what its agents produced in lists (everything ready at that
-moment): one message per host and burst instead of one per frame. Measured on
+Whatever grows with the swarm goes to a host in batches. New agents travel
+together (`AddAgents`, built when the batch is full or the host is next asked
+anything), asks to many agents go as one `ToAgents` per host (`ask_many`:
+how thousands describe themselves and give their memories to `add_agents`),
+and streamed calls to agents of one host travel as one `RunBatch` call, to
+which the host answers with lists of what its agents produced (everything
+ready at that moment): one message per host and burst instead of one per frame. Measured on
 Thespian's queue base, actor-to-actor messages top out near 5,000/s (see
 RUNTIMES.md), so one message per agent and frame caps a swarm's round there.
 

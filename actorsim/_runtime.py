@@ -418,7 +418,8 @@ def init(
     `interventions` hook into the run (see `Intervention`). The run is shut
     down by `shutdown()`, by leaving the `with` block, or at interpreter exit.
     `hosts=N` places the run's agents many to a process, on a pool of N host
-    actors, instead of one actor each (see `actorsim._hosting`).
+    actors, instead of one actor each (see `actorsim._hosting`); they start
+    in batches, so an agent whose constructor raises raises at its first use.
 
     Raises `ValueError` for an unknown transport, or a bad placement, or
     `address`/`placement` on a transport other than "ray"; `RuntimeError` when a run
