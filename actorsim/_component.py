@@ -134,7 +134,7 @@ def create_component(
         hosted=True,
         placement=placement,
     )
-    handle = AgentHandle(runtime, ref, None, send_to)
-    if not runtime.hosts_agents:
-        handle.info  # noqa: B018 - an agent in an actor of its own has started, or raised: say so here
-    return handle
+    # An agent in an actor of its own has started (or raised) by now: it describes itself at once. Hosted
+    # agents start in batches and describe themselves together, when first asked.
+    info = None if runtime.hosts_agents else runtime.ask(ref, Describe())
+    return AgentHandle(runtime, ref, info, send_to)

@@ -299,17 +299,18 @@ class HostedTransport(Transport):
     def ask_many(self, asks: Sequence[tuple[ActorRef, Any]], *, timeout: float) -> list[Any]:
         """One request per host for its agents' asks (actors not hosted are asked one by one)."""
         answers: list[Any] = [None] * len(asks)
+        actors: list[int] = []
         per_host: dict[ActorRef, list[int]] = {}
-        actors = [index for index, (to, _) in enumerate(asks) if not isinstance(to.address, _Placement)]
-        for index, answer in zip(actors, self.inner.ask_many([asks[i] for i in actors], timeout=timeout), strict=True):
-            answers[index] = answer
         for index, (to, _) in enumerate(asks):
             if not isinstance(to.address, _Placement):
+                actors.append(index)
                 continue
             try:
                 per_host.setdefault(self._placement(to).host, []).append(index)
             except (ActorDiedError, ActorStoppedError) as error:
                 answers[index] = error
+        for index, answer in zip(actors, self.inner.ask_many([asks[i] for i in actors], timeout=timeout), strict=True):
+            answers[index] = answer
         for host, indexes in per_host.items():
             try:
                 self._send_adds(host)
