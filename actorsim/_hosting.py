@@ -36,7 +36,7 @@ import collections
 import itertools
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -220,6 +220,9 @@ class HostedTransport(Transport):
     def log_sink(self, config: RunLogConfig) -> Sink | None:
         """The wrapped transport's: hosts log as its actors do."""
         return self.inner.log_sink(config)
+
+    def report_to(self, log: Callable[..., object]) -> None:
+        self.inner.report_to(log)
 
     def spawn(
         self, factory: BehaviourFactory, *, name: str, timeout: float, placement: Placement | None = None

@@ -198,6 +198,24 @@ _logs: dict[str, RunLog] = {}
 _process_log: RunLog | None = None
 
 
+def _forget_parents_logs() -> None:
+    """A process forked from one with run logs open starts without them: its actors open files of their own.
+
+    Thespian forks its admin from the driver, and a restarted actor system's
+    admin is forked after the driver opened its log: its actors would take
+    the driver's log for theirs. The copies are dropped, never closed or
+    flushed: their lines are the parent's to write.
+    """
+    global _lock, _process_log
+    _lock = threading.Lock()
+    _captures.clear()
+    _logs.clear()
+    _process_log = None
+
+
+os.register_at_fork(after_in_child=_forget_parents_logs)
+
+
 @attrs.frozen
 class _Binding:
     """The log and line tail of the actor handling a message here.

@@ -102,6 +102,7 @@ class Runtime:
             self.log_config = attrs.evolve(self.log_config, sink=transport.log_sink(self.log_config))
         self._log = None if self.log_config is None else open_run_log(self.log_config, process="driver")
         self.supervisor = Supervisor(transport, timeout=options.ask_timeout, log=self.log)
+        transport.report_to(self.log)
         self.log(
             "run.started",
             transport=transport.name,

@@ -15,7 +15,10 @@ from actorsim._errors import RunLogError
 from actorsim._runlog import FORMAT_VERSION
 
 ERROR_EVENTS = frozenset(
-    {"actor.failed", "actor.crashed", "actor.given_up", "llm.call.failed", "step.failed", "tool.call.failed"}
+    {
+        "actor.failed", "actor.crashed", "actor.given_up", "llm.call.failed", "step.failed", "tool.call.failed",
+        "transport.restarted",
+    }
 )
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import gc
+import multiprocessing.queues
 import os
+import signal
 import time
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
@@ -14,6 +17,7 @@ import structlog
 
 from actorsim import ChatMessage, Hash, Message, Post, RolePlay
 from actorsim._supervision import Durable
+from actorsim.agents import StepItem
 from tests.gates import Barrier, Gate
 
 
@@ -70,6 +74,27 @@ class GetPid:
     pass
 
 
+@attrs.frozen
+class JamAdmin:
+    """Die by SIGKILL holding the write lock of Thespian's admin queue: what a kill mid-message can do."""
+
+
+def jam_thespian_admin() -> None:
+    """Take the admin queue's write lock (multiprocQueueBase, Thespian 4.0.1 internals) and SIGKILL this process.
+
+    Every message of the run passes through that queue; no one else can write
+    to it again. A real kill does this only when it lands mid-write.
+    """
+    from thespian.system.transport.MultiprocessQueueTransport import MAX_ADMIN_QUEUESIZE
+
+    # Queues of earlier actor systems of the run, copied into this process by fork, are taken too, harmlessly
+    # (or not at all, when one was jammed before).
+    for queue in gc.get_objects():
+        if isinstance(queue, multiprocessing.queues.Queue) and queue._maxsize == MAX_ADMIN_QUEUESIZE:  # type: ignore[attr-defined]
+            queue._wlock.acquire(timeout=1)  # type: ignore[attr-defined]
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 class Recorder:
     """Remembers what it was told, in order."""
 
@@ -120,6 +145,10 @@ class Recorder:
     def _pid(self, request: GetPid) -> int:
         return os.getpid()
 
+    @receive.register
+    def _jam(self, request: JamAdmin) -> None:
+        jam_thespian_admin()
+
 
 class BrokenAtStart:
     def __init__(self) -> None:
@@ -156,6 +185,24 @@ class TouchyAgent(RolePlay):
                     self.once_marker.touch()
                 raise RuntimeError(f"{self.role} cannot stand {self.trigger!r}")
         return super().step(received, **options)
+
+
+class JammingAgent(RolePlay):
+    """Jams Thespian's admin (`jam_thespian_admin`) in the middle of its first reply; later incarnations reply.
+
+    `once_marker`, a file path, remembers the jam across the processes of restarted agents.
+    """
+
+    def __init__(self, name: str, *, once_marker: str, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.once_marker = Path(once_marker)
+
+    def step(self, received: Sequence[Message], **options: Any) -> Generator[StepItem, Any, str | list[Post]]:
+        reply = yield from super().step(received, **options)
+        if not self.once_marker.exists():
+            self.once_marker.touch()
+            jam_thespian_admin()
+        return reply
 
 
 class ContextReportingAgent(RolePlay):

@@ -81,6 +81,17 @@ def of_kind(events: list[dict[str, Any]], *kinds: str) -> list[dict[str, Any]]:
     return [event for event in events if event["event"] in kinds]
 
 
+def restarts_after_kills(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`actor.restarted` events, but for actors lost with a restarted Thespian actor system.
+
+    A SIGKILL that lands while its process writes to Thespian's admin queue
+    jams it; the transport then restarts the system, and every actor of it
+    (see `transport.restarted` and tests/test_thespian_admin.py).
+    """
+    return [event for event in of_kind(events, "actor.restarted")
+            if "lost with its Thespian actor system" not in event["reason"]]
+
+
 def alive(pid: int) -> bool:
     """The process runs: it exists and is not a zombie (dead, not yet reaped by its parent)."""
     try:

@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-import actorsim
 from actorsim import Frame, Runtime
-from examples.swarm_crawl import TAG, WORD, CrawlConfig, Site, crawl, main, write_result
+from examples.swarm_crawl import TAG, WORD, CrawlConfig, Site, crawl, write_result
 from tests.conftest import _runtime_for, on_transports
-from tests.helpers import alive, logged_events, of_kind, wait_until_gone
+from tests.helpers import alive, logged_events, of_kind, restarts_after_kills, wait_until_gone
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = CrawlConfig(pages=300, seed=5, spiders=3, processors=2, fetch_timeout=1.0)
@@ -101,8 +100,7 @@ def test_spiders_and_processors_killed_mid_crawl_change_nothing(
     assert calm.hits == collections.Counter(dict.fromkeys(want["visited"], 1))
     # A spider killed mid-fetch fetches its pages again after its restart: never a page no one asked for.
     assert set(stormy.hits) == set(want["visited"])
-    restarted = of_kind(events, "actor.restarted")
-    assert 1 <= len(restarted) <= len(killer.killed)
+    assert 1 <= len(restarts_after_kills(events)) <= len(killer.killed)
 
 
 @pytest.mark.parametrize("transport", ["thespian", "ray"])

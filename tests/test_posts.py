@@ -9,7 +9,7 @@ import pytest
 from actorsim import Hash, Message, Post, RolePlay, TaskCenter
 from tests.actors import Splitter, count_items, item_key
 from tests.conftest import Make
-from tests.helpers import logged_events, of_kind, record_then_replay, scripted
+from tests.helpers import logged_events, of_kind, record_then_replay, restarts_after_kills, scripted
 from tests.test_supervision import in_processes, kill
 
 WORKERS = ("w0", "w1", "w2")
@@ -123,7 +123,7 @@ def test_a_splitter_killed_mid_step_posts_each_item_once(make: Make, log_dir: Pa
     assert killed
     assert [m.content for m in history if m.sent_from == "splitter"] == ["a", "b", "c", "3 items", "d", "1 items"]
     assert len({m.message_id for m in history}) == len(history)
-    assert len(of_kind(events, "actor.restarted")) == 1
+    assert len(restarts_after_kills(events)) == 1
 
 
 class TestUseTool:

@@ -11,6 +11,7 @@ import attrs
 import pytest
 
 from actorsim.runs import find_run, read_run
+from tests.helpers import restarts_after_kills
 from tests.openai_server import OpenAIServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,7 +211,7 @@ with actorsim.init(transport="local"):
 
 
 def restarts(folder: Path) -> list[str]:
-    return [event["actor"] for event in read_run(folder).of_type("actor.restarted")]
+    return [event["actor"] for event in restarts_after_kills(list(read_run(folder).events))]
 
 
 @pytest.mark.parametrize("transport", ["thespian", "ray"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from actorsim import AgentFailedError, RolePlay, Runtime, TaskCenter, create_component
+from actorsim._runlog import RunLogConfig, close_run_log, log_event, open_run_log
 from actorsim._runtime import RunOptions
 from actorsim.cli import main
 from actorsim.runs import Causality, RunLogError, read_run
@@ -252,3 +254,27 @@ class TestCommandLine:
         result = CliRunner().invoke(main, ["--log-dir", str(tmp_path), "trace", "nope"])
         assert result.exit_code == 1
         assert "no run matching 'nope'" in result.output
+
+
+def _log_in_forked_child(config: RunLogConfig) -> None:
+    open_run_log(config, process="child")
+    log_event("child.logged")
+    close_run_log(config.run_id)
+
+
+def test_a_forked_process_opens_a_log_of_its_own(tmp_path: Path) -> None:
+    """A process forked after the parent opened its log (a restarted Thespian admin's actors) writes its own file."""
+    config = RunLogConfig("forked", tmp_path)
+    parent = open_run_log(config, process="driver")
+    try:
+        parent.event("parent.logged")
+        child = multiprocessing.get_context("fork").Process(target=_log_in_forked_child, args=(config,))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0
+    finally:
+        close_run_log("forked")
+    events = read_run(tmp_path).events
+    assert [(e["event"], e["process"], e["pid"]) for e in events] == [
+        ("parent.logged", "driver", os.getpid()), ("child.logged", "child", child.pid)
+    ]

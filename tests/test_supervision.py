@@ -13,7 +13,16 @@ import pytest
 from actorsim import AgentFailedError, Message, RolePlay, Supervision, TaskCenter
 from tests.actors import TouchyAgent
 from tests.conftest import Make
-from tests.helpers import TASK, alive, logged_events, of_kind, scripted, texts_by_role, wait_until_gone
+from tests.helpers import (
+    TASK,
+    alive,
+    logged_events,
+    of_kind,
+    restarts_after_kills,
+    scripted,
+    texts_by_role,
+    wait_until_gone,
+)
 
 in_processes = pytest.mark.parametrize("mode", ["thespian", "ray"], indirect=True)
 """Modes whose agents are processes of their own, which a test can kill."""
@@ -169,7 +178,7 @@ class TestKill:
             assert [m.content for m in task_center.environment.history()] == [TASK, reply]
             assert [turn.content for turn in agent.get_history()] == [f"user_requirement: {TASK}", reply]
             assert not alive(killed)
-        assert [e["actor"] for e in of_kind(events, "actor.restarted")] == ["joe_biden"]
+        assert [e["actor"] for e in restarts_after_kills(events)] == ["joe_biden"]
 
     def test_the_environment_killed_keeps_its_queues_and_history(self, make: Make) -> None:
         task_center = make(TaskCenter, "task_center", supervision=QUICK)
@@ -234,8 +243,7 @@ def test_chaos_agents_killed_at_random_leave_no_trace(make: Make, log_dir: Path)
         assert shape(history) == shape(calm.environment.history())
         assert len({m.message_id for m in history}) == len(history) == 1 + 10 * 20
         assert memories == {name: agent.get_history() for name, agent in calm_agents.items()}
-    restarted = of_kind(events, "actor.restarted")
-    assert len(restarted) == len(killed)
+    assert len(restarts_after_kills(events)) == len(killed)
 
 
 @in_processes

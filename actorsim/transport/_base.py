@@ -106,6 +106,13 @@ class Transport(abc.ABC):
         """
         return None
 
+    def report_to(self, log: Callable[..., object]) -> None:  # noqa: B027 - optional, empty by default
+        """Record this backend's own events with `log(event, **fields)`: the runtime passes its run log's.
+
+        Events no actor causes, such as an actor system the backend had to
+        restart; a backend without any ignores it.
+        """
+
     @abc.abstractmethod
     def spawn(
         self, factory: BehaviourFactory, *, name: str, timeout: float, placement: Placement | None = None

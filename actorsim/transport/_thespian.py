@@ -3,9 +3,18 @@
 Base: `multiprocQueueBase`. Measured here (see the README's figures) it moves
 actor-to-actor messages about ten times faster than `multiprocTCPBase`, and it
 opens no socket at all, so two runs on one machine can never meet and nothing
-listens beyond the machine. Its admin is a child of the driver: `shutdown()`
+listens beyond the machine. Its admin lives as long as the run: `shutdown()`
 ends it, and every actor watches the driver so that a driver killed outright
 takes the whole run down with it.
+
+Its weak point: every message of the run passes through one multiprocessing
+queue, the admin's. A process SIGKILLed while it writes to that queue keeps its
+write lock for ever (or the room its unsent messages took), and then nothing
+reaches anyone: seen about once in eight runs that kill hosts mid-round. So the
+driver checks that the admin still routes (after a death, and after a second
+of silence) and, when it does not, restarts the actor system: every actor of
+the old one is dead to the runtime, whose supervisor restarts each with its
+state, as after any crash.
 """
 
 from __future__ import annotations
@@ -19,13 +28,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import attrs
 import psutil
-from thespian.actors import Actor, ActorAddress, ActorExitRequest, ActorSystem
+from thespian.actors import Actor, ActorAddress, ActorExitRequest, ActorSystem, ActorSystemFailure
+from thespian.system.messages.status import Thespian_StatusReq, Thespian_SystemStatus
 
 from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError
 from actorsim._placement import Placement
@@ -49,6 +59,10 @@ _DRIVER_POLL_SECONDS = 1.0
 # child (ChildActorExited) took up to 35 s on this base (see RUNTIMES.md); a look costs ~10 us.
 _LIVENESS_POLL_SECONDS = 0.05
 _FIRST_LOOK_SECONDS = 0.002  # the first look comes sooner: a request to a dead actor is noticed at once
+# Whether the admin still routes is asked after a death, and after this long without a message while waiting.
+# It answers in about 1 ms; one that has not answered after _PROBE_TIMEOUT of listening is taken for stuck.
+_PROBE_AFTER_SECONDS = 1.0
+_PROBE_TIMEOUT_SECONDS = 5.0
 
 
 @attrs.frozen
@@ -82,12 +96,26 @@ def _packed(value: Any) -> bytes:
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+@attrs.frozen
 class _Died:
-    """Stands for the answer of an actor whose process is gone."""
+    """Stands for the answer of an actor whose process is gone: why, in words."""
 
-    @staticmethod
-    def error(ref: ActorRef) -> ActorDiedError:
-        return ActorDiedError(f"actor {ref.name!r} died (process {ref.pid} is gone)")
+    why: str
+
+    def error(self) -> ActorDiedError:
+        return ActorDiedError(self.why)
+
+
+@attrs.frozen
+class _Address:
+    """An actor's Thespian address, and which of the run's actor systems it belongs to.
+
+    A restarted system hands out the same addresses again: one of an old
+    system must never reach the new system's actor that now bears it.
+    """
+
+    system: int
+    actor: ActorAddress
 
 
 class ThespianShell(Actor):  # type: ignore[misc]
@@ -178,10 +206,10 @@ class _ThespianCalls(Calls):
         if not self._holding:
             transport._lock.acquire()  # released by close(): the endpoint serves one thread at a time
             self._holding = True
-        address = transport._address(ref)
+        transport._check_not_stopped(ref)
         call_id = transport._open_call()
         self._calls[call_id] = ref
-        transport._system.tell(address, _Request(call_id, _packed(request), streamed=True))
+        transport._send(ref, call_id, _Request(call_id, _packed(request), streamed=True))
 
     @property
     def open(self) -> int:
@@ -201,10 +229,8 @@ class _ThespianCalls(Calls):
             ref = self._calls[answer.call_id]
             if isinstance(answer.value, StreamEnd | Failure | _Died):
                 self._end(answer.call_id)
-            if isinstance(answer.value, Failure):
+            if isinstance(answer.value, Failure | _Died):
                 return ref, CallFailed(answer.value.error())
-            if isinstance(answer.value, _Died):
-                return ref, CallFailed(_Died.error(ref))
             if not isinstance(answer.value, StreamEnd):
                 return ref, answer.value
         return None
@@ -236,6 +262,10 @@ class ThespianTransport(Transport):
     replies. A thread that keeps a stream open while it waits for another
     thread's call to this transport deadlocks: iterate a stream to its end,
     or close it, before waiting on another thread.
+
+    An admin that stops routing is replaced with its whole actor system (see
+    the module's docstring): `transport.restarted` in the run log says when
+    and why, and each actor's crash names the restart as its cause.
     """
 
     name = "thespian"
@@ -249,8 +279,9 @@ class ThespianTransport(Transport):
 
     def __init__(self, *, output_path: Path) -> None:
         output_path.parent.mkdir(parents=True, exist_ok=True)
-        with _standard_streams_to(output_path):
-            self._system = ActorSystem(SYSTEM_BASE, transientUnique=True)
+        self._output_path = output_path
+        self._system_number = 1  # which actor system of the run is the current one
+        self._system = self._start_system()
         self._refs: dict[str, ActorRef] = {}
         self._lock = threading.RLock()
         self._call_ids = itertools.count(1)
@@ -258,7 +289,20 @@ class ThespianTransport(Transport):
         self._kept: set[int] = set()  # calls with answers in `_waiting`: looked up without scanning every call
         self._processes: dict[int, psutil.Process] = {}
         self._admin: psutil.Process | None = None  # the parent of every actor process
+        self._system_processes: dict[int, psutil.Process] = {}  # the admin, its logger and the actors
         self._lost_an_actor = False
+        self._lost_with_system: dict[int, str] = {}  # pids ended by a restart of their system: why it restarted
+        self._last_heard = time.monotonic()  # when the endpoint last took a message
+        self._probe_waited: float | None = None  # listened for the admin's status since asking; None: not asking
+        self._report: Callable[..., object] = lambda event, **fields: None
+
+    def _start_system(self) -> ActorSystem:
+        with _standard_streams_to(self._output_path):
+            return ActorSystem(SYSTEM_BASE, transientUnique=True)
+
+    def report_to(self, log: Callable[..., object]) -> None:
+        """`transport.restarted` goes to the run log through `log`."""
+        self._report = log
 
     def spawn(
         self, factory: BehaviourFactory, *, name: str, timeout: float, placement: Placement | None = None
@@ -266,24 +310,52 @@ class ThespianTransport(Transport):
         with self._lock:
             if name in self._refs:
                 raise ValueError(f"an actor named {name!r} already exists in this run")
-            address = self._system.createActor(ThespianShell)
-            call_id = self._open_call()
-            self._system.tell(address, _Start(call_id, factory, os.getpid()))
+            if self._lost_an_actor:
+                self._check_admin(wait=True)
             try:
-                pid, parent = self._await(ActorRef(name, address), call_id, timeout)
-                self._processes[pid] = psutil.Process(pid)
+                actor = self._system.createActor(ThespianShell)
+            except ActorSystemFailure:  # Thespian gave up on its admin (after 50 s): a stuck admin's sign
+                self._check_admin(wait=True)
+                actor = self._system.createActor(ThespianShell)
+            address = _Address(self._system_number, actor)
+            call_id = self._open_call()
+            starting = ActorRef(name, address)
+            self._send(starting, call_id, _Start(call_id, factory, os.getpid()))
+            try:
+                pid, parent = self._await(starting, call_id, timeout)
+                self._processes[pid] = self._system_processes[pid] = psutil.Process(pid)
                 if self._admin is None:
                     self._admin = psutil.Process(parent)
+                    self._system_processes.update(
+                        (process.pid, process) for process in [self._admin, *self._admin.children()]
+                    )
             except BaseException:
-                self._system.tell(address, ActorExitRequest())
+                self._send(starting, None, ActorExitRequest())
                 raise
             ref = self._refs[name] = ActorRef(name, address, pid)
             return ref
 
-    def _address(self, ref: ActorRef) -> ActorAddress:
+    def _check_not_stopped(self, ref: ActorRef) -> None:
         if self._refs.get(ref.name) is not ref:
             raise ActorStoppedError(f"actor {ref.name!r} is stopped")
-        return ref.address
+
+    def _send(self, ref: ActorRef, call_id: int | None, message: Any) -> None:
+        """Tell `ref`'s actor `message`; to an actor of a restarted system nothing is sent, and its call ends dead.
+
+        A message Thespian cannot hand to its admin is a stuck admin's sign:
+        the system is checked and restarted, or the error raised.
+        """
+        address: _Address = ref.address
+        if address.system == self._system_number:
+            try:
+                self._system.tell(address.actor, message)
+                return
+            except ActorSystemFailure:
+                self._check_admin(wait=True)
+                if address.system == self._system_number:
+                    raise
+        if call_id is not None:
+            self._keep(_Answer(call_id, _Died(self._death(ref))))
 
     def _open_call(self) -> int:
         call_id = next(self._call_ids)
@@ -302,38 +374,123 @@ class ThespianTransport(Transport):
         """
         kept_for = next((call_id for call_id in self._kept if call_id in calls), None)
         if kept_for is not None:
-            kept = self._waiting[kept_for]
-            if len(kept) == 1:
-                self._kept.discard(kept_for)
-            return kept.popleft()
+            return self._pop(kept_for)
         now = time.monotonic()
         deadline, next_look = now + timeout, now + _FIRST_LOOK_SECONDS
         while (now := time.monotonic()) < deadline:
-            answer = self._system.listen(max(0.0, min(deadline, next_look) - now))
-            if isinstance(answer, _Answer):
-                answer = _Answer(answer.call_id, pickle.loads(answer.value))
-                if answer.call_id in calls:
-                    return answer
-                if answer.call_id in self._waiting:
-                    self._waiting[answer.call_id].append(answer)
-                    self._kept.add(answer.call_id)
+            call_id = self._listen(max(0.0, min(deadline, next_look) - now))
+            if call_id in calls:
+                return self._pop(call_id)
             if time.monotonic() >= next_look:
                 next_look = time.monotonic() + _LIVENESS_POLL_SECONDS
-                for call_id, ref in calls.items():
-                    if not self._alive(ref):
-                        self._lost_an_actor = True
-                        return _Answer(call_id, _Died())
+                self._look_after(calls)
+                kept_for = next((call_id for call_id in self._kept if call_id in calls), None)
+                if kept_for is not None:
+                    return self._pop(kept_for)
         return None
+
+    def _keep(self, answer: _Answer) -> None:
+        self._waiting[answer.call_id].append(answer)
+        self._kept.add(answer.call_id)
+
+    def _pop(self, call_id: int) -> _Answer:
+        kept = self._waiting[call_id]
+        if len(kept) == 1:
+            self._kept.discard(call_id)
+        return kept.popleft()
+
+    def _listen(self, timeout: float) -> int | None:
+        """Take the next message within `timeout`: an answer is kept for its call, whose id is returned.
+
+        An answer to a call given up on is dropped; the admin's status
+        answers its probe. Only time spent listening counts against a probe:
+        its answer may wait in the driver's queue while no one listens.
+        """
+        started = time.monotonic()
+        message = self._system.listen(timeout)
+        if self._probe_waited is not None:
+            self._probe_waited += time.monotonic() - started
+        if message is None:
+            return None
+        self._last_heard = time.monotonic()
+        if isinstance(message, _Answer):
+            if message.call_id in self._waiting:
+                self._keep(_Answer(message.call_id, pickle.loads(message.value)))
+                return message.call_id
+        elif isinstance(message, Thespian_SystemStatus):
+            self._probe_waited = None
+        return None
+
+    def _look_after(self, calls: dict[int, ActorRef]) -> None:
+        """Run while waiting: a dead actor's calls end with `_Died`; a dead or stuck admin has its system restarted.
+
+        The admin is asked whether it still routes after each death, and
+        after a second without a message.
+        """
+        if self._admin is not None and not _running(self._admin):
+            self._restart_system(f"its admin (process {self._admin.pid}) is gone")
+        for call_id, ref in calls.items():
+            if call_id not in self._kept and not self._alive(ref):
+                self._keep(_Answer(call_id, _Died(self._death(ref))))
+                if ref.address.system == self._system_number:
+                    self._lost_an_actor = True
+                    self._check_admin(wait=True)
+        self._check_admin(wait=False)
+
+    def _check_admin(self, *, wait: bool) -> None:
+        """Ask the admin whether it still routes; restart the system once it has not answered for too long.
+
+        `wait`: ask now and wait for the answer (after a death, before a
+        spawn); otherwise ask after a quiet second and look again later.
+        """
+        if self._probe_waited is None and (wait or time.monotonic() - self._last_heard >= _PROBE_AFTER_SECONDS):
+            self._probe_waited = 0.0
+            try:
+                self._system.tell(_admin_address(self._system), Thespian_StatusReq())
+            except ActorSystemFailure:
+                self._restart_system("its admin refused a message")
+                return
+        if wait:
+            while self._probe_waited is not None and self._probe_waited < _PROBE_TIMEOUT_SECONDS:
+                self._listen(_PROBE_TIMEOUT_SECONDS - self._probe_waited)
+        if self._probe_waited is not None and self._probe_waited >= _PROBE_TIMEOUT_SECONDS:
+            self._restart_system(f"its admin did not answer within {_PROBE_TIMEOUT_SECONDS:g} s")
+
+    def _restart_system(self, why: str) -> None:
+        """Replace the actor system by a new one; its actors are dead to the runtime, which restarts them.
+
+        Every process of the old system is killed (by pid), so that no old
+        actor answers for ever or holds the run's output open.
+        """
+        started = time.monotonic()
+        dead_before = {pid for pid, process in self._system_processes.items() if not _running(process)}
+        lost = [pid for pid in self._processes if pid in self._system_processes and pid not in dead_before]
+        self._lost_with_system.update((pid, why) for pid in lost)
+        self._end_system_processes()
+        _abandon(self._system)
+        self._system_number += 1
+        self._system = self._start_system()
+        self._admin, self._system_processes = None, {}
+        self._lost_an_actor, self._probe_waited, self._last_heard = False, None, time.monotonic()
+        self._report(
+            "transport.restarted", transport=self.name, reason=why, actors_lost=len(lost),
+            restart_s=round(time.monotonic() - started, 3),
+        )
 
     def _alive(self, ref: ActorRef) -> bool:
         """False once the actor's process is gone; an actor still starting (no pid yet) counts as alive."""
-        process = self._processes.get(ref.pid) if ref.pid is not None else None
-        if process is None:
-            return True
-        try:
-            return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
-        except psutil.NoSuchProcess:
+        if ref.address.system != self._system_number:
             return False
+        process = self._processes.get(ref.pid) if ref.pid is not None else None
+        return process is None or _running(process)
+
+    def _death(self, ref: ActorRef) -> str:
+        why = self._lost_with_system.get(ref.pid) if ref.pid is not None else None
+        if why is not None:
+            return f"actor {ref.name!r} was lost with its Thespian actor system, restarted because {why}"
+        if ref.pid is None:
+            return f"actor {ref.name!r} was lost with its Thespian actor system while it started"
+        return f"actor {ref.name!r} died (process {ref.pid} is gone)"
 
     def _await(self, ref: ActorRef, call_id: int, timeout: float) -> Any:
         try:
@@ -342,16 +499,19 @@ class ThespianTransport(Transport):
             self._forget_call(call_id)
         if answer is None:
             raise AskTimeoutError(f"actor {ref.name!r} did not answer within {timeout} s")
-        if isinstance(answer.value, _Died):
-            raise _Died.error(ref)
-        if isinstance(answer.value, Failure):
+        if isinstance(answer.value, _Died | Failure):
             raise answer.value.error()
         return answer.value
 
     def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
         with self._lock:
+            self._check_not_stopped(to)
             call_id = self._open_call()
-            self._system.tell(self._address(to), _Request(call_id, _packed(request), streamed=False))
+            try:
+                self._send(to, call_id, _Request(call_id, _packed(request), streamed=False))
+            except BaseException:
+                self._forget_call(call_id)
+                raise
             return self._await(to, call_id, timeout)
 
     def open_calls(self) -> Calls:
@@ -363,7 +523,7 @@ class ThespianTransport(Transport):
             if self._refs.get(ref.name) is ref:
                 # Its process stays in `_processes`: a call still open to it must see it die, not wait for ever.
                 del self._refs[ref.name]
-                self._system.tell(ref.address, ActorExitRequest())
+                self._send(ref, None, ActorExitRequest())
 
     def shutdown(self) -> None:
         """Shut the admin down; after a lost actor, end its processes ourselves.
@@ -374,22 +534,50 @@ class ThespianTransport(Transport):
         with self._lock:
             if not self._lost_an_actor:
                 self._system.shutdown()
-            self._end_admin_processes()
+            self._end_system_processes()
             self._refs.clear()
             self._processes.clear()
 
-    def _end_admin_processes(self) -> None:
-        """Kill what is left of this run's admin and its children (the logger, actors): by pid, never by name."""
-        if self._admin is None:
-            return
-        try:
-            left = [self._admin, *self._admin.children(recursive=True)] if self._admin.is_running() else []
-        except psutil.NoSuchProcess:
-            return
-        for process in left:
+    def _end_system_processes(self) -> None:
+        """Kill what is left of the current system (its admin, logger and actors): by pid, never by name."""
+        left = dict(self._system_processes)
+        with contextlib.suppress(psutil.Error):
+            if self._admin is not None and _running(self._admin):
+                left.update((child.pid, child) for child in self._admin.children(recursive=True))
+        for process in left.values():
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
-        psutil.wait_procs(left, timeout=5)
+        # Not psutil.wait_procs: it waits for processes that are not our children to be reaped (2 s seen here).
+        deadline = time.monotonic() + 5.0
+        while any(_running(process) for process in left.values()) and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _admin_address(system: ActorSystem) -> ActorAddress:
+    """The admin's address, to ask it for its status. Thespian 4.0.1 internals (the pin in setup.cfg)."""
+    return system._systemBase.adminAddr
+
+
+def _abandon(system: ActorSystem) -> None:
+    """Let the driver exit although it gives up a system whose admin is gone. Thespian 4.0.1 internals.
+
+    The driver's writer thread for the admin's queue may wait for ever on the
+    lock a killed process held, and Python joins that thread at exit unless
+    told not to; the thread that reads the driver's own queue is stopped.
+    """
+    transport = system._systemBase.transport
+    for name in ("_adminQ", "_myInputQ"):
+        getattr(transport, name).cancel_join_thread()
+    core = transport._QCore
+    core._full_close = True
+    core.abort_core_run()
 
 
 transport_class = ThespianTransport
