@@ -188,7 +188,7 @@ class TouchyAgent(RolePlay):
 
 
 class JammingAgent(RolePlay):
-    """Jams Thespian's admin (`jam_thespian_admin`) in the middle of its first reply; later incarnations reply.
+    """Jams Thespian's admin (`jam_thespian_admin`) once its first reply has streamed, before it returns it.
 
     `once_marker`, a file path, remembers the jam across the processes of restarted agents.
     """

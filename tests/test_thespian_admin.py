@@ -126,5 +126,5 @@ def test_a_driver_whose_system_was_restarted_exits_with_its_output_piped(tmp_pat
     assert result.returncode == 0, result.stderr[-2000:]
     first_line, *died, last = result.stdout.splitlines()
     assert last == "exit"
-    assert len(died) == 2 and "lost with its Thespian actor system" in died[1]
+    assert len(died) == 2 and "died (process" in died[0] and "lost with its Thespian actor system" in died[1]
     assert wait_until_gone([int(pid) for pid in first_line.split()], timeout=10) == []
