@@ -12,9 +12,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -202,6 +204,34 @@ class TestChatRoomInTheBrowser:
         expect(page.locator("#chat")).to_contain_text(f"bruno: {BRUNO_FIRST}")
         expect(page.get_by_role("button", name="Clear")).to_have_count(0)
         context.close()
+
+    def test_words_typed_as_the_box_opens_survive_a_late_update(
+        self, chat_app: object, browser: object, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The turn's last page update may come after the box opened (here the Registry is slow): it keeps the words.
+
+        Two rooms on one Thespian run showed it: the other room's step held the
+        transport, the update came late and emptied the box the test had filled.
+        """
+        from actorsim.ui import _gradio
+
+        read_registry = _gradio._Session.refresh_agents
+
+        def slow_on_the_humans_turn(session: Any) -> None:
+            if session.room.speaking == session.room.human:
+                time.sleep(2)  # the Registry answers late, as behind another room's step
+            read_registry(session)
+
+        monkeypatch.setattr(_gradio._Session, "refresh_agents", slow_on_the_humans_turn)
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(chat_app.url)  # type: ignore[attr-defined]
+        box = page.locator("#say textarea")
+        expect(box).to_be_editable(timeout=60_000)
+        box.fill("Gamma gliders?")
+        page.wait_for_timeout(3000)  # the visitor pauses before Enter, long enough for the late update to land
+        expect(box).to_have_value("Gamma gliders?")
+        box.press("Enter")
+        expect(page.locator("#chat")).to_contain_text("ada: Visitor said “Gamma gliders?”", timeout=60_000)
 
     def test_two_sessions_at_once_never_see_each_other(self, chat_app: object, browser: object) -> None:
         """Two browser contexts in parallel get a room each; each sees only its own words; a closed tab's room ends."""

@@ -10,7 +10,7 @@ takes the whole run down with it.
 Its weak point: every message of the run passes through one multiprocessing
 queue, the admin's. A process SIGKILLed while it writes to that queue keeps its
 write lock for ever (or the room its unsent messages took), and then nothing
-reaches anyone: seen about once in eight runs that kill hosts mid-round. So the
+reaches anyone: seen in 6 of 25 test runs that kill hosts mid-round. So the
 driver checks that the admin still routes (after a death, and after a second
 of silence) and, when it does not, restarts the actor system: every actor of
 the old one is dead to the runtime, whose supervisor restarts each with its

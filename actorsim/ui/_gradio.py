@@ -317,14 +317,19 @@ class ChatApp:
             blocks.unload(self._unload)
         return blocks
 
-    def _updates(self, session: _Session, *, waiting: bool) -> tuple[Any, ...]:
+    def _updates(self, session: _Session, *, waiting: bool, clear: bool = False) -> tuple[Any, ...]:
+        """The page now; `clear` empties the text box, once, when the human's words were taken.
+
+        Any other update leaves the box's text alone: one that arrived after
+        the box opened would wipe what the human had begun to type.
+        """
         human = session.room.human
-        say = gr.update(
-            value="",
-            interactive=waiting,
-            placeholder=f"speak as {human}, then Enter" if waiting else "wait for your turn...",
-            label=human or "you",
-        )
+        box: dict[str, Any] = {
+            "interactive": waiting,
+            "placeholder": f"speak as {human}, then Enter" if waiting else "wait for your turn...",
+            "label": human or "you",
+        }
+        say = gr.update(value="", **box) if clear else gr.update(**box)
         return (
             [dict(message) for message in session.chat],
             gr.update(value=session.turn_line(waiting), elem_classes=["your-turn"] if waiting else []),
@@ -333,11 +338,11 @@ class ChatApp:
             gr.update(choices=session.trace_choices()),
         )
 
-    def _stream(self, session: _Session) -> Iterator[tuple[Any, ...]]:
-        """Run the room until the human's turn, yielding the page after every frame."""
+    def _stream(self, session: _Session, *, clear: bool = False) -> Iterator[tuple[Any, ...]]:
+        """Run the room until the human's turn, yielding the page after every frame; `clear`: see `_updates`."""
         session.refresh_agents()
         session.add_requirements(session.room.requirements())
-        yield self._updates(session, waiting=False)
+        yield self._updates(session, waiting=False, clear=clear)
         waiting = False
         for event in _on_own_thread(session.room.run(), name=session.room.task_center.name):
             if isinstance(event, Frame):
@@ -387,7 +392,7 @@ class ChatApp:
             if mine and session.room.speaking == session.room.human:
                 message = session.room.speak(text.strip())
                 session.add_human(message)
-                yield from self._stream(session)
+                yield from self._stream(session, clear=True)
 
     def _trace(self, message_id: str | None, request: gr.Request) -> str:
         session = self.sessions.get(str(request.session_hash))
