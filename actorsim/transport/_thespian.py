@@ -108,14 +108,17 @@ class _Died:
 
 @attrs.frozen
 class _Address:
-    """An actor's Thespian address, and which of the run's actor systems it belongs to.
+    """An actor's Thespian address, the run's actor system it belongs to, and its process once started.
 
     A restarted system hands out the same addresses again: one of an old
-    system must never reach the new system's actor that now bears it.
+    system must never reach the new system's actor that now bears it. The
+    process is kept, not its pid: pids come round again (32,768 of them
+    here), and a new process under a dead actor's pid must not look like it.
     """
 
     system: int
     actor: ActorAddress
+    process: psutil.Process | None = None
 
 
 class ThespianShell(Actor):  # type: ignore[misc]
@@ -287,11 +290,11 @@ class ThespianTransport(Transport):
         self._call_ids = itertools.count(1)
         self._waiting: dict[int, collections.deque[_Answer]] = {}
         self._kept: set[int] = set()  # calls with answers in `_waiting`: looked up without scanning every call
-        self._processes: dict[int, psutil.Process] = {}
         self._admin: psutil.Process | None = None  # the parent of every actor process
-        self._system_processes: dict[int, psutil.Process] = {}  # the admin, its logger and the actors
+        self._system_processes: dict[int, psutil.Process] = {}  # the current system's admin, logger and actors
+        self._actor_pids: set[int] = set()  # which of those are actors
         self._lost_an_actor = False
-        self._lost_with_system: dict[int, str] = {}  # pids ended by a restart of their system: why it restarted
+        self._lost_with_system: dict[tuple[int, int], str] = {}  # (system, pid) ended by its system's restart: why
         self._last_heard = time.monotonic()  # when the endpoint last took a message
         self._probe_waited: float | None = None  # listened for the admin's status since asking; None: not asking
         self._report: Callable[..., object] = lambda event, **fields: None
@@ -323,7 +326,8 @@ class ThespianTransport(Transport):
             self._send(starting, call_id, _Start(call_id, factory, os.getpid()))
             try:
                 pid, parent = self._await(starting, call_id, timeout)
-                self._processes[pid] = self._system_processes[pid] = psutil.Process(pid)
+                process = self._system_processes[pid] = psutil.Process(pid)
+                self._actor_pids.add(pid)
                 if self._admin is None:
                     self._admin = psutil.Process(parent)
                     self._system_processes.update(
@@ -332,7 +336,7 @@ class ThespianTransport(Transport):
             except BaseException:
                 self._send(starting, None, ActorExitRequest())
                 raise
-            ref = self._refs[name] = ActorRef(name, address, pid)
+            ref = self._refs[name] = ActorRef(name, attrs.evolve(address, process=process), pid)
             return ref
 
     def _check_not_stopped(self, ref: ActorRef) -> None:
@@ -463,14 +467,13 @@ class ThespianTransport(Transport):
         actor answers for ever or holds the run's output open.
         """
         started = time.monotonic()
-        dead_before = {pid for pid, process in self._system_processes.items() if not _running(process)}
-        lost = [pid for pid in self._processes if pid in self._system_processes and pid not in dead_before]
-        self._lost_with_system.update((pid, why) for pid in lost)
+        lost = [pid for pid in self._actor_pids if _running(self._system_processes[pid])]
+        self._lost_with_system.update(((self._system_number, pid), why) for pid in lost)
         self._end_system_processes()
         _abandon(self._system)
         self._system_number += 1
         self._system = self._start_system()
-        self._admin, self._system_processes = None, {}
+        self._admin, self._system_processes, self._actor_pids = None, {}, set()
         self._lost_an_actor, self._probe_waited, self._last_heard = False, None, time.monotonic()
         self._report(
             "transport.restarted", transport=self.name, reason=why, actors_lost=len(lost),
@@ -479,13 +482,13 @@ class ThespianTransport(Transport):
 
     def _alive(self, ref: ActorRef) -> bool:
         """False once the actor's process is gone; an actor still starting (no pid yet) counts as alive."""
-        if ref.address.system != self._system_number:
+        address: _Address = ref.address
+        if address.system != self._system_number:
             return False
-        process = self._processes.get(ref.pid) if ref.pid is not None else None
-        return process is None or _running(process)
+        return address.process is None or _running(address.process)
 
     def _death(self, ref: ActorRef) -> str:
-        why = self._lost_with_system.get(ref.pid) if ref.pid is not None else None
+        why = self._lost_with_system.get((ref.address.system, ref.pid)) if ref.pid is not None else None
         if why is not None:
             return f"actor {ref.name!r} was lost with its Thespian actor system, restarted because {why}"
         if ref.pid is None:
@@ -521,7 +524,7 @@ class ThespianTransport(Transport):
     def stop(self, ref: ActorRef) -> None:
         with self._lock:
             if self._refs.get(ref.name) is ref:
-                # Its process stays in `_processes`: a call still open to it must see it die, not wait for ever.
+                # Its ref keeps its process: a call still open to it must see it die, not wait for ever.
                 del self._refs[ref.name]
                 self._send(ref, None, ActorExitRequest())
 
@@ -536,7 +539,6 @@ class ThespianTransport(Transport):
                 self._system.shutdown()
             self._end_system_processes()
             self._refs.clear()
-            self._processes.clear()
 
     def _end_system_processes(self) -> None:
         """Kill what is left of the current system (its admin, logger and actors): by pid, never by name."""
