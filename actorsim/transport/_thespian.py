@@ -330,8 +330,8 @@ class ThespianTransport(Transport):
                 self._actor_pids.add(pid)
                 if self._admin is None:
                     self._admin = psutil.Process(parent)
-                    self._system_processes.update(
-                        (process.pid, process) for process in [self._admin, *self._admin.children()]
+                    self._system_processes.update(  # its logger too: a child of the admin from the start
+                        (other.pid, other) for other in [self._admin, *self._admin.children()] if other.pid != pid
                     )
             except BaseException:
                 self._send(starting, None, ActorExitRequest())
