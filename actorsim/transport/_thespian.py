@@ -376,8 +376,7 @@ class ThespianTransport(Transport):
         Answers to other open calls are kept for them (a step publishes while
         its stream is open); answers to calls given up on are dropped.
         """
-        kept_for = next((call_id for call_id in self._kept if call_id in calls), None)
-        if kept_for is not None:
+        if (kept_for := self._kept_for(calls)) is not None:
             return self._pop(kept_for)
         now = time.monotonic()
         deadline, next_look = now + timeout, now + _FIRST_LOOK_SECONDS
@@ -387,11 +386,14 @@ class ThespianTransport(Transport):
                 return self._pop(call_id)
             if time.monotonic() >= next_look:
                 next_look = time.monotonic() + _LIVENESS_POLL_SECONDS
-                self._look_after(calls)
-                kept_for = next((call_id for call_id in self._kept if call_id in calls), None)
-                if kept_for is not None:
+                self._look_after(calls)  # may keep a `_Died` answer, or the answers it took while it asked the admin
+                if (kept_for := self._kept_for(calls)) is not None:
                     return self._pop(kept_for)
         return None
+
+    def _kept_for(self, calls: dict[int, ActorRef]) -> int | None:
+        """One of `calls` with an answer kept for it; only calls with answers are looked at, not every call."""
+        return next((call_id for call_id in self._kept if call_id in calls), None)
 
     def _keep(self, answer: _Answer) -> None:
         self._waiting[answer.call_id].append(answer)
