@@ -220,3 +220,25 @@ class TestDeath:
         assert runtime.ask(ref, GetValues()) == ["kept"]
         successor = runtime.supervisor.current("phoenix")
         assert successor.pid not in (None, ref.pid)
+
+    @on_transports("ray")
+    def test_an_answer_lost_with_its_node_is_the_actors_death(
+        self, transport: Transport, spawn: Spawn, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Ray may tell of a node's death as ObjectLostError (the answer was kept there): a death to restart from.
+
+        Seen on a two-node cluster whose second node was SIGKILLed: an ask to
+        the Environment there raised ObjectReconstructionFailedError, and the
+        run ended instead of restarting the Environment.
+        """
+        import ray
+        from ray.exceptions import ObjectReconstructionFailedError
+
+        actor = spawn(Recorder, "faraway")
+
+        def lost_with_its_node(*args: object, **kwargs: object) -> None:
+            raise ObjectReconstructionFailedError("00" * 28)
+
+        monkeypatch.setattr(ray, "get", lost_with_its_node)
+        with pytest.raises(ActorDiedError, match="faraway"):
+            transport.ask(actor, GetValues(), timeout=30)

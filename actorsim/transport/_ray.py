@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import attrs
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError, ClusterUnreachableError
@@ -99,7 +99,7 @@ def _unwrap(error: RayTaskError) -> BaseException:
     return add_remote_traceback(cause, str(error))  # Ray words its traceback as the message
 
 
-def _died(ref: ActorRef, error: RayActorError) -> ActorDiedError:
+def _died(ref: ActorRef, error: RayError) -> ActorDiedError:
     """Ray's word that an actor is gone, as the supervisor understands it."""
     return ActorDiedError(f"actor {ref.name!r} died{_on(ref)}: {error}")
 
@@ -141,7 +141,7 @@ class _RayCalls(Calls):
                 raise
             except Exception as error:  # the call failed: the others go on
                 del self._generators[generator]
-                if isinstance(error, RayActorError):
+                if isinstance(error, RayActorError | ObjectLostError):
                     return ref, CallFailed(self._transport._died(ref, error))
                 return ref, CallFailed(error)
         return None
@@ -252,7 +252,7 @@ class RayTransport(Transport):
             raise ActorStoppedError(f"actor {ref.name!r} is stopped")
         return ref.address
 
-    def _died(self, ref: ActorRef, error: RayActorError) -> ActorDiedError:
+    def _died(self, ref: ActorRef, error: RayError) -> ActorDiedError:
         """An actor of ours is gone: avoid its node for a while, and have the run log say what it lost."""
         self._nodes.actor_died_on(ref.node)
         if self._sink is not None and ref.pid is not None:
@@ -264,7 +264,9 @@ class RayTransport(Transport):
             return ray.get(object_ref, timeout=timeout)
         except GetTimeoutError:
             raise AskTimeoutError(f"actor {ref.name!r} did not answer within {timeout} s") from None
-        except RayActorError as error:
+        except (RayActorError, ObjectLostError) as error:
+            # ObjectLostError: the answer was stored on a node that died, with the actor that made it. The
+            # request's effect went with it (it is journaled only once answered): a successor may take it again.
             raise self._died(ref, error) from error
         except RayTaskError as error:
             raise _unwrap(error) from None
