@@ -118,6 +118,10 @@ def wait_for(condition: Callable[[], bool], timeout: float, every: float = 0.1) 
         time.sleep(every)
 
 
+class RayStartFailed(RuntimeError):
+    """`ray start` exited with an error; its message ends with what Ray wrote."""
+
+
 @attrs.define
 class Node:
     """One `ray start`: its processes carry `tag`; `seen` are every process found for it so far."""
@@ -165,6 +169,16 @@ class RayCluster:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def _start(self, head: bool) -> Node:
+        """Start a node on ports free now. A worker whose `ray start` fails is started again on new ports,
+        after what the attempt left is killed: a port found free may be taken before Ray binds it (seen in CI)."""
+        for _ in range(0 if head else 2):
+            try:
+                return self._start_once(head)
+            except RayStartFailed:
+                kill_all(self.nodes.pop().pids, grace=None)
+        return self._start_once(head)
+
+    def _start_once(self, head: bool) -> Node:
         names = ["node-manager", "object-manager", "dashboard-agent-listen", "dashboard-agent-grpc",
                  "runtime-env-agent", "metrics-export", "ray-client-server"]
         ports = dict(zip(names, free_ports(len(names)), strict=True))
@@ -181,7 +195,9 @@ class RayCluster:
             args += [f"--address=[::ffff:127.0.0.1]:{self.gcs_port}"]
         env = {**self.env, TAG: node.tag}
         self.nodes.append(node)
-        subprocess.run(args, env=env, check=True, capture_output=True, timeout=120)
+        started = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
+        if started.returncode:
+            raise RayStartFailed(f"ray start exited with {started.returncode}: {started.stderr[-3000:]}")
         node.pids()
         return node
 
