@@ -2,10 +2,11 @@
 
 import logging as _logging
 
-from actorsim._actors.environment import DeadLetter
-from actorsim._actors.registry import AgentInfo
-from actorsim._component import AgentHandle, create_component
-from actorsim._envelope import USER_REQUIREMENT, Frame, Message, ToolFrame
+from actorsim._component import create_component
+from actorsim._core.envelope import USER_REQUIREMENT, Frame, Message, ToolFrame
+from actorsim._core.state import RunState
+from actorsim._core.supervision import Supervision
+from actorsim._engine.handles import AgentHandle
 from actorsim._errors import (
     ActorDiedError,
     ActorsimError,
@@ -23,10 +24,14 @@ from actorsim._errors import (
     RunLogError,
     TransportUnavailableError,
 )
-from actorsim._intervention import Intervention, RunState
+from actorsim._init import init
+from actorsim._protocol.environment import DeadLetter
+from actorsim._protocol.registry import AgentInfo
 from actorsim._replay import Replay
-from actorsim._runtime import Runtime, current_runtime, init, shutdown
-from actorsim._supervision import Supervision
+from actorsim._runtime.current import current_runtime, shutdown
+from actorsim._runtime.interventions import Intervention
+from actorsim._runtime.runtime import Runtime
+from actorsim._version import __version__ as __version__
 from actorsim.agents import Agent, Post, RolePlay
 from actorsim.llm import ChatMessage, ChatModel, GenerationSettings, ToolCall
 from actorsim.memory import Memory, MemoryState
@@ -34,8 +39,6 @@ from actorsim.routing import Hash, LeastPending, Policy, Random, RoundRobin, Top
 from actorsim.task_center import EnvironmentView, RegistryView, TaskCenter
 from actorsim.tools import Tool, ToolService, register_tool
 from actorsim.transport import TRANSPORTS
-
-__version__ = "0.1.0"
 
 # A library shows nothing unless the application asks (`actorsim.ui.show_notices`, or its own logging setup).
 _logging.getLogger("actorsim").addHandler(_logging.NullHandler())

@@ -1,84 +1,63 @@
-"""`create_component` and the handles it returns for agents run as actors."""
+"""`create_component`: a TaskCenter, an agent or a tool service, made as the seed makes them.
+
+It checks what it is given (the class, its options, its tools, its model)
+in the caller, before any actor starts, naming what it refuses.
+"""
 
 from __future__ import annotations
 
 import functools
-import weakref
+import inspect
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from actorsim._actors.agent_host import AgentHost, Describe, GetMemory
-from actorsim._actors.registry import AgentInfo
+from actorsim._actors.agent import AgentBehaviour
+from actorsim._core.roles import ALL
+from actorsim._core.supervision import supervision_from
+from actorsim._engine.handles import AgentHandle
 from actorsim._errors import AgentFailedError
-from actorsim._options import check_options
-from actorsim._roles import ALL
-from actorsim._runtime import Runtime, current_runtime
-from actorsim._supervision import supervision_from
+from actorsim._protocol.agent import Describe
+from actorsim._runtime.current import current_runtime
+from actorsim._runtime.runtime import Runtime
 from actorsim.agents import Agent
-from actorsim.llm import ChatMessage, check_llm
-from actorsim.routing import SendTo, check_send_to
+from actorsim.llm import check_llm
+from actorsim.routing import check_send_to
+from actorsim.task_center import TaskCenter
 from actorsim.tools import ToolService, resolve_tools
-from actorsim.transport import ActorRef
 
 T = TypeVar("T")
 
 
-class AgentHandle:
-    """An agent running as an actor; its methods block for the actor's answer."""
-
-    def __init__(self, runtime: Runtime, ref: ActorRef, info: AgentInfo | None, send_to: SendTo = ALL) -> None:
-        """`info` None: the agent describes itself when first asked, with every other agent not described yet."""
-        self.runtime = runtime
-        self.ref = ref
-        self._info = info
-        self._start_error: BaseException | None = None
-        self.send_to = send_to  # where its replies go when a step does not say: kept in the driver, which routes
-        if info is None:
-            _undescribed.setdefault(runtime, []).append(self)
-
-    @property
-    def info(self) -> AgentInfo:
-        """What the agent says of itself; raises what its constructor raised, for an agent that failed to start."""
-        if self._info is None and self._start_error is None:
-            _describe(self.runtime)
-        if self._info is None:
-            assert self._start_error is not None
-            raise self._start_error
-        return self._info
-
-    @property
-    def name(self) -> str:
-        """The agent's actor name, unique in its run."""
-        return self.info.name
-
-    @property
-    def role(self) -> str:
-        """The role the agent plays in its task center."""
-        return self.info.role
-
-    def get_history(self) -> list[ChatMessage]:
-        """The agent's memory: every prompt turn and reply it has had."""
-        history: list[ChatMessage] = self.runtime.ask(self.ref, GetMemory())
-        return history
-
-    def stop(self) -> None:
-        """Stop the agent's actor; later requests to it raise `ActorStoppedError`."""
-        self.runtime.stop(self.ref)
-
-    def __repr__(self) -> str:
-        return f"<AgentHandle {self.ref.name!r} on {self.runtime.transport_name}>"
+def accepted_options(cls: type, *, leave_out: Iterable[str] = ("self", "name")) -> list[str]:
+    """The keyword options of `cls.__init__`, following `**options` up to the classes it passes them on to."""
+    return list(_accepted_options(cls, frozenset(leave_out)))
 
 
-_undescribed: weakref.WeakKeyDictionary[Runtime, list[AgentHandle]] = weakref.WeakKeyDictionary()
-"""Per run, hosted agents started and not asked to describe themselves yet: asked together, one request per host."""
+@functools.lru_cache(maxsize=256)
+def _accepted_options(cls: type, skip: frozenset[str]) -> tuple[str, ...]:
+    """Cached: a swarm makes thousands of agents of one class, and reading a signature is slow."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        names += [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                  and p.name not in skip and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return tuple(names)
 
 
-def _describe(runtime: Runtime) -> None:
-    handles = _undescribed.pop(runtime, [])
-    for handle, answer in zip(handles, runtime.ask_many([(handle.ref, Describe()) for handle in handles]), strict=True):
-        if isinstance(answer, BaseException):
-            handle._start_error = answer
-        else:
-            handle._info = answer
+def check_options(cls: type, options: Iterable[str], *, leave_out: Iterable[str] = ("self", "name")) -> None:
+    """Refuse options `cls` does not take, naming them and the accepted ones."""
+    accepted = accepted_options(cls, leave_out=leave_out)
+    unknown = [option for option in options if option not in accepted]
+    if unknown:
+        raise TypeError(
+            f"{cls.__name__} does not take option(s) {', '.join(map(repr, unknown))}; "
+            f"it takes: {', '.join(accepted)}"
+        )
 
 
 def create_component(
@@ -98,8 +77,6 @@ def create_component(
     of `function_list` that cannot be one. Raises `TypeError`
     for a bad name or class.
     """
-    from actorsim.task_center import TaskCenter
-
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, not {name!r}")
     if isinstance(cls, type) and issubclass(cls, TaskCenter | ToolService):
@@ -127,7 +104,7 @@ def create_component(
     if kwargs.get("llm") is not None:
         kwargs["llm"] = runtime.interventions.choose_model(kwargs.get("role") or name, kwargs["llm"])
     ref = runtime.spawn(
-        functools.partial(AgentHost.build, cls, {"name": name, **kwargs}),
+        functools.partial(AgentBehaviour.build, cls, {"name": name, **kwargs}),
         name=name,
         supervision=supervision_from(kwargs.get("supervision")),
         failure_type=AgentFailedError,

@@ -29,8 +29,8 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from actorsim._envelope import Message
-    from actorsim._intervention import RunState
+    from actorsim._core.envelope import Message
+    from actorsim._core.state import RunState
 
 
 class ActorsimError(Exception):

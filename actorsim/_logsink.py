@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import attrs
 
-from actorsim._runlog import RunLog, RunLogConfig, _file_writer
+from actorsim._runlog import RunLog, RunLogConfig, file_writer
 
 
 @attrs.define
@@ -44,7 +44,7 @@ class LogSink:
         """Append one batch to `file_name`, noting a batch that went missing before it."""
         entry = self._files.get(file_name)
         if entry is None:
-            write, close = _file_writer(self._config.directory / file_name)
+            write, close = file_writer(self._config.directory / file_name)
             entry = self._files[file_name] = _File(write, close, pid=_pid_of(file_name))
         if first_line != entry.lines + 1:
             self._event("runlog.gap", file=file_name, after_line=entry.lines, next_line=first_line)

@@ -32,13 +32,15 @@ from typing import Any
 
 import attrs
 
-from actorsim._actors.agent_host import RunStep
-from actorsim._envelope import Message
+from actorsim._core.context import current_reply
+from actorsim._core.envelope import Message
+from actorsim._core.ids import is_post_id
+from actorsim._core.state import RunState
 from actorsim._errors import ReplayDivergence, ReplayedFault, ReplayStopped
-from actorsim._ids import is_post_id
-from actorsim._intervention import Intervention, RunState
-from actorsim.agents import current_reply
+from actorsim._protocol.agent import RunStep
+from actorsim._runtime.interventions import Intervention
 from actorsim.llm import ChatMessage, ChatModel, ModelItem, ToolCall, build_chat_model, takes_tools
+from actorsim.runs import read_run
 from actorsim.tools import ToolOutcome
 from actorsim.tools._runner import readable_arguments
 
@@ -193,8 +195,6 @@ class Replay(Intervention):
         live_from: str | None = None,
         echo: Callable[[str, str], None] | None = None,
     ) -> None:
-        from actorsim.runs import read_run
-
         self.run = read_run(directory)
         self.until = until
         recorded = self.run.messages

@@ -77,7 +77,7 @@ def set_process_fields(**fields: str | None) -> None:
             _process_fields[key] = value
 
 
-def _file_writer(path: Path) -> tuple[Callable[[bytes, int], None], Callable[[], None]]:
+def file_writer(path: Path) -> tuple[Callable[[bytes, int], None], Callable[[], None]]:
     """Appends to `path`; the lines' numbers are the file's own."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
@@ -144,7 +144,7 @@ class RunLog:
             self._lines = _Lines(functools.partial(config.sink.ship, self.path.name))
         else:
             config.directory.mkdir(parents=True, exist_ok=True)
-            self._lines = _Lines(*_file_writer(self.path))
+            self._lines = _Lines(*file_writer(self.path))
         self._static = {"v": FORMAT_VERSION, "run_id": config.run_id, "pid": os.getpid(),
                         "host": socket.gethostname(), "process": process, **_process_fields}
         self._tail = self.tail()
@@ -228,6 +228,17 @@ class _Binding:
 
 
 _binding: contextvars.ContextVar[_Binding | None] = contextvars.ContextVar("actorsim_binding", default=None)
+_host: contextvars.ContextVar[str | None] = contextvars.ContextVar("actorsim_host", default=None)
+
+
+@contextlib.contextmanager
+def hosted_by(host: str) -> Iterator[None]:
+    """Actors started in this block run inside host actor `host`: their `actor.started` says so (`hosted_by`)."""
+    token = _host.set(host)
+    try:
+        yield
+    finally:
+        _host.reset(token)
 
 
 def open_run_log(config: RunLogConfig, process: str) -> RunLog:
@@ -305,17 +316,18 @@ class LoggedBehaviour:
 
     def __init__(self, config: RunLogConfig, name: str, factory: Callable[[], Any]) -> None:
         self._log = open_run_log(config, process=name)
+        host = _host.get()  # read here: the actor's own context below starts empty
         self._context = contextvars.Context()
         self._context.run(self._bind, name)
-        self._behaviour = self._context.copy().run(self._start, factory)
+        self._behaviour = self._context.copy().run(self._start, factory, host)
 
     def _bind(self, name: str) -> None:
         structlog.contextvars.bind_contextvars(actor=name)
         _binding.set(_Binding(self._log, self._log.tail(actor=name)))
 
-    def _start(self, factory: Callable[[], Any]) -> Any:
+    def _start(self, factory: Callable[[], Any], host: str | None) -> Any:
         behaviour = factory()
-        log_event("actor.started", behaviour=type(behaviour).__qualname__)
+        log_event("actor.started", behaviour=type(behaviour).__qualname__, **({"hosted_by": host} if host else {}))
         self._flush()
         return behaviour
 

@@ -6,7 +6,6 @@ runs one inside an actor; `remote=False` gives the object itself.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import os
 import time
@@ -15,11 +14,12 @@ from typing import Any
 
 import attrs
 
-from actorsim._envelope import Message, ToolFrame
-from actorsim._roles import role_list
+from actorsim._core.context import current_reply
+from actorsim._core.envelope import Message, ToolFrame
+from actorsim._core.roles import role_list
+from actorsim._core.supervision import Supervision, supervision_from
+from actorsim._core.validators import name_or_none
 from actorsim._runlog import log_event
-from actorsim._supervision import Supervision, supervision_from
-from actorsim._validators import name_or_none
 from actorsim.llm import (
     ChatMessage,
     ChatModel,
@@ -66,10 +66,6 @@ class Post:
     def _check_send_to(self, attribute: attrs.Attribute[Any], value: object) -> None:
         if value is not None:
             check_send_to(value, argument="Post.send_to")
-
-
-current_reply: contextvars.ContextVar[str | None] = contextvars.ContextVar("actorsim_current_reply", default=None)
-"""The id of the reply a model call is made for, while the agent makes it: a model may key on it."""
 
 
 class Agent:

@@ -18,15 +18,16 @@ from rich.table import Column, Table
 from rich.text import Text
 from rich.tree import Tree
 
-import actorsim
-from actorsim._envelope import Message
-from actorsim._errors import ActorsimError
-from actorsim._intervention import installed
-from actorsim._replay import Replay, ReplayDivergence, ReplayStopped
-from actorsim._wording import plural
+from actorsim._core.envelope import Message
+from actorsim._core.wording import plural
+from actorsim._errors import ActorsimError, ReplayDivergence, ReplayStopped
+from actorsim._replay import Replay
+from actorsim._runtime.current import shutdown
+from actorsim._runtime.interventions import installed
 from actorsim.llm import MODEL_SERVERS
 from actorsim.runs import Causality, RunLogError, TraceNode, find_run, list_runs, read_run
 from actorsim.transport import TRANSPORTS
+from actorsim.ui._terminal import chat as run_chat
 
 console = Console()
 
@@ -194,7 +195,7 @@ def run_program(argv: list[str], cwd: str, recording: Replay) -> BaseException |
     except BaseException as error:  # noqa: BLE001 - whatever ended the program is the report's to judge
         return error
     finally:
-        actorsim.shutdown()
+        shutdown()
         sys.argv = saved_argv
         os.chdir(saved_cwd)
     return None
@@ -297,8 +298,6 @@ def chat(
     Replies stream in, each role in its colour; Ctrl-C ends the run cleanly
     and `actorsim replay` replays it. Offline (scripted) unless --model-server.
     """
-    from actorsim.ui._terminal import chat as run_chat
-
     human = human.strip()
     if human in roles:
         raise click.BadParameter(f"{human!r} is one of --roles; you need a name of your own", param_hint="'--human'")

@@ -9,7 +9,7 @@ from pathlib import Path
 import attrs
 import orjson
 
-from actorsim.llm import ChatMessage
+from actorsim._core.chat import ChatMessage
 
 
 @attrs.frozen

@@ -10,21 +10,18 @@ random, consistent hashing, smallest mailbox) and autogen-core's topics and
 subscriptions are the models.
 
 The policies are plain frozen values; the task center decides with them (see
-`actorsim._router`), keeps their state and logs every decision
+`actorsim._engine.router`), keeps their state and logs every decision
 (`message.routed`: the policy and the roles it chose).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import attrs
 
-from actorsim._envelope import Message
-
-if TYPE_CHECKING:
-    from actorsim._views import RegistryView
+from actorsim._core.envelope import Message
 
 
 def _name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -116,8 +113,10 @@ class LeastPending(Policy):
     group: str = attrs.field(validator=_name)
 
 
-RoutingFunction: TypeAlias = Callable[[Message, "RegistryView"], "str | Iterable[str]"]
-"""A user's policy: given the message and the task center's registry view, the roles it goes to."""
+RoutingFunction: TypeAlias = Callable[[Message, Any], "str | Iterable[str]"]
+"""A user's policy: given the message and the task center's registry view (`actorsim.RegistryView`), the roles it
+goes to. The view is typed `Any` here, below the task center that makes it: a function annotated with
+`RegistryView` fits."""
 
 SendTo: TypeAlias = "str | Sequence[str] | Policy | RoutingFunction"
 """What `send_to` accepts: a role, a list of roles, `"all"`, a policy, or a routing function."""

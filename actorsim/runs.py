@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 import orjson
 
-from actorsim._envelope import Message
+from actorsim._core.envelope import Message
 from actorsim._errors import RunLogError
 from actorsim._runlog import FORMAT_VERSION
 
@@ -20,6 +20,10 @@ ERROR_EVENTS = frozenset(
         "transport.restarted",
     }
 )
+
+
+AGENT_BEHAVIOURS = frozenset({"AgentBehaviour", "AgentHost"})
+"""How `actor.started` names an agent's behaviour: "AgentHost" in logs written before it was renamed."""
 
 
 @attrs.frozen
@@ -54,7 +58,7 @@ class Run:
     @property
     def agents(self) -> list[str]:
         """The names of the run's agents, sorted."""
-        return sorted({e["actor"] for e in self.of_type("actor.started") if e.get("behaviour") == "AgentHost"})
+        return sorted({e["actor"] for e in self.of_type("actor.started") if e.get("behaviour") in AGENT_BEHAVIOURS})
 
     @property
     def messages(self) -> list[Message]:

@@ -2,7 +2,7 @@
 
 It lives in the driver and owns nothing that must survive: queues and history
 belong to the Environment actor, memories to the agents. It checks the
-caller's arguments and hands the work to the step engine (`actorsim._step`).
+caller's arguments and hands the work to the step engine (`actorsim._engine.steps`).
 """
 
 from __future__ import annotations
@@ -15,17 +15,20 @@ from typing import Any
 
 import attrs
 
-from actorsim._actors.environment import Environment, Replay, Snapshot
+from actorsim._actors.environment import Environment
 from actorsim._actors.registry import Registry
-from actorsim._component import AgentHandle
-from actorsim._envelope import USER_REQUIREMENT, Frame, Message
-from actorsim._intervention import Intervention
-from actorsim._members import check_mode, declared_info, start
-from actorsim._roles import ALL, check_known, role_list
-from actorsim._runtime import RunOptions, Runtime, current_runtime, new_run_id
-from actorsim._step import Steps
-from actorsim._supervision import Supervision, supervision_from
-from actorsim._views import EnvironmentView, RegistryView
+from actorsim._core.envelope import USER_REQUIREMENT, Frame, Message
+from actorsim._core.options import RunOptions
+from actorsim._core.roles import ALL, check_known, role_list
+from actorsim._core.supervision import Supervision, supervision_from
+from actorsim._engine.handles import AgentHandle
+from actorsim._engine.members import check_mode, declared_info, start
+from actorsim._engine.steps import Steps
+from actorsim._engine.views import EnvironmentView, RegistryView
+from actorsim._protocol.environment import ReplayJournal, Snapshot
+from actorsim._runtime.current import current_runtime
+from actorsim._runtime.interventions import Intervention
+from actorsim._runtime.runtime import Runtime, new_run_id
 from actorsim.agents import Agent
 from actorsim.llm import GenerationSettings
 from actorsim.routing import SendTo
@@ -67,7 +70,7 @@ class TaskCenter:
         )
         # The Environment's journal (every message) is compacted into snapshots: restarts stay fast.
         self.runtime.compact_with(env_ref.name, Snapshot())
-        self.runtime.replay_with(env_ref.name, Replay)
+        self.runtime.replay_with(env_ref.name, ReplayJournal)
         registry_ref = self.runtime.spawn(Registry, name=f"{name}/registry", supervision=policy, placement=placement)
         self.runtime.join_group(name, [env_ref.name, registry_ref.name])
         self.environment = EnvironmentView(self.runtime, env_ref)

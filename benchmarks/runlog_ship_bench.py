@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from actorsim._core.options import RunOptions
 from actorsim._runlog import log_event
-from actorsim._runtime import RunOptions, Runtime, new_run_id
+from actorsim._runtime.runtime import Runtime, new_run_id
 from actorsim.transport._ray import RayTransport
 
 

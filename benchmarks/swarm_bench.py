@@ -35,8 +35,8 @@ from rich.table import Table
 
 import actorsim
 from actorsim import Message, RolePlay, RoundRobin, Supervision, TaskCenter, create_component
-from actorsim._hosting import HostedTransport
 from actorsim.transport import ActorRef
+from actorsim.transport._hosted import HostedTransport
 
 console = Console(stderr=True)
 

@@ -16,7 +16,7 @@ import attrs
 import structlog
 
 from actorsim import ChatMessage, Hash, Message, Post, RolePlay
-from actorsim._supervision import Durable
+from actorsim._core.supervision import Durable
 from actorsim.agents import StepItem
 from tests.gates import Barrier, Gate
 

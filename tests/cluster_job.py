@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 import actorsim
-from actorsim import RolePlay, RoundRobin, TaskCenter, create_component
-from actorsim._envelope import USER_REQUIREMENT
+from actorsim import USER_REQUIREMENT, RolePlay, RoundRobin, TaskCenter, create_component
 
 
 def main() -> None:

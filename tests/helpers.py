@@ -67,7 +67,7 @@ def record_then_replay(program: Callable[..., Any]) -> tuple[Path, list[Any], An
 
     Returns the recording's folder and history, the `Replay` and the replayed task center (for the caller to close).
     """
-    from actorsim._replay import Replay
+    from actorsim import Replay
 
     recorded = program()
     original = recorded.runtime.log_config.directory

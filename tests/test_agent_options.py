@@ -9,8 +9,7 @@ import pytest
 from rich.console import Console
 
 from actorsim import ChatMessage, Frame, RolePlay, TaskCenter, ToolFrame
-from actorsim.ui import ChatRoom, TerminalView
-from actorsim.ui._room import round_robin
+from actorsim.ui import ChatRoom, TerminalView, round_robin
 from tests import tools  # noqa: F401 - registers the "weather" tool
 from tests.conftest import Make
 from tests.helpers import TASK, logged_events, of_kind, scripted, texts_by_role

@@ -143,7 +143,7 @@ class TestJobOnACluster:
         assert result["joined"], "the job started a private Ray instead of joining the cluster"
         check_complete(result)
         run = read_run(tmp_path / "logs" / result["run_id"])
-        agent_nodes = {e["node"] for e in run.of_type("actor.started") if e.get("behaviour") == "AgentHost"}
+        agent_nodes = {e["node"] for e in run.of_type("actor.started") if e.get("behaviour") == "AgentBehaviour"}
         assert len(agent_nodes) == 2, f"agents ran on {agent_nodes}"
         model_calls = run.of_type("llm.call.finished")
         assert {e["node"] for e in model_calls} == agent_nodes, "a node's model calls are missing from the log"

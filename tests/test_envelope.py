@@ -7,8 +7,8 @@ import pickle
 import pytest
 
 from actorsim import Frame, Message
-from actorsim._actors import agent_host, environment, registry
-from actorsim._ids import new_id
+from actorsim._core.ids import new_id
+from actorsim._protocol import agent, environment, registry
 
 
 class TestMessage:
@@ -48,12 +48,12 @@ class TestIds:
         assert ids == sorted(ids)
 
 
-REQUEST_MODULES = [environment, registry, agent_host]
+REQUEST_MODULES = [environment, registry, agent]
 
 
 @pytest.mark.parametrize("module", REQUEST_MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_every_request_type_pickles(module: object) -> None:
-    """Each attrs request or answer type of a behaviour survives pickling (it crosses processes)."""
+    """Each attrs request or answer type of an actor survives pickling (it crosses processes)."""
     import attrs
 
     message = Message("hi", "a", ["b"])

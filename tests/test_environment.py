@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from actorsim._actors.environment import (
+from actorsim import USER_REQUIREMENT, Message
+from actorsim._actors.environment import Environment
+from actorsim._protocol.environment import (
     AddRoles,
-    Environment,
     GetHistory,
     Publish,
     PublishAll,
@@ -14,7 +15,6 @@ from actorsim._actors.environment import (
     Release,
     TakePending,
 )
-from actorsim._envelope import USER_REQUIREMENT, Message
 
 
 def test_a_batch_of_replies_is_stored_whole_or_not_at_all() -> None:

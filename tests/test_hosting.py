@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 
 from actorsim import ActorDiedError, Message, RolePlay, RoundRobin, Supervision, TaskCenter
-from actorsim._actors.environment import Restore
-from actorsim._hosting import ADD_BATCH, Hosted, HostedTransport
-from actorsim._supervision import COMPACT_EVERY, Frozen
+from actorsim._core.supervision import Frozen
+from actorsim._protocol.environment import Restore
+from actorsim._runtime.supervisor import COMPACT_EVERY
+from actorsim.runs import read_run
 from actorsim.transport import CallFailed, Transport
+from actorsim.transport._host import Hosted
+from actorsim.transport._hosted import ADD_BATCH, HostedTransport
 from tests.actors import Append, Fail, GetValues, Lockstep, Recorder, UnstartableAgent
 from tests.conftest import HOSTS, Make, on_transports
 from tests.gates import Gate
@@ -100,6 +103,34 @@ def test_model_calls_in_one_host_do_not_wait_for_each_other(make_hosted: Make, l
     finished = [e["ts"] for e in of_kind(events, "llm.call.finished")]
     assert len(started) == len(finished) == 12
     assert max(started) < min(finished)
+
+
+def test_each_agent_says_which_host_holds_it_and_hosts_log_under_their_own_name(
+    make_hosted: Make, hosted_mode: str
+) -> None:
+    """A hosted agent's `actor.started` names its host (`hosted_by`), which started as a `Host`; in a process of
+    its own the host's log file is `host-<n>-<pid>.jsonl`, holding its agents' events, never named after one."""
+    task_center = make_hosted(TaskCenter, "named")
+    agents = [make_hosted(RolePlay, f"guest_{n}", llm=scripted("hello")) for n in range(7)]
+    task_center.add_agents(agents)
+    task_center.send_task_request(TASK)
+    assert texts_by_role(task_center.step()) == {f"guest_{n}": "hello" for n in range(7)}
+    directory = task_center.runtime.log_config.directory
+    started = read_run(directory).of_type("actor.started")
+    hosts = {e["actor"]: e for e in started if e["behaviour"] == "Host"}
+    guests = {e["actor"]: e for e in started if e["actor"].startswith("guest_")}
+    assert sorted(guests) == sorted(agent.name for agent in agents)
+    assert {e["behaviour"] for e in guests.values()} == {"AgentBehaviour"}
+    assert {e["hosted_by"] for e in guests.values()} <= set(hosts)
+    assert len({e["hosted_by"] for e in guests.values()}) == HOSTS  # agents spread over every host
+    for agent in agents:
+        held_by = hosts[guests[agent.name]["hosted_by"]]
+        assert guests[agent.name]["pid"] == held_by["pid"] == agent.ref.pid
+        if hosted_mode != "local":  # in-process hosts write to the driver's file
+            slot = held_by["actor"].split(".")[0]
+            assert guests[agent.name]["process"] == held_by["process"] == slot
+            assert (directory / f"{slot}-{held_by['pid']}.jsonl").exists()
+    assert not any(path.name.startswith("guest_") for path in directory.glob("*.jsonl"))
 
 
 @in_processes

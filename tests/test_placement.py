@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 
 import actorsim
-from actorsim import ClusterUnreachableError, PlacementError, RolePlay, TaskCenter, create_component
+from actorsim import ClusterUnreachableError, PlacementError, RolePlay, Runtime, TaskCenter, create_component
+from actorsim._core.options import RunOptions
+from actorsim._core.placement import Placement, placement_from
+from actorsim._core.supervision import Supervision
 from actorsim._logsink import LogSink
-from actorsim._placement import Placement, placement_from
 from actorsim._runlog import RunLog, RunLogConfig
-from actorsim._runtime import RunOptions, Runtime, new_run_id
-from actorsim._supervision import Supervision, Supervisor
+from actorsim._runtime.runtime import new_run_id
+from actorsim._runtime.supervisor import Supervisor
 from actorsim.runs import read_run
 from actorsim.transport import ActorRef, load_transport
 from actorsim.transport._ray_join import check_reachable, cluster_address
@@ -218,7 +220,7 @@ class TestLogSink:
         driver = RunLog(config, process="driver")
         driver.event("run.started", transport="ray")
         driver.flush()
-        shipping.event("actor.started", behaviour="AgentHost")
+        shipping.event("actor.started", behaviour="AgentBehaviour")
         shipping.event("llm.call.finished")
         assert not shipping.path.exists()  # kept until a flush ships them
         shipping.flush()

@@ -11,7 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from actorsim._runtime import RunOptions, Runtime
+from actorsim import Runtime
+from actorsim._core.options import RunOptions
 from actorsim.transport import load_transport
 from tests.actors import GetPid, Recorder
 from tests.helpers import alive, wait_until_gone

@@ -270,8 +270,7 @@ def test_a_run_whose_model_server_failed_replays_to_the_same_failure(tmp_path: P
 
 def test_replay_in_process_reenacts_a_crash(tmp_path: Path) -> None:
     """`TaskCenter(interventions=[Replay(...)])`: no subprocess, no CLI; the recorded crash happens again."""
-    from actorsim import RolePlay, Supervision, TaskCenter
-    from actorsim._replay import Replay
+    from actorsim import Replay, RolePlay, Supervision, TaskCenter
     from tests.actors import TouchyAgent
 
     quick = Supervision(backoff_initial=0.0, backoff_jitter=0.0)
@@ -311,9 +310,9 @@ def test_replay_in_process_reenacts_a_crash(tmp_path: Path) -> None:
 def test_replay_in_process_stops_at_until_with_the_state(tmp_path: Path) -> None:
     """`ReplayStopped` carries each role's queue and memory and the history at the message asked for."""
     import actorsim
-    from actorsim import RolePlay, create_component
-    from actorsim._replay import Replay, ReplayStopped
-    from actorsim._runtime import RunOptions, Runtime, new_run_id
+    from actorsim import Replay, ReplayStopped, RolePlay, Runtime, create_component
+    from actorsim._core.options import RunOptions
+    from actorsim._runtime.runtime import new_run_id
     from actorsim.transport import load_transport
 
     def program(replay: Replay | None) -> Runtime:

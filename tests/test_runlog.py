@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from actorsim import AgentFailedError, RolePlay, Runtime, TaskCenter, create_component
+from actorsim._core.options import RunOptions
 from actorsim._runlog import RunLogConfig, close_run_log, log_event, open_run_log
-from actorsim._runtime import RunOptions
 from actorsim.cli import main
 from actorsim.runs import Causality, RunLogError, read_run
 from actorsim.transport import load_transport
@@ -220,6 +220,16 @@ class TestReadingLogs:
         folder = self.write(tmp_path / "run", line)
         with pytest.raises(RunLogError, match=r"driver-1.jsonl:1: a model call reuses 3 turns of a previous prompt"):
             read_run(folder)
+
+    def test_agents_are_counted_in_logs_written_before_their_behaviour_was_renamed(self, tmp_path: Path) -> None:
+        """An agent's actor logged `AgentHost` before it was `AgentBehaviour`: both are agents; a host is not."""
+        lines = [
+            '{"v": 1, "event": "actor.started", "ts": 1, "actor": "old", "behaviour": "AgentHost"}',
+            '{"v": 1, "event": "actor.started", "ts": 2, "actor": "new", "behaviour": "AgentBehaviour"}',
+            '{"v": 1, "event": "actor.started", "ts": 3, "actor": "host-0.1", "behaviour": "Host"}',
+            '{"v": 1, "event": "actor.started", "ts": 4, "actor": "tc/environment", "behaviour": "Environment"}',
+        ]
+        assert read_run(self.write(tmp_path / "run", "\n".join(lines) + "\n")).agents == ["new", "old"]
 
     def test_not_a_run(self, tmp_path: Path) -> None:
         with pytest.raises(RunLogError, match="no run log here"):

@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
-from actorsim import ComponentFailedError, Supervision
-from actorsim._actors.environment import AddRoles, Environment, GetHistory, Publish, Replay
-from actorsim._envelope import USER_REQUIREMENT, Message
-from actorsim._supervision import Supervisor
-from actorsim.transport import Transport, load_transport
-from tests.actors import DurableAppend, GetValues, Recorder
+from actorsim import USER_REQUIREMENT, ActorDiedError, ComponentFailedError, Message, Runtime, Supervision
+from actorsim._actors.environment import Environment
+from actorsim._core.options import RunOptions
+from actorsim._protocol.environment import AddRoles, GetHistory, Publish, ReplayJournal
+from actorsim._runtime.runtime import new_run_id
+from actorsim._runtime.supervisor import Supervisor
+from actorsim.transport import ActorRef, Transport, load_transport
+from tests.actors import Append, DurableAppend, GetValues, Recorder
 from tests.helpers import CountingTransport
 
 POLICY = Supervision(max_restarts=2, within=10.0, backoff_initial=1.0, backoff_max=3.0, backoff_jitter=0.0)
@@ -83,11 +85,11 @@ class TestBudget:
         assert transport.ask(successor, GetValues(), timeout=1) == ["kept"]
 
     def test_a_child_that_takes_its_journal_whole_gets_it_in_one_request(self, events: Any, clock: Clock) -> None:
-        """The Environment's successor is given its journal as one `Replay`, not one request per entry."""
+        """The Environment's successor is given its journal as one `ReplayJournal`, not one request per entry."""
         counting = CountingTransport(load_transport("inline"))
         supervisor = Supervisor(counting, timeout=5.0, sleep=clock.sleep, clock=clock)
         ref = supervisor.spawn(Environment, "environment", POLICY)
-        supervisor.replay_with("environment", Replay)
+        supervisor.replay_with("environment", ReplayJournal)
         requests = [AddRoles(("reader",)), *(Publish(Message(f"task {n}", USER_REQUIREMENT, ("reader",)))
                                             for n in range(50))]
         for request in requests:
@@ -96,7 +98,7 @@ class TestBudget:
         history = counting.ask(ref, GetHistory(), timeout=1)
         counting.requests.clear()
         successor = supervisor.crashed(ref, RuntimeError("boom"))
-        assert counting.requests == ["spawn", "Replay"]
+        assert counting.requests == ["spawn", "ReplayJournal"]
         assert counting.ask(successor, GetHistory(), timeout=1) == history and len(history) == 50
         counting.shutdown()
 
@@ -181,3 +183,53 @@ class TestOneForAll:
         supervisor.crashed(first, RuntimeError("boom"))
         supervisor.restart_deferred()
         assert supervisor.current("second") is second
+
+
+class DiesDuringFirstAppend(CountingTransport):
+    """The first `Append` asked of any actor is delivered, then its process dies before it answers."""
+
+    def __init__(self, inner: Transport) -> None:
+        super().__init__(inner)
+        self.died = False
+
+    def ask(self, to: ActorRef, request: Any, *, timeout: float) -> Any:
+        answer = super().ask(to, request, timeout=timeout)
+        if isinstance(request, Append) and not self.died:
+            self.died = True
+            raise ActorDiedError(f"{to.name} died during the request")
+        return answer
+
+
+class TestAskRedelivery:
+    """`Runtime.ask` restarts an actor that died during an ask; its `redeliver` rule says whether to ask again."""
+
+    @pytest.fixture
+    def dying(self, transport: Transport) -> DiesDuringFirstAppend:
+        return DiesDuringFirstAppend(transport)
+
+    @pytest.fixture
+    def runtime(self, dying: DiesDuringFirstAppend) -> Iterator[Runtime]:
+        with Runtime(dying, RunOptions(log_dir=None), new_run_id()) as runtime:
+            yield runtime
+
+    def spawn(self, runtime: Runtime) -> ActorRef:
+        return runtime.spawn(Recorder, name="recorder", supervision=Supervision(backoff_initial=0, backoff_jitter=0))
+
+    def test_by_default_the_restarted_actor_is_asked_again(
+        self, runtime: Runtime, dying: DiesDuringFirstAppend
+    ) -> None:
+        ref = self.spawn(runtime)
+        assert runtime.ask(ref, Append("x")) == 1  # the successor's answer: it holds the one append
+        assert dying.requests == ["spawn", "Append", "spawn", "Append"]
+        assert runtime.actor("recorder") is not ref
+
+    def test_a_request_that_must_not_run_twice_raises_once_the_actor_is_restarted(
+        self, runtime: Runtime, dying: DiesDuringFirstAppend
+    ) -> None:
+        ref = self.spawn(runtime)
+        seen: list[BaseException] = []
+        with pytest.raises(ActorDiedError, match="died during the request"):
+            runtime.ask(ref, Append("x"), redeliver=lambda died: bool(seen.append(died)))
+        assert len(seen) == 1 and dying.requests == ["spawn", "Append", "spawn"]
+        successor = runtime.actor("recorder")
+        assert successor is not ref and runtime.ask(successor, GetValues()) == []

@@ -1,5 +1,11 @@
 """Behaviours run as actors: plain classes with a `receive(request)` method.
 
-Requests are frozen attrs classes and each behaviour dispatches on their type,
-so any transport can carry them and a log can name them.
+Each dispatches on the type of its request; the requests and answers are
+frozen attrs classes in `actorsim._protocol`, so that any transport can carry
+them, a log can name them, and the driver sends them without importing a
+behaviour.
+
+    agent        AgentBehaviour: one user agent (in its own actor, or hosted)
+    environment  Environment: every queue and the history
+    registry     Registry: who is in the system
 """

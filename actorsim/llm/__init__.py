@@ -14,8 +14,9 @@ from typing import Any
 
 import attrs
 
+from actorsim._core.chat import ChatMessage, ToolCall
 from actorsim.llm._openai import OpenAIChatModel, OpenAIConfig
-from actorsim.llm._protocol import ChatMessage, ChatModel, ModelItem, RetryNotice, ToolCall, stream_events, takes_tools
+from actorsim.llm._protocol import ChatModel, ModelItem, RetryNotice, stream_events, takes_tools
 from actorsim.llm._scripted import ScriptedConfig, ScriptedModel
 from actorsim.llm._settings import SETTING_NAMES, GenerationSettings
 

@@ -18,9 +18,10 @@ import httpx
 import tenacity
 from httpx_sse import connect_sse
 
+from actorsim._core.chat import ChatMessage
+from actorsim._core.validators import positive
 from actorsim._errors import LLMError, TransientServerError
-from actorsim._validators import positive
-from actorsim.llm._protocol import ChatMessage, ModelItem, RetryNotice
+from actorsim.llm._protocol import ModelItem, RetryNotice
 from actorsim.llm._settings import GenerationSettings
 from actorsim.llm._tool_calls import ToolCallAssembler
 

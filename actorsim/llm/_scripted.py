@@ -10,8 +10,9 @@ from typing import Any
 
 import attrs
 
-from actorsim._validators import non_negative
-from actorsim.llm._protocol import ChatMessage, ModelItem, ToolCall
+from actorsim._core.chat import ChatMessage, ToolCall
+from actorsim._core.validators import non_negative
+from actorsim.llm._protocol import ModelItem
 from actorsim.llm._settings import GenerationSettings
 
 _WORD_WITH_SPACE = re.compile(r"\S+\s*|\s+")
@@ -20,7 +21,7 @@ SPEAKER = "{speaker}"
 _LINE = re.compile(r"(?P<speaker>[^:\n]+): (?P<words>.*)")
 # A quotation with what introduces it, from the start of its sentence: «ada said “...”».
 _QUOTATION = re.compile(r"(?:^|(?<=[.!?]))[^.!?“”]*“[^”]*”")
-USER_REQUIREMENT = "user_requirement"  # the sender of the task (actorsim._envelope.USER_REQUIREMENT)
+USER_REQUIREMENT = "user_requirement"  # the sender of the task (actorsim._core.envelope.USER_REQUIREMENT)
 
 Scripted = str | Mapping[str, Any]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from actorsim.llm._protocol import ToolCall
+from actorsim._core.chat import ToolCall
 
 
 @attrs.define

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Sequence
 
-from actorsim.llm import ToolCall
+from actorsim._core.chat import ToolCall
 from actorsim.tools._spec import Tool
 
 _ACTION = re.compile(r"Action:\s*([A-Za-z0-9_-]+)\s*\n\s*Action Input:\s*(\{.*\})", re.DOTALL)

@@ -12,8 +12,8 @@ import time
 from collections.abc import Generator, Sequence
 from typing import Any, Protocol
 
+from actorsim._core.chat import ToolCall
 from actorsim._runlog import log_event
-from actorsim.llm import ToolCall
 from actorsim.tools._execute import ToolOutcome, execute
 from actorsim.tools._service import ServiceRequest
 from actorsim.tools._spec import Tool

@@ -4,31 +4,29 @@
 starts `pool` actors under the run's supervisor. An agent's call to one is an
 ordinary message (`CallTool`, with the call's id), asked by the driver: the
 agent's step pauses with a `ServiceRequest`, the driver asks the service and
-resumes the step with the outcome. The driver, not the agent's process, asks,
-because it is where the supervisor and every transport's handles are (an
-actor cannot wait for another actor's answer on Thespian). A service that
-dies during a call is restarted; the call is made again only for a tool
-declared idempotent, else the model is told that it may or may not have run.
+resumes the step with the outcome (`actorsim._engine.tool_calls`). The driver,
+not the agent's process, asks, because it is where the supervisor and every
+transport's handles are (an actor cannot wait for another actor's answer on
+Thespian). A service that dies during a call is restarted; the call is made
+again only for a tool declared idempotent, else the model is told that it may
+or may not have run.
 """
 
 from __future__ import annotations
 
 import functools
-import zlib
 from collections.abc import Generator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-from actorsim._errors import AskTimeoutError, ComponentFailedError
-from actorsim._supervision import Supervision, supervision_from
-from actorsim.llm import ToolCall
+from actorsim._core.chat import ToolCall
+from actorsim._core.context import LiveRun, current_run
+from actorsim._core.ref import ActorRef
+from actorsim._core.supervision import Supervision, supervision_from
 from actorsim.tools._execute import ToolOutcome, execute
 from actorsim.tools._resolve import resolve_tools
 from actorsim.tools._spec import Tool
-
-if TYPE_CHECKING:
-    from actorsim._runtime import Runtime
 
 
 @attrs.frozen
@@ -50,24 +48,8 @@ class ServiceRequest:
     idempotent: bool
 
 
-@attrs.frozen
-class Paused:
-    """The last item of a step's stream that waits for a tool service: the driver answers `request`."""
-
-    reply_id: str
-    request: ServiceRequest
-
-
-@attrs.frozen
-class ResumeStep:
-    """Go on with the paused step `reply_id`, the tool service's `outcome` in hand."""
-
-    reply_id: str
-    outcome: ToolOutcome
-
-
-class ToolServiceHost:
-    """The behaviour of one actor of a tool service."""
+class ToolServiceBehaviour:
+    """The behaviour of one actor of a tool service: runs the calls it is sent."""
 
     def __init__(self, tools: Sequence[Tool]) -> None:
         self.tools = {tool.name: tool for tool in tools}
@@ -99,10 +81,10 @@ class LocalService:
     """A plain (`remote=False`) service: called in the calling process."""
 
     service: str
-    host: ToolServiceHost
+    behaviour: ToolServiceBehaviour
 
     def call(self, tool: Tool, call: ToolCall) -> Generator[ServiceRequest, ToolOutcome, ToolOutcome]:
-        return self.host.receive(CallTool(call.call_id, tool.name, call.arguments))
+        return self.behaviour.receive(CallTool(call.call_id, tool.name, call.arguments))
         yield  # a generator like RemoteService.call, that never pauses
 
 
@@ -121,10 +103,13 @@ class ToolService:
         pool: int = 1,
         supervision: Supervision | dict[str, Any] | None = None,
         remote: bool = False,
-        runtime: Runtime | None = None,
+        runtime: LiveRun | None = None,
         placement: str | None = None,
     ) -> None:
-        """`placement` (Ray only, `remote=True`) is where the service's actors run; see `actorsim.init`."""
+        """`placement` (Ray only, `remote=True`) is where the service's actors run; see `actorsim.init`.
+
+        `runtime` is the run to start them on (default: the current run, see `actorsim.current_runtime`).
+        """
         if placement is not None and not remote:
             raise ValueError("placement= is for tool services made with remote=True on the 'ray' transport")
         if not isinstance(pool, int) or isinstance(pool, bool) or pool < 1:
@@ -134,21 +119,23 @@ class ToolService:
         served = [tool.name for tool in self.tools if tool.service is not None]
         if served:
             raise ValueError(f"tool service {name!r}: {served} are served by another service already")
-        self.runtime: Runtime | None = None
+        self.runtime: LiveRun | None = None
+        self._actors: list[ActorRef] = []
         if remote:
-            from actorsim._runtime import current_runtime
-
-            self.runtime = runtime or current_runtime()
+            self.runtime = runtime or current_run()
             self.runtime.check_placement(placement)
             policy = supervision_from(supervision)
             names = tuple(name if pool == 1 else f"{name}/{index}" for index in range(pool))
-            for actor in names:
+            self._actors = [
                 self.runtime.spawn(
-                    functools.partial(ToolServiceHost, self.tools), name=actor, supervision=policy, placement=placement
+                    functools.partial(ToolServiceBehaviour, self.tools), name=actor, supervision=policy,
+                    placement=placement,
                 )
+                for actor in names
+            ]
             self.link: RemoteService | LocalService = RemoteService(name, names)
         else:
-            self.link = LocalService(name, ToolServiceHost(self.tools))
+            self.link = LocalService(name, ToolServiceBehaviour(self.tools))
 
     def served_tools(self) -> tuple[Tool, ...]:
         """The tools as an agent holds them: specs that say where to call."""
@@ -156,40 +143,10 @@ class ToolService:
 
     def stop(self) -> None:
         """Stop the actors that serve the tools."""
-        if self.runtime is not None and isinstance(self.link, RemoteService):
-            for actor in self.link.actors:
-                self.runtime.stop(self.runtime.supervisor.current(actor))
+        if self.runtime is not None:
+            for actor in self._actors:
+                self.runtime.stop(actor)
 
     def __repr__(self) -> str:
         where = "in-process" if self.runtime is None else self.runtime.transport_name
         return f"<ToolService {self.name!r} {[tool.name for tool in self.tools]} on {where}>"
-
-
-def answer(runtime: Runtime, request: ServiceRequest) -> ToolOutcome:
-    """Ask the service, in the driver; a death restarts it and is retried only for an idempotent tool."""
-    actor = request.actors[zlib.crc32(request.call.call_id.encode()) % len(request.actors)]
-    supervisor = runtime.supervisor
-    while True:
-        try:
-            ref = supervisor.current(actor)
-        except ComponentFailedError as gone:
-            return ToolOutcome(error=f"tool service {request.service!r} is down for good: {gone}")
-        try:
-            outcome: ToolOutcome = runtime.transport.ask(ref, request.call, timeout=runtime.options.ask_timeout)
-            return outcome
-        except AskTimeoutError as error:
-            return ToolOutcome(error=f"tool service {request.service!r} did not answer: {error}")
-        except Exception as error:  # noqa: BLE001 - the service died or crashed: its supervisor decides
-            try:
-                supervisor.crashed(ref, error)
-            except ComponentFailedError as gone:
-                return ToolOutcome(error=f"tool service {request.service!r} is down for good: {gone}")
-            if not request.idempotent:
-                runtime.log("tool.call.lost", call_id=request.call.call_id, tool=request.call.tool, error=repr(error))
-                return ToolOutcome(
-                    error=f"tool service {request.service!r} died during the call ({type(error).__name__}); "
-                    f"{request.call.tool!r} is not declared idempotent, so it was not called again: "
-                    "it may or may not have taken effect"
-                )
-            runtime.log("tool.call.redelivered", call_id=request.call.call_id, tool=request.call.tool,
-                        error=repr(error))

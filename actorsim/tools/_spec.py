@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import attrs
 
+from actorsim._core.chat import ToolCall
 from actorsim._errors import ToolSpecError
-from actorsim.llm import ToolCall
 
 JSON_TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object", "null"})
 _PYTHON_TYPES: dict[Any, str] = {

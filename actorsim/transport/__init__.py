@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from actorsim._core.ref import ActorRef
 from actorsim._errors import TransportUnavailableError
-from actorsim.transport._base import ActorRef, Behaviour, BehaviourFactory, CallFailed, Transport
+from actorsim.transport._base import Behaviour, BehaviourFactory, CallFailed, Transport
 
 TRANSPORTS = ("local", "thespian", "ray")
 """The transports a user can choose; `inline` serves `remote=False` only."""

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkab
 
 import attrs
 
+from actorsim._core.ref import ActorRef
 from actorsim._errors import AskTimeoutError, RemoteError
 
 if TYPE_CHECKING:
-    from actorsim._placement import Placement
+    from actorsim._core.options import RunOptions
+    from actorsim._core.placement import Placement
     from actorsim._runlog import RunLogConfig, Sink
-    from actorsim._runtime import RunOptions
 
 
 @runtime_checkable
@@ -36,20 +37,6 @@ class Behaviour(Protocol):
 
 BehaviourFactory = Callable[[], Behaviour]
 """Builds the behaviour inside the actor's process; must pickle for multiprocess transports."""
-
-
-@attrs.frozen
-class ActorRef:
-    """Names one actor of one transport; `address` is the backend's own handle.
-
-    `pid` is the process the actor runs in (the caller's own for in-process transports);
-    `node` the Ray node it runs on (None elsewhere).
-    """
-
-    name: str
-    address: Any = attrs.field(eq=False, repr=False)
-    pid: int | None = attrs.field(default=None, eq=False)
-    node: str | None = attrs.field(default=None, eq=False)
 
 
 class Transport(abc.ABC):

@@ -13,10 +13,10 @@ import queue
 import threading
 from typing import Any
 
+from actorsim._core.placement import Placement
+from actorsim._core.ref import ActorRef
 from actorsim._errors import ActorStoppedError
-from actorsim._placement import Placement
 from actorsim.transport._base import (
-    ActorRef,
     Behaviour,
     BehaviourFactory,
     Calls,

@@ -13,10 +13,10 @@ from typing import Any
 
 import attrs
 
+from actorsim._core.placement import Placement
+from actorsim._core.ref import ActorRef
 from actorsim._errors import ActorStoppedError, AskTimeoutError
-from actorsim._placement import Placement
 from actorsim.transport._base import (
-    ActorRef,
     Behaviour,
     BehaviourFactory,
     Calls,

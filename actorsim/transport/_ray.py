@@ -25,12 +25,12 @@ import ray
 from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actorsim._core.placement import Placement
+from actorsim._core.ref import ActorRef
 from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError, ClusterUnreachableError
 from actorsim._logsink import LogSink
-from actorsim._placement import Placement
 from actorsim._runlog import RunLogConfig, set_process_fields
 from actorsim.transport._base import (
-    ActorRef,
     Behaviour,
     BehaviourFactory,
     CallFailed,
@@ -42,7 +42,7 @@ from actorsim.transport._ray_join import JOIN_TIMEOUT, check_reachable, cluster_
 from actorsim.transport._ray_nodes import NodeChooser
 
 if TYPE_CHECKING:
-    from actorsim._runtime import RunOptions
+    from actorsim._core.options import RunOptions
 
 
 class RayShell:

@@ -44,6 +44,7 @@ def _host_port(address: str) -> tuple[str, int] | None:
 def _resolve_auto() -> str:
     """The cluster `ray start` last started on this machine, as Ray finds it for `address="auto"`."""
     try:
+        # Here, not at the top: ray is an optional package, and this is a private module of it that may move.
         from ray._private.services import canonicalize_bootstrap_address
     except ImportError:  # a Ray that moved it: let ray.init find it
         return "auto"

@@ -21,8 +21,8 @@ import attrs
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actorsim._core.placement import Placement
 from actorsim._errors import PlacementError
-from actorsim._placement import Placement
 
 AVOID_FOR = 60.0
 """Seconds a node where an actor died is avoided, unless Ray declares it dead first."""

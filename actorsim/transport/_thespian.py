@@ -37,10 +37,10 @@ import psutil
 from thespian.actors import Actor, ActorAddress, ActorExitRequest, ActorSystem, ActorSystemFailure
 from thespian.system.messages.status import Thespian_StatusReq, Thespian_SystemStatus
 
+from actorsim._core.placement import Placement
+from actorsim._core.ref import ActorRef
 from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError
-from actorsim._placement import Placement
 from actorsim.transport._base import (
-    ActorRef,
     Behaviour,
     BehaviourFactory,
     CallFailed,
@@ -51,7 +51,7 @@ from actorsim.transport._base import (
 )
 
 if TYPE_CHECKING:
-    from actorsim._runtime import RunOptions
+    from actorsim._core.options import RunOptions
 
 SYSTEM_BASE = "multiprocQueueBase"
 _DRIVER_POLL_SECONDS = 1.0

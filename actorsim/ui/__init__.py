@@ -20,7 +20,7 @@ _GRADIO_NAMES = ("ChatApp", "build_app", "free_port")
 def __getattr__(name: str) -> Any:
     """The Gradio app's names, importing Gradio only when one is asked for."""
     if name in _GRADIO_NAMES:
-        from actorsim.ui import _gradio
+        from actorsim.ui import _gradio  # here, not at the top: it imports gradio, an optional package
 
         return getattr(_gradio, name)
     raise AttributeError(f"module 'actorsim.ui' has no attribute {name!r}")

@@ -13,6 +13,7 @@ import contextlib
 import html
 import os
 import queue
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -23,8 +24,8 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("the chat room app needs Gradio: pip install 'actorsim[ui]'") from error
 
-from actorsim._actors.registry import AgentInfo
-from actorsim._envelope import Frame, Message, ToolFrame
+from actorsim._core.envelope import Frame, Message, ToolFrame
+from actorsim._protocol.registry import AgentInfo
 from actorsim.runs import TraceNode
 from actorsim.task_center import TaskCenter
 from actorsim.ui._room import ChatRoom, Director, HumanTurn, RoomEvent, Speaking, Trace, describe, round_robin
@@ -418,8 +419,6 @@ class ChatApp:
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now, for a test or an example to serve on."""
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])

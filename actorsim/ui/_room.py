@@ -12,9 +12,9 @@ from pathlib import Path
 
 import attrs
 
-from actorsim._actors.registry import AgentInfo
-from actorsim._envelope import USER_REQUIREMENT, Frame, Message
-from actorsim._roles import ALL
+from actorsim._core.envelope import USER_REQUIREMENT, Frame, Message
+from actorsim._core.roles import ALL
+from actorsim._protocol.registry import AgentInfo
 from actorsim.runs import Causality, RunLogError, TraceNode, read_run
 from actorsim.task_center import TaskCenter
 

@@ -17,8 +17,12 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from actorsim._envelope import Frame, ToolFrame
-from actorsim._wording import plural
+from actorsim._component import create_component
+from actorsim._core.envelope import Frame, ToolFrame
+from actorsim._core.wording import plural
+from actorsim._init import init
+from actorsim.agents import RolePlay
+from actorsim.task_center import TaskCenter
 from actorsim.ui._room import ChatRoom, HumanTurn, RoomEvent, Speaking
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
@@ -130,15 +134,12 @@ def chat(
     log_dir: str | os.PathLike[str] | None,
 ) -> int:
     """`actorsim chat`: a room of `roles` taking turns (round robin), `human` typing at its turn."""
-    import actorsim
-    from actorsim import RolePlay, TaskCenter, create_component
-
     view = TerminalView(humans=[human] if human else [])
     show_notices(view)
     log: list[Path] = []  # where the run logs, once it has started
 
     try:
-        with actorsim.init(transport=transport, log_dir=log_dir) as runtime:
+        with init(transport=transport, log_dir=log_dir) as runtime:
             sigterm_interrupts()
             if runtime.log_config is not None:
                 log.append(runtime.log_config.directory)

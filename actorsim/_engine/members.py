@@ -7,16 +7,17 @@ from collections.abc import Sequence
 
 import attrs
 
-from actorsim._actors.agent_host import AgentHost, Describe
-from actorsim._actors.registry import AgentInfo
-from actorsim._component import AgentHandle
+from actorsim._actors.agent import AgentBehaviour
+from actorsim._core.ref import ActorRef
+from actorsim._core.roles import role_list
+from actorsim._core.validators import name_or_none
+from actorsim._engine.handles import AgentHandle
 from actorsim._errors import AgentFailedError
-from actorsim._roles import role_list
-from actorsim._runtime import Runtime
-from actorsim._validators import name_or_none
+from actorsim._protocol.agent import Describe
+from actorsim._protocol.registry import AgentInfo
+from actorsim._runtime.runtime import Runtime
 from actorsim.agents import Agent
 from actorsim.llm import build_chat_model
-from actorsim.transport import ActorRef
 
 
 def check_mode(agent: object, runtime: Runtime | None) -> None:
@@ -44,7 +45,7 @@ def start(runtime: Runtime, agent: AgentHandle | Agent) -> tuple[ActorRef, Agent
     if agent.llm is not None:
         agent.use_model(build_chat_model(runtime.interventions.choose_model(agent.role, agent.llm)))
     ref = runtime.spawn(
-        functools.partial(AgentHost, agent), name=agent.name, supervision=agent.supervision,
+        functools.partial(AgentBehaviour, agent), name=agent.name, supervision=agent.supervision,
         failure_type=AgentFailedError,
     )
     return ref, runtime.ask(ref, Describe())

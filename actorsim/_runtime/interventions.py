@@ -13,19 +13,9 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import attrs
-
-from actorsim._envelope import Message
-from actorsim.llm import ChatMessage, ChatModel
-
-
-@attrs.frozen
-class RunState:
-    """What a run holds at one point: each role's queue and memory, and the history."""
-
-    pending: Mapping[str, Sequence[Message]]
-    memories: Mapping[str, Sequence[ChatMessage]]
-    history: Sequence[Message]
+from actorsim._core.envelope import Message
+from actorsim._core.state import RunState
+from actorsim.llm import ChatModel
 
 
 class Intervention:

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import orjson
 
-from actorsim._ids import new_id
+from actorsim._core.ids import new_id
 
 USER_REQUIREMENT = "user_requirement"
 """The sender of tasks that come from outside the system (`send_task_request`)."""

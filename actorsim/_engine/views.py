@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from actorsim._actors.environment import (
+from actorsim._core.envelope import Message
+from actorsim._core.ref import ActorRef
+from actorsim._protocol.environment import (
     DeadLetter,
     GetDeadLetters,
     GetHistory,
@@ -10,10 +12,8 @@ from actorsim._actors.environment import (
     GetUserRequirements,
     PendingRoles,
 )
-from actorsim._actors.registry import AgentInfo, FindAgent, ListAgents
-from actorsim._envelope import Message
-from actorsim._runtime import Runtime
-from actorsim.transport import ActorRef
+from actorsim._protocol.registry import AgentInfo, FindAgent, ListAgents
+from actorsim._runtime.runtime import Runtime
 
 
 class EnvironmentView:

@@ -1,4 +1,8 @@
-"""Runs a user's agent as an actor: a step in, chunks and one reply out."""
+"""The behaviour of one agent: a step in, chunks and one reply out (see `actorsim._protocol.agent`).
+
+It runs in an actor of its own, or beside many others in a host actor
+(`actorsim.transport._host`): either way one `AgentBehaviour` per agent.
+"""
 
 from __future__ import annotations
 
@@ -8,100 +12,30 @@ from typing import Any
 
 import attrs
 
-from actorsim._actors.registry import AgentInfo
-from actorsim._envelope import Frame, Message
+from actorsim._core.envelope import Frame, Message
+from actorsim._protocol.agent import (
+    Chunk,
+    Describe,
+    GetMemory,
+    GetMemoryState,
+    Paused,
+    RememberSent,
+    Reply,
+    RestoreMemory,
+    ResumeStep,
+    Retrying,
+    RunStep,
+)
+from actorsim._protocol.registry import AgentInfo
 from actorsim._runlog import log_event
 from actorsim.agents import Agent, Post
-from actorsim.llm import ChatMessage, GenerationSettings, RetryNotice
+from actorsim.llm import ChatMessage, RetryNotice
 from actorsim.memory import MemoryState
 from actorsim.tools import ServiceRequest
-from actorsim.tools._service import Paused, ResumeStep
 
 
-@attrs.frozen
-class RunStep:
-    """Answer `received` with a reply whose id is `reply_id`; it goes to `send_to`, in trace `trace_id`.
-
-    The driver names the reply, so that a step delivered again to a restarted
-    agent makes the same message, and publishing it twice is recognised.
-    """
-
-    received: tuple[Message, ...]
-    reply_id: str
-    send_to: tuple[str, ...]
-    trace_id: str | None
-    step: int
-    round: int
-    clock: int
-    task: str | None = None
-    user_response: str | None = None
-    settings: GenerationSettings | None = None
-
-
-@attrs.frozen
-class Chunk:
-    role: str
-    text: str
-    message_id: str
-
-
-@attrs.frozen
-class Retrying:
-    """The agent's model server is being tried again: streamed to the driver, which tells the user."""
-
-    role: str
-    notice: RetryNotice
-
-    def __str__(self) -> str:
-        return f"{self.role}: {self.notice}"
-
-
-@attrs.frozen
-class Reply:
-    """The finished reply, and what the step added to the agent's memory; a watcher's is never published.
-
-    A step that returned `Post`s has them in `posts`; `message` is then the
-    pattern of their messages (ids, trace, causes, clock), whose content and
-    recipients the driver fills in per post when it routes them.
-    """
-
-    message: Message
-    publish: bool
-    remembered: MemoryState = MemoryState()
-    posts: tuple[Post, ...] | None = None
-
-
-@attrs.frozen
-class Describe:
-    pass
-
-
-@attrs.frozen
-class GetMemory:
-    pass
-
-
-@attrs.frozen
-class GetMemoryState:
-    pass
-
-
-@attrs.frozen
-class RememberSent:
-    """`message` went out in the agent's name (`send_task_request(send_from=role)`): it remembers saying it."""
-
-    message: Message
-
-
-@attrs.frozen
-class RestoreMemory:
-    """Sent by the supervisor to a restarted agent: its memory as of its last finished step."""
-
-    state: MemoryState
-
-
-class AgentHost:
-    """Hosts one `Agent`; built in the actor's own process by `build`."""
+class AgentBehaviour:
+    """Runs one `Agent` in an actor; built in the actor's own process by `build`."""
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -109,7 +43,7 @@ class AgentHost:
         self._paused: dict[str, _Going] = {}  # steps waiting for a tool service, by reply id
 
     @classmethod
-    def build(cls, agent_class: type[Agent], options: Mapping[str, Any]) -> AgentHost:
+    def build(cls, agent_class: type[Agent], options: Mapping[str, Any]) -> AgentBehaviour:
         return cls(agent_class(**options))
 
     @functools.singledispatchmethod

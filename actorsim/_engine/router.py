@@ -37,12 +37,12 @@ from typing import NoReturn
 
 import attrs
 
-from actorsim._actors.registry import AgentInfo
-from actorsim._envelope import Message
+from actorsim._core.envelope import Message
+from actorsim._core.roles import ALL, check_known, resolve_recipients, role_list
+from actorsim._engine.views import RegistryView
 from actorsim._errors import RoutingError
-from actorsim._roles import ALL, check_known, resolve_recipients, role_list
-from actorsim._runtime import Runtime
-from actorsim._views import RegistryView
+from actorsim._protocol.registry import AgentInfo
+from actorsim._runtime.runtime import Runtime
 from actorsim.routing import Hash, LeastPending, Policy, Random, RoundRobin, SendTo, Topic, check_send_to, describe
 
 GroupPolicy = RoundRobin | Random | Hash | LeastPending

@@ -15,20 +15,17 @@ latest snapshots the caller keeps for it (an agent's memory).
 from __future__ import annotations
 
 import collections
-import pickle
-import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, Protocol
 
 import attrs
 
+from actorsim._core.placement import Placement
+from actorsim._core.ref import ActorRef
+from actorsim._core.supervision import Durable, Supervision
 from actorsim._errors import ActorStoppedError, ComponentFailedError
-from actorsim._placement import Placement
-from actorsim._validators import non_negative, positive
-from actorsim.transport import ActorRef, BehaviourFactory, Transport
-
-STRATEGIES = ("one_for_one", "one_for_all")
+from actorsim.transport import BehaviourFactory, Transport
 
 
 class LogEvent(Protocol):
@@ -50,64 +47,8 @@ def restart_cures(error: BaseException) -> bool:
     return bool(getattr(error, "restartable", True))
 
 
-class Durable:
-    """A request that changes an actor's state: replayed, in order, into its restarted successor."""
-
-
-class Frozen(Durable):
-    """A durable request kept pickled, as an actor's snapshot of its whole state is.
-
-    The driver keeps a long run's snapshot as bytes rather than as objects
-    (less memory, nothing to unpickle when it arrives), and a restart sends
-    those bytes on unchanged: the snapshot is pickled once, by the actor
-    that made it, and read once, by its successor.
-    """
-
-    def __init__(self, request: Any) -> None:
-        self.data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def thaw(self) -> Any:
-        """The request itself."""
-        return pickle.loads(self.data)
-
-
 COMPACT_EVERY = 1000
 """Journaled requests after which a child that can be compacted is asked for a snapshot instead."""
-
-
-@attrs.frozen
-class Supervision:
-    """How a component's crashes are handled, in the manner of an Erlang/OTP supervisor.
-
-    At most `max_restarts` restarts within `within` seconds; one more crash and
-    the supervisor gives up (`ComponentFailedError`, `AgentFailedError` for an
-    agent). Before the n-th restart in a row it waits
-    `min(backoff_max, backoff_initial * 2 ** (n - 1))` plus up to `backoff_jitter`
-    seconds. `one_for_all` also restarts the crashed component's siblings (the
-    other components of its task center) once the step in progress ends.
-    """
-
-    strategy: str = attrs.field(default="one_for_one", validator=attrs.validators.in_(STRATEGIES))
-    max_restarts: int = attrs.field(default=3, validator=[attrs.validators.instance_of(int), non_negative])
-    within: float = attrs.field(default=60.0, validator=positive)
-    backoff_initial: float = attrs.field(default=0.05, validator=non_negative)
-    backoff_max: float = attrs.field(default=5.0, validator=non_negative)
-    backoff_jitter: float = attrs.field(default=0.05, validator=non_negative)
-
-    def backoff(self, restart: int, draw: Callable[[float, float], float] = random.uniform) -> float:
-        """Seconds to wait before restart number `restart` (from 1) of the current run of crashes."""
-        exponential: float = self.backoff_initial * 2 ** (restart - 1)
-        return min(self.backoff_max, exponential) + draw(0.0, self.backoff_jitter)
-
-
-def supervision_from(value: Supervision | Mapping[str, Any] | None) -> Supervision:
-    if value is None:
-        return Supervision()
-    if isinstance(value, Supervision):
-        return value
-    if isinstance(value, Mapping):
-        return Supervision(**value)
-    raise TypeError(f"supervision must be a Supervision or a dict of its fields, not {value!r}")
 
 
 @attrs.define

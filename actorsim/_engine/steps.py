@@ -18,17 +18,27 @@ from typing import Any
 
 import attrs
 
-from actorsim._actors.agent_host import (
+from actorsim._core.envelope import USER_REQUIREMENT, Frame, Message
+from actorsim._core.ids import post_id
+from actorsim._core.ref import ActorRef
+from actorsim._core.state import RunState
+from actorsim._engine.router import Router, is_routed
+from actorsim._engine.tool_calls import answer
+from actorsim._engine.views import RegistryView
+from actorsim._errors import AgentFailedError, RoutingError
+from actorsim._protocol.agent import (
     Chunk,
     GetMemory,
     GetMemoryState,
+    Paused,
     RememberSent,
     Reply,
     RestoreMemory,
+    ResumeStep,
     Retrying,
     RunStep,
 )
-from actorsim._actors.environment import (
+from actorsim._protocol.environment import (
     AddRoles,
     BuryDeadLetters,
     DeadLetter,
@@ -41,19 +51,13 @@ from actorsim._actors.environment import (
     Release,
     TakePending,
 )
-from actorsim._actors.registry import AgentInfo, Register, SetStatus
-from actorsim._envelope import USER_REQUIREMENT, Frame, Message
-from actorsim._errors import AgentFailedError, RoutingError
-from actorsim._ids import post_id
-from actorsim._intervention import RunState
-from actorsim._router import Router, is_routed
-from actorsim._runtime import Redelivered, Runtime
-from actorsim._views import RegistryView
+from actorsim._protocol.registry import AgentInfo, Register, SetStatus
+from actorsim._runtime.runtime import Runtime
+from actorsim._runtime.stream import Redelivered
 from actorsim.llm import ChatMessage, GenerationSettings
 from actorsim.memory import MemoryState
 from actorsim.routing import SendTo
-from actorsim.tools._service import Paused, ResumeStep, answer
-from actorsim.transport import ActorRef, CallFailed
+from actorsim.transport import CallFailed
 
 notices = logging.getLogger("actorsim")
 """Where news for people waiting on a step goes (a model server being retried); see `actorsim.ui.show_notices`."""
