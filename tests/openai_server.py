@@ -11,6 +11,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import socket
+import struct
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,18 +37,33 @@ class OpenAIServer:
         *,
         failures: list[int] | None = None,
         cut_after: list[int] | None = None,
+        reset_after: list[int | None] | None = None,
+        reset_first_after: int | None = None,
+        keep_alive: bool = False,
         api_key: str | None = None,
         port: int = 0,
     ) -> None:
-        """`failures`: statuses to answer first; `cut_after`: the next streams end after that many pieces."""
+        """`failures`: statuses to answer first; `cut_after`: the next streams end after that many pieces;
+        `reset_after`: the next streams' connections are reset (TCP RST) after that many pieces;
+        `reset_first_after`: so is the first stream of each prompt (a retry asks with the same prompt again).
+
+        `keep_alive`: HTTP/1.1, streams sent chunked, connections kept open for the next request, as real
+        servers do; `connections` then holds the connection each request came on (a number per connection).
+        """
         self.replies = itertools.cycle(replies)
         self.failures = list(failures or [])
         self.cut_after = list(cut_after or [])
+        self.reset_after = list(reset_after or [])
+        self.reset_first_after = reset_first_after
+        self._prompts_seen: set[str] = set()
+        self.keep_alive = keep_alive
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
+        self.connections: list[int] = []
         self.statuses: list[int] = []
         self._lock = threading.Lock()
-        self._http = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._connection_ids = itertools.count()
+        self._http = _QuietServer(("127.0.0.1", port), self._handler_class())
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
 
     @property
@@ -66,9 +84,15 @@ class OpenAIServer:
         self._http.server_close()
         self._thread.join()
 
-    def _next_cut(self) -> int | None:
+    def _next_cut(self, body: dict[str, Any]) -> tuple[int | None, int | None]:
+        """After how many pieces this stream ends, and after how many its connection is reset (None: never)."""
         with self._lock:
-            return self.cut_after.pop(0) if self.cut_after else None
+            reset = self.reset_after.pop(0) if self.reset_after else None
+            prompt = json.dumps(body["messages"], sort_keys=True)
+            if self.reset_first_after is not None and prompt not in self._prompts_seen:
+                reset = self.reset_first_after
+            self._prompts_seen.add(prompt)
+            return self.cut_after.pop(0) if self.cut_after else None, reset
 
     def _next_answer(self, headers: Any, body: dict[str, Any]) -> tuple[int, Any]:
         with self._lock:
@@ -86,6 +110,12 @@ class OpenAIServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if server.keep_alive else "HTTP/1.0"
+
+            def setup(self) -> None:
+                super().setup()
+                self.connection_id = next(server._connection_ids)
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -94,6 +124,8 @@ class OpenAIServer:
                     self.send_error(404)
                     return
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server._lock:
+                    server.connections.append(self.connection_id)
                 status, reply = server._next_answer(self.headers, body)
                 if status != 200:
                     payload = json.dumps({"error": {"message": f"scripted failure {status}"}}).encode()
@@ -105,16 +137,37 @@ class OpenAIServer:
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
+                if server.keep_alive:
+                    self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
-                cut = server._next_cut()
+                cut, reset = server._next_cut(body)
                 for sent, event in enumerate(_events(body["model"], reply)):
-                    if cut is not None and sent > cut:  # the role event, then `cut` pieces: then the line drops
+                    if reset is not None and sent > reset:  # the line is reset (a TCP RST), mid-stream
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        self.connection.close()
+                        self.close_connection = True
                         return
-                    self.wfile.write(f"data: {event}\n\n".encode())
-                    self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
+                    if cut is not None and sent > cut:  # the role event, then `cut` pieces: then the stream ends
+                        break
+                    self._write(f"data: {event}\n\n".encode())
+                else:
+                    self._write(b"data: [DONE]\n\n")
+                if server.keep_alive:
+                    self.wfile.write(b"0\r\n\r\n")
+
+            def _write(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n" if server.keep_alive else data)
+                self.wfile.flush()
 
         return Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Says nothing of a client that reset its connection: what a test resets, or a pool closing at exit."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _tool_fragments(calls: list[dict[str, str]], shape: str) -> Iterator[dict[str, Any]]:

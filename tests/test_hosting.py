@@ -32,6 +32,7 @@ from tests.helpers import (
     texts_by_role,
     wait_until_gone,
 )
+from tests.openai_server import OpenAIServer
 
 in_processes = pytest.mark.parametrize("hosted_mode", ["thespian", "ray"], indirect=True)
 
@@ -131,6 +132,31 @@ def test_each_agent_says_which_host_holds_it_and_hosts_log_under_their_own_name(
             assert guests[agent.name]["process"] == held_by["process"] == slot
             assert (directory / f"{slot}-{held_by['pid']}.jsonl").exists()
     assert not any(path.name.startswith("guest_") for path in directory.glob("*.jsonl"))
+
+
+def test_streams_reset_mid_reply_in_a_shared_pool_are_each_asked_again(
+    make_hosted: Make, log_dir: Path
+) -> None:
+    """The agents of a host share one HTTP pool per server. When the server resets each agent's stream mid-reply,
+    every agent asks again and finishes its reply; the pool is not poisoned: the next step's calls all succeed at
+    their first try, on connections kept alive from the one before."""
+    reply = "We go by rocket, all of us together."
+    agents = 3 * HOSTS  # several to a host
+    with OpenAIServer([reply], keep_alive=True, reset_first_after=2) as server, logged_events(log_dir) as events:
+        llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "retry_initial_wait": 0.01}
+        task_center = make_hosted(TaskCenter, "pooled")
+        task_center.add_agents([make_hosted(RolePlay, f"caller_{n}", llm=llm) for n in range(agents)])
+        task_center.send_task_request(TASK)
+        first = texts_by_role(task_center.step())
+        server.reset_first_after = None  # the next step is served whole
+        reset_and_retried = list(server.connections)
+        second = texts_by_role(task_center.step())
+    assert first == second == {f"caller_{n}": reply for n in range(agents)}
+    retries = of_kind(events, "llm.call.retry")
+    assert sorted(e["role"] for e in retries) == sorted(f"caller_{n}" for n in range(agents))  # one each
+    assert len(server.requests) == 3 * agents  # reset, asked again, and the next step's: no other try
+    # The next step opens a connection only where more calls run at once than the pool keeps idle.
+    assert set(server.connections[len(reset_and_retried):]) & set(reset_and_retried[agents:])
 
 
 @in_processes

@@ -74,6 +74,16 @@ class TestOpenAIBackend:
             assert list(first.stream(PROMPT)) == list(second.stream(PROMPT)) == ["one"]
             assert list(elsewhere.stream(PROMPT)) == ["two"]
 
+    def test_calls_one_after_another_keep_one_connection_open(self) -> None:
+        """A stream is read to its end, so its kept-alive connection serves the next call (no new one, no new TLS
+        handshake); a stream reset mid-reply leaves a new connection to the next calls."""
+        with OpenAIServer(["one two three"], keep_alive=True, reset_after=[None, 2]) as server:
+            model = OpenAIChatModel(fast_retries(server), sleep=lambda _: None)
+            replies = ["".join(model.stream(PROMPT)) for _ in range(4)]
+        assert replies == ["one two three"] * 4
+        first, reset, retried, *later = server.connections
+        assert first == reset != retried and later == [retried, retried]
+
     def test_transient_failures_are_retried(self) -> None:
         """500 twice, then 200: the call succeeds after two backoff waits."""
         waits: list[float] = []

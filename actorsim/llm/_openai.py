@@ -199,10 +199,16 @@ class OpenAIChatModel:
         return event_source.iter_sse()
 
     def _contents(self, events: Iterator[Any], assembler: ToolCallAssembler) -> Iterator[str]:
-        """The reply's pieces; a stream that ends with neither `[DONE]` nor a finish reason broke off."""
+        """The reply's pieces; a stream that ends with neither `[DONE]` nor a finish reason broke off.
+
+        The stream is read to its very end, past `[DONE]`: a response left with unread bytes cannot go back
+        to the connection pool, and each call would then open (and a TLS server shake hands on) a new one.
+        """
         finished = False
         for event in events:
             if event.data == "[DONE]":
+                for _ in events:  # the stream's last bytes (a chunked body's end): the connection is kept
+                    pass
                 return
             try:
                 data = json.loads(event.data)
