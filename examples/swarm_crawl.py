@@ -36,6 +36,8 @@ import http.server
 import json
 import random
 import re
+import socket
+import struct
 import sys
 import threading
 import time
@@ -46,6 +48,7 @@ from urllib.parse import urljoin, urlsplit
 
 import attrs
 import httpx
+import tenacity
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import actorsim
@@ -135,15 +138,45 @@ class Site:
         return f"<html><head><title>{path}</title></head><body><p>{' '.join(page.words)}</p>{anchors}</body></html>"
 
 
+MOST_BREAKS = 2
+"""Times at most that the site breaks the connection of one page's responses."""
+
+
 @attrs.define
 class SiteServer:
-    """The site served by threads of this process (on 127.0.0.1 unless told); `hits` counts each path's requests."""
+    """The site served by threads of this process (on 127.0.0.1 unless told); `hits` counts each path's requests.
+
+    `breaks` is the share of responses whose connection the server breaks, as real sites and proxies do now
+    and then: half of them are cut off mid-body (the connection closed or reset), the other half are sent
+    whole and their keep-alive connection closed behind them, so that the client's next request on it fails.
+    No page is broken more than `MOST_BREAKS` times, so a client that tries again reaches every page in the
+    end. `broken` counts the breaks by kind; `break_seed` makes the draws repeatable.
+    """
 
     site: Site
     hang_seconds: float
+    breaks: float = 0.0
+    break_seed: int = 0
     hits: collections.Counter[str] = attrs.Factory(collections.Counter)
+    broken: collections.Counter[str] = attrs.Factory(collections.Counter)
+    _broken_pages: collections.Counter[str] = attrs.Factory(collections.Counter)
     _stopping: threading.Event = attrs.Factory(threading.Event)
     _lock: threading.Lock = attrs.Factory(threading.Lock)
+    _draws: random.Random = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._draws = random.Random(self.break_seed)
+
+    def _break(self, path: str) -> str | None:
+        """How to break the response for `path`: "cut", "reset", "close", or None (most often) to serve it whole."""
+        with self._lock:
+            roll = self._draws.random()
+            if roll >= self.breaks or self._broken_pages[path] >= MOST_BREAKS:
+                return None
+            kind = ("cut", "reset", "close", "close")[int(roll / self.breaks * 4)]
+            self.broken[kind] += 1
+            self._broken_pages[path] += 1
+            return kind
 
     @contextlib.contextmanager
     def running(self, port: int = 0, host: str = "127.0.0.1") -> Iterator[str]:
@@ -174,7 +207,7 @@ class SiteServer:
                 page = served.site.pages.get(self.path)
                 if page is not None and page.behaviour == "hang":
                     served._stopping.wait(served.hang_seconds)
-                    return self._send(503, "gave up")
+                    return self._send(503, "gave up", breakable=False)  # its client has stopped waiting
                 if page is not None and page.delay:
                     time.sleep(page.delay)
                 if page is None:
@@ -183,14 +216,21 @@ class SiteServer:
                     return self._send(500, "server error")
                 self._send(200, served.site.html(self.path))
 
-            def _send(self, status: int, body: str) -> None:
+            def _send(self, status: int, body: str, *, breakable: bool = True) -> None:
                 data = body.encode()
+                fault = served._break(self.path) if breakable else None
                 self.send_response(status)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 with contextlib.suppress(OSError):  # a client that timed out is gone
-                    self.wfile.write(data)
+                    self.wfile.write(data if fault in (None, "close") else data[: len(data) // 2])
+                    self.wfile.flush()
+                    if fault == "reset":  # closed at once, with a TCP reset rather than an orderly end
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        self.connection.close()
+                if fault is not None:
+                    self.close_connection = True  # no "Connection: close" said: the client believes it still open
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
@@ -216,16 +256,49 @@ def _client(timeout: float) -> httpx.Client:
     return client
 
 
+FETCH_RETRIES = 3
+"""Tries after the first for a page whose connection broke; the site's answer, or its timeout, is never tried again.
+
+A first try on a pooled connection the site closed, then `MOST_BREAKS` breaks of the page's own: the next try
+reaches it."""
+
+
+def _broken(error: BaseException | None) -> bool:
+    """A connection that broke (reset, closed mid-response, a protocol error): not the page's doing, worth another
+    try. A timeout is the page's outcome: the site hangs some pages on purpose."""
+    return isinstance(error, httpx.TransportError) and not isinstance(error, httpx.TimeoutException)
+
+
 def _fetch(client: httpx.Client, url: str) -> dict[str, Any]:
+    """One page's outcome. A broken connection is tried again (`FETCH_RETRIES` times at most, after a short
+    wait), each time on a connection of its own rather than one of the shared pool, which may be stale too;
+    the result lists each broken connection met (`broken_connections`), so that the tool's events show it."""
+    broken: list[str] = []
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(FETCH_RETRIES + 1),
+        wait=tenacity.wait_exponential(multiplier=0.05, max=0.4),
+        retry=tenacity.retry_if_exception(_broken),
+        reraise=True,
+    )
+    outcome: dict[str, Any]
     try:
-        response = client.get(url)
+        for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number == 1:
+                    response = client.get(url)
+                else:
+                    with httpx.Client(timeout=client.timeout) as fresh:
+                        response = fresh.get(url)
+            failed = attempt.retry_state.outcome
+            if failed is not None and failed.failed and _broken(cause := failed.exception()):
+                broken.append(type(cause).__name__)
+        outcome = {"url": url, "html": response.text} if response.status_code == 200 else {
+            "url": url, "error": f"http_{response.status_code}"}
     except httpx.TimeoutException:
-        return {"url": url, "error": "timeout"}
+        outcome = {"url": url, "error": "timeout"}
     except httpx.HTTPError as error:
-        return {"url": url, "error": type(error).__name__}
-    if response.status_code != 200:
-        return {"url": url, "error": f"http_{response.status_code}"}
-    return {"url": url, "html": response.text}
+        outcome = {"url": url, "error": type(error).__name__}
+    return {**outcome, "broken_connections": broken} if broken else outcome
 
 
 def fetch_pages(urls: list[str], timeout: float = 1.0) -> list[dict[str, Any]]:
@@ -386,6 +459,7 @@ class CrawlConfig:
     fetch_timeout: float = 1.0
     port: int = 0  # the site's; give one to replay a run (its messages hold the URLs)
     site_host: str = "127.0.0.1"  # on a cluster of several machines: the driver's address, which the nodes reach
+    breaks: float = 0.0  # the share of responses whose connection the site breaks (see `SiteServer`)
     llm: dict[str, Any] = attrs.field(factory=lambda: {"model_server": "scripted", "replies": [SUMMARY]})
 
 
@@ -396,12 +470,14 @@ SUPERVISION = Supervision(max_restarts=50, within=60.0, backoff_initial=0.01, ba
 
 @attrs.frozen
 class CrawlResult:
-    """The aggregator's result, how long starting the agents and crawling took, and the site's requests by path."""
+    """The aggregator's result, how long starting the agents and crawling took, the site's requests by path,
+    and the connections it broke, by kind."""
 
     result: dict[str, Any]
     start_seconds: float
     seconds: float
     hits: collections.Counter[str]
+    broken: collections.Counter[str] = attrs.Factory(collections.Counter)
 
     @property
     def pages_per_second(self) -> float:
@@ -413,7 +489,7 @@ def crawl(config: CrawlConfig, *, on_frame: Callable[[Frame], None] = lambda fra
           progress: Progress | None = None) -> CrawlResult:
     """Serve the site and crawl it on the current run (`actorsim.init`); `on_frame` sees every frame."""
     site = Site.generate(config.pages, config.seed)
-    server = SiteServer(site, hang_seconds=config.fetch_timeout * 10)
+    server = SiteServer(site, hang_seconds=config.fetch_timeout * 10, breaks=config.breaks, break_seed=config.seed)
     with server.running(config.port, config.site_host) as base:
         starting = time.perf_counter()
         task_center = create_component(TaskCenter, name="crawl", remote=True)
@@ -444,7 +520,7 @@ def crawl(config: CrawlConfig, *, on_frame: Callable[[Frame], None] = lambda fra
             on_frame(frame)
         answer = task_center.environment.history(role="aggregator")[-1]
         task_center.close()
-    return CrawlResult(json.loads(answer.content), started - starting, crawled, server.hits)
+    return CrawlResult(json.loads(answer.content), started - starting, crawled, server.hits, server.broken)
 
 
 def progress_file(path: Path | None) -> Callable[[Frame], None]:
@@ -480,6 +556,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="the site's port (default: a free one)")
     parser.add_argument("--site-host", default="127.0.0.1",
                         help="the address the site listens on; on a cluster of several machines, the driver's")
+    parser.add_argument("--breaks", type=float, default=0.0,
+                        help="the share of responses whose connection the site breaks (spiders fetch them again)")
     parser.add_argument("--hosted", type=int, metavar="N", help="host the agents in N processes (hosted agents)")
     parser.add_argument("--placement", help='on a Ray cluster, where actors go: "spread", "pack", "node:<id>", ...')
     parser.add_argument("--model-server", choices=["scripted", "openai", "dashscope"], default="scripted",
@@ -507,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.placement:
         options["placement"] = args.placement
     config = CrawlConfig(args.pages, args.seed, args.spiders, args.processors, args.fetch_timeout, args.port,
-                         args.site_host, model_config(args))
+                         args.site_host, args.breaks, model_config(args))
     try:
         with actorsim.init(**options), Progress(
             SpinnerColumn(), TextColumn("{task.description}: {task.completed} pages"), TimeElapsedColumn(),

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from actorsim import Frame, Runtime
@@ -81,6 +82,26 @@ def test_a_crawl_finds_every_reachable_page_once(runtime: Runtime, tmp_path: Pat
     assert done.result["summary"]
     assert done.hits == collections.Counter(dict.fromkeys(want["visited"], 1))
     assert done.pages_per_second > 0
+
+
+@on_transports("local", "thespian", "ray")
+def test_connections_the_site_breaks_change_nothing(runtime: Runtime, tmp_path: Path, log_dir: Path) -> None:
+    """A site that breaks one response's connection in five (cut off mid-body, reset, or its keep-alive connection
+    closed behind it): the result equals a calm run's, and every broken connection a spider met is in its tool's
+    events, fetched again rather than taken for the page's outcome."""
+    calm = crawl(CONFIG)
+    with logged_events(log_dir) as events:
+        broken = crawl(attrs.evolve(CONFIG, breaks=0.2))
+    assert set(broken.broken) == {"cut", "reset", "close"} and sum(broken.broken.values()) >= 20
+    assert written(broken.result, tmp_path / "broken.json") == written(calm.result, tmp_path / "calm.json")
+    pages = [page for event in of_kind(events, "tool.call.finished") for page in json.loads(event["result"])]
+    met = [kind for page in pages for kind in page.get("broken_connections", ())]
+    # Every response cut off or reset reached a spider that was waiting for it; a closed keep-alive connection
+    # fails the next request on it unless the client sees it closed first.
+    assert len(met) >= broken.broken["cut"] + broken.broken["reset"]
+    assert {"ReadError", "RemoteProtocolError"} <= set(met)  # a reset connection; one closed mid-response
+    assert not any(kind.endswith("Timeout") for kind in met)
+    assert all("html" in page or page["error"] in {"timeout", "http_404", "http_500"} for page in pages)
 
 
 @on_transports("thespian", "ray")
