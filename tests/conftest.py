@@ -142,12 +142,18 @@ Make = Callable[..., Any]
 def make(mode: str, log_dir: Path) -> Iterator[Make]:
     """`make(cls, name, **options)`: `create_component` in this test's mode."""
     live = None if mode == "plain" else _runtime_for(mode, log_dir)
+    plain_runs: list[TaskCenter] = []  # each runs its own: closed here, not whenever the collector gets to it
 
     def build(cls: type, name: str, **options: Any) -> Any:
         if live is None and issubclass(cls, TaskCenter):
             options.setdefault("log_dir", log_dir)
-        return create_component(cls, name=name, remote=live is not None, runtime=live, **options)
+        made = create_component(cls, name=name, remote=live is not None, runtime=live, **options)
+        if live is None and isinstance(made, TaskCenter):
+            plain_runs.append(made)
+        return made
 
     yield build
+    for center in plain_runs:
+        center.close()
     if live is not None:
         live.stop_all()
