@@ -21,8 +21,10 @@ demo: $(VENV)/.installed
 	$(BIN)/python examples/debate.py --transport thespian
 
 # The swarm crawl, offline: a generated site on 127.0.0.1, 8 spiders and 2 processors on Thespian.
+# Its run log and result go to $(LOGS); `actorsim --log-dir $(LOGS) replay latest` replays it.
+LOGS ?= logs
 crawl: $(VENV)/.installed
-	$(BIN)/python examples/swarm_crawl.py --transport thespian --out logs/crawl_result.json
+	$(BIN)/python examples/swarm_crawl.py --transport thespian --out $(LOGS)/crawl_result.json --log-dir $(LOGS)
 
 $(CHROMIUM):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q

@@ -27,6 +27,7 @@ from actorsim._errors import (
 from actorsim._init import init
 from actorsim._protocol.environment import DeadLetter
 from actorsim._protocol.registry import AgentInfo
+from actorsim._recorded import recorded
 from actorsim._replay import Replay
 from actorsim._runtime.current import current_runtime, shutdown
 from actorsim._runtime.interventions import Intervention
@@ -95,6 +96,7 @@ __all__ = [
     "create_component",
     "current_runtime",
     "init",
+    "recorded",
     "register_tool",
     "shutdown",
 ]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from actorsim._core.options import RunOptions
 from actorsim._core.placement import placement_from
-from actorsim._replay import Replay
+from actorsim._replay import Replay, Resume
 from actorsim._runtime.current import start_run, transport_name
 from actorsim._runtime.interventions import Intervention
 from actorsim._runtime.runtime import Runtime
@@ -24,6 +24,7 @@ def init(
     log_dir: str | os.PathLike[str] | None = "logs",
     console_log: bool = False,
     replay: Replay | str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | None = None,
     interventions: Sequence[Intervention] = (),
     hosts: int | None = None,
 ) -> Runtime:
@@ -44,14 +45,17 @@ def init(
     `console_log=True` also shows the events readably on stderr. `replay`
     (a `Replay`, or a recorded run's folder) answers every model call and
     human input from that recording and checks each message against it;
-    `interventions` hook into the run (see `Intervention`). The run is shut
+    `resume` (a recorded run's folder, whose driver died) answers from it
+    whatever it holds and goes on live from where it ends (see `actorsim
+    resume`); `interventions` hook into the run (see `Intervention`). The run is shut
     down by `shutdown()`, by leaving the `with` block, or at interpreter exit.
     `hosts=N` places the run's agents many to a process, on a pool of N host
     actors, instead of one actor each (see `actorsim.transport._hosted`); they start
     in batches, so an agent whose constructor raises raises at its first use.
 
     Raises `ValueError` for an unknown transport, or a bad placement, or
-    `address`/`placement` on a transport other than "ray"; `RuntimeError` when a run
+    `address`/`placement` on a transport other than "ray", or both `replay` and
+    `resume`; `RunLogError` for a recording that cannot be read; `RuntimeError` when a run
     is already going, `TransportUnavailableError` when its package is missing,
     `ClusterUnreachableError` when no cluster answers at the address.
     """
@@ -60,7 +64,11 @@ def init(
         ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=log_dir, console_log=console_log,
         address=address, placement=placement_from(placement),
     )
+    if replay is not None and resume is not None:
+        raise ValueError("init takes replay= or resume=, not both")
     handlers = [*interventions, *([replay_from(replay)] if replay is not None else [])]
+    if resume is not None:
+        handlers.append(Resume(Path(resume)))
     return start_run(name, options, handlers, hosts)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import attrs
 
-from actorsim._runlog import RunLog, RunLogConfig, file_writer
+from actorsim._runlog import RunLog, RunLogConfig, file_writer, pid_of_file
 
 
 @attrs.define
@@ -45,7 +45,7 @@ class LogSink:
         entry = self._files.get(file_name)
         if entry is None:
             write, close = file_writer(self._config.directory / file_name)
-            entry = self._files[file_name] = _File(write, close, pid=_pid_of(file_name))
+            entry = self._files[file_name] = _File(write, close, pid=pid_of_file(file_name))
         if first_line != entry.lines + 1:
             self._event("runlog.gap", file=file_name, after_line=entry.lines, next_line=first_line)
         entry.write(data, first_line)
@@ -76,10 +76,3 @@ class LogSink:
     def _event(self, name: str, **fields: object) -> None:
         self._log.write(name, dict(fields))
         self._log.flush()
-
-
-def _pid_of(file_name: str) -> int | None:
-    """The process id a run-log file is named after (`<process>-<pid>.jsonl`)."""
-    stem = file_name.rsplit(".", 1)[0]
-    tail = stem.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else None

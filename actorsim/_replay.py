@@ -38,7 +38,7 @@ from actorsim._core.ids import is_post_id
 from actorsim._core.state import RunState
 from actorsim._errors import ReplayDivergence, ReplayedFault, ReplayStopped
 from actorsim._protocol.agent import RunStep
-from actorsim._runtime.interventions import Intervention
+from actorsim._runtime.interventions import Intervention, RecordedInput
 from actorsim.llm import ChatMessage, ChatModel, ModelItem, ToolCall, build_chat_model, takes_tools
 from actorsim.runs import read_run
 from actorsim.tools import ToolOutcome
@@ -211,6 +211,7 @@ class Replay(Intervention):
         self._tools = _recorded_tools(self.run.events, fork_time)
         self._ids = _recorded_ids(self.run.events)
         self._faults = _recorded_faults(self.run.events)
+        self._inputs = {(e["input"], e["index"]): e["value"] for e in self.run.of_type("input.recorded")}
         self._messages: dict[str, list[Message]] = {}
         for message in recorded:
             self._messages.setdefault(message.sent_from, []).append(message)
@@ -257,6 +258,15 @@ class Replay(Intervention):
 
     def run_failed(self, error: BaseException) -> None:
         self.ended_with = error
+
+    def recorded_input(self, name: str, index: int) -> RecordedInput | None:
+        if (name, index) in self._inputs:
+            return RecordedInput(self._inputs[name, index])
+        if self._live:  # past the recording, the program reads its input again
+            return None
+        raise self._diverged(ReplayDivergence(
+            f"the program reads input {name!r} (read {index + 1}) that the recording does not have", None, name
+        ))
 
     def before_delivery(self, name: str, request: Any, attempt: int) -> BaseException | None:
         if not isinstance(request, RunStep):
@@ -310,15 +320,47 @@ class Replay(Intervention):
         return str(ends[-1]["error"]) if ends else None
 
 
+class Resume(Replay):
+    """The recording of a run whose driver died, as the intervention of the run that goes on with it.
+
+    The recorded program runs again (`actorsim resume RUN`, or `actorsim.init(resume=RUN)` in the program
+    itself). As in a replay, the driver makes the recorded ids and each published message is checked
+    against the recording; every model call and tool call the log holds is answered from it, those an
+    agent finished after the driver's last event included (they are in the agent's own file), and so
+    is every recorded input and human answer. What the log does not hold is done live: once the
+    recording is used up the run goes on with new ids, the real models and tools, and a terminal human
+    typing again. The new run names the one it resumes (`resumes`), and its own log holds the whole
+    history again, so that it can be replayed, traced, or resumed in its turn.
+    """
+
+    def __init__(self, directory: Path, *, echo: Callable[[str, str], None] | None = None) -> None:
+        super().__init__(directory, echo=echo)
+        self._live = True  # a call or an input the log does not hold is made live
+        self.interrupted = False  # a run ended by Ctrl-C goes on too
+
+    def run_started(self) -> dict[str, Any]:
+        return {"resumes": self.run.run_id}
+
+    def human_input(self, role: str) -> str | None:
+        if self._humans.get(role):
+            return super().human_input(role)
+        return None  # past the recording: the terminal asks
+
+    @property
+    def resumed(self) -> bool:
+        """Whether the run went past the recording (every recorded message matched, and more came)."""
+        return self.forked
+
+
 def _recorded_calls(events: Sequence[dict[str, Any]], fork_time: float) -> dict[str, dict[str, list[RecordedCall]]]:
     """Each role's finished model calls, by reply id (a reply that called tools made several)."""
     calls: dict[str, dict[str, list[RecordedCall]]] = {}
-    started: dict[str, list[dict[str, Any]]] = {}
+    started: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for event in events:
         kind = event["event"]
         if kind not in ("llm.call.started", "llm.call.finished", "llm.call.failed"):
             continue
-        prompts = started.setdefault(event["actor"], [])
+        prompts = started.setdefault((event["actor"], event["pid"]), [])  # a restarted agent: a new process
         if kind == "llm.call.started":
             prompts.append(event)
         elif prompts:
@@ -361,6 +403,9 @@ def _recorded_ids(events: Sequence[dict[str, Any]]) -> list[str]:
     for event in events:
         if event["event"] == "step.started":
             ids.update(event.get("reply_ids", {}).values())
+        elif event["event"] == "message.delivered" and event.get("reply_id"):
+            # An agent's file holds the reply id even when the driver died before writing its step down.
+            ids.add(event["reply_id"])
     return sorted(ids)
 
 
@@ -396,4 +441,5 @@ __all__ = [
     "ReplayModel",
     "ReplayStopped",
     "ReplayedFault",
+    "Resume",
 ]

@@ -132,6 +132,13 @@ class _Lines:
         self._close()
 
 
+def pid_of_file(file_name: str) -> int | None:
+    """The process id a run-log file is named after (`<process>-<pid>.jsonl`)."""
+    stem = file_name.rsplit(".", 1)[0]
+    tail = stem.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
 class RunLog:
     """Writes this process's events; one per process and run."""
 
@@ -293,11 +300,37 @@ def log_event(name: str, **fields: Any) -> None:
     An actor's messages are handled with its run bound (see `LoggedBehaviour`);
     a process serving one run needs no binding.
     """
+    _log_for_here(lambda log, tail: log.write(name, fields, tail))
+
+
+def log_result(name: str, **fields: Any) -> None:
+    """Record an event and write it out at once: a result that must survive this process (a finished model or
+    tool call), so that a resumed run answers it from the log instead of making the call again. Otherwise
+    lines wait for the end of the message being handled. In the driver's own process (local and plain
+    runs) the driver's next event writes it: that process's death takes the call's agent too."""
+
+    def write(log: RunLog, tail: bytes | None) -> None:
+        log.write(name, fields, tail)
+        if not log.is_driver:
+            log.flush()
+
+    _log_for_here(write)
+
+
+def _log_for_here(write: Callable[[RunLog, bytes | None], object]) -> None:
     binding = _binding.get()
     if binding is not None:
-        binding.log.write(name, fields, binding.tail)
+        write(binding.log, binding.tail)
     elif _process_log is not None:
-        _process_log.write(name, fields)
+        write(_process_log, None)
+
+
+def flush_logs() -> None:
+    """Write out what every run log of this process holds: before the process ends abruptly (`os._exit`)."""
+    with _lock:
+        logs = list(_logs.values())
+    for log in logs:
+        log.flush()
 
 
 class LoggedBehaviour:

@@ -19,7 +19,7 @@ from actorsim._core.envelope import Message, ToolFrame
 from actorsim._core.roles import role_list
 from actorsim._core.supervision import Supervision, supervision_from
 from actorsim._core.validators import name_or_none
-from actorsim._runlog import log_event
+from actorsim._runlog import log_event, log_result
 from actorsim.llm import (
     ChatMessage,
     ChatModel,
@@ -367,7 +367,7 @@ class Agent:
             logged = {"tool_calls": [call.to_dict() for call in calls]}
         else:
             logged = {}
-        log_event(
+        log_result(
             "llm.call.finished",
             role=self.role,
             model=name,

@@ -1,12 +1,18 @@
-"""The `actorsim` command: list runs, show what caused what, replay a run from its log."""
+"""The `actorsim` command: list runs, show what caused what, replay a run from its log, resume one whose driver died."""
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import itertools
 import os
 import runpy
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +27,21 @@ from rich.tree import Tree
 from actorsim._core.envelope import Message
 from actorsim._core.wording import plural
 from actorsim._errors import ActorsimError, ReplayDivergence, ReplayStopped
-from actorsim._replay import Replay
+from actorsim._replay import Replay, Resume
 from actorsim._runtime.current import shutdown
 from actorsim._runtime.interventions import installed
 from actorsim.llm import MODEL_SERVERS
-from actorsim.runs import Causality, RunLogError, TraceNode, find_run, list_runs, read_run
+from actorsim.runs import Causality, Run, RunLogError, TraceNode, find_run, list_runs, read_run
 from actorsim.transport import TRANSPORTS
 from actorsim.ui._terminal import chat as run_chat
 
 console = Console()
+
+MOST_BACKOFF = 60.0
+"""Seconds at most that `actorsim run` waits before it resumes a run."""
+COPY_MOST_FILES = 2_000
+COPY_MOST_BYTES = 100 << 20
+"""The largest working dir `actorsim run` keeps a copy of, to resume its program in should the dir go."""
 
 
 def _label(message: Message, start: float) -> str:
@@ -57,14 +69,18 @@ def _tool_label(call: dict[str, Any]) -> str:
 )
 @click.pass_context
 def main(context: click.Context, log_dir: Path) -> None:
-    """List, trace and replay actorsim runs; chat with agents in the terminal."""
+    """List, trace, replay and resume runs; chat with agents in the terminal."""
     context.obj = log_dir
 
 
 @main.command()
 @click.pass_obj
 def runs(log_dir: Path) -> None:
-    """The runs in the log folder, oldest first; "interrupted" marks a run ended by Ctrl-C."""
+    """The runs in the log folder, oldest first.
+
+    "interrupted" marks a run ended by Ctrl-C, "driver died" one whose driver process was killed (with when
+    it last wrote): `actorsim resume` goes on with it. A resumed run names the run it resumes.
+    """
     table = Table("started", "transport", "agents", "messages", "errors", "ended")
     table.columns.insert(0, Column("run", no_wrap=True, min_width=22))
     try:
@@ -72,12 +88,25 @@ def runs(log_dir: Path) -> None:
     except RunLogError as error:
         raise click.ClickException(str(error)) from None
     for run in found:
-        started = datetime.datetime.fromtimestamp(run.started_at).strftime("%m-%d %H:%M:%S")
-        name = run.run_id if run.replay_of is None else f"{run.run_id}\n(replay of {run.replay_of})"
+        name = run.run_id
+        if run.replay_of is not None:
+            name += f"\n(replay of {run.replay_of})"
+        if run.resumes is not None:
+            name += f"\n(resumes {run.resumes})"
+        ended = run.ending
+        if ended == "driver died" and run.driver_last_seen is not None:
+            ended += f" {_when(run.driver_last_seen)}"
         table.add_row(
-            name, started, run.transport, str(len(run.agents)), str(len(run.messages)), str(len(run.errors)), run.ending
+            name, _when(run.started_at), run.transport, str(len(run.agents)), str(len(run.messages)),
+            str(len(run.errors)), ended,
         )
+        for note in run.notes:
+            console.print(f"[dim]{note}[/]", highlight=False)
     console.print(table if found else f"no runs in {log_dir}")
+
+
+def _when(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%m-%d %H:%M:%S")
 
 
 @main.command()
@@ -154,24 +183,185 @@ def replay(run: str, until: str | None, live_from: str | None) -> None:
     stops it and is shown side by side. Crashes and restarts of the recorded
     run happen again where they happened.
     """
-    log_dir = click.get_current_context().find_root().obj
-    try:
-        record = read_run(find_run(log_dir, run))
-    except RunLogError as error:
-        raise click.ClickException(str(error)) from None
-    started = record.of_type("run.started")
-    if not started or not started[0].get("argv"):
-        raise click.ClickException(f"{record.directory}: the log does not say which program ran")
+    record, argv, cwd = _recorded_program(run)
     for option, message_id in (("--until", until), ("--live-from", live_from)):
         if message_id and sum(m.message_id.startswith(message_id) for m in record.messages) != 1:
             raise click.ClickException(
                 f"{option} {message_id}: no single recorded message of {record.run_id} has that id"
             )
-    argv, cwd = started[0]["argv"], started[0]["cwd"]
     recording = Replay(record.directory, until=until, live_from=live_from, echo=_echo_human)
     console.print(f"[dim]replaying {record.run_id}: {' '.join(argv)} (in {cwd})[/]")
     ended = run_program(argv, cwd, recording)
     _report(recording, ended)
+
+
+def _recorded_program(run: str) -> tuple[Run, list[str], str]:
+    """The run RUN names in the log folder, and the program it ran (its argv and working dir)."""
+    log_dir = click.get_current_context().find_root().obj
+    try:
+        record = read_run(find_run(log_dir, run))
+    except RunLogError as error:
+        raise click.ClickException(str(error)) from None
+    for note in record.notes:
+        console.print(f"[dim]{note}[/]", highlight=False)
+    started = record.of_type("run.started")
+    if not started or not started[0].get("argv"):
+        raise click.ClickException(f"{record.directory}: the log does not say which program ran")
+    return record, list(started[0]["argv"]), str(started[0]["cwd"])
+
+
+@main.command()
+@click.argument("run")
+@click.option("--workdir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Run the program there, not in its recorded working dir (a copy, where that one is gone).")
+def resume(run: str, workdir: Path | None) -> None:
+    """Go on with RUN, whose driver died: run its program again, answered from the log as far as it goes, then live.
+
+    Every message the log holds is made again with its recorded id and
+    checked; every model call, tool call, recorded input and human answer the
+    log holds is taken from it (calls an agent finished after the driver died
+    included), so none is made twice; then the run goes on live. A tool call
+    that was in flight runs again, with the same call id (see the README's
+    "Resuming a run"). The new run names RUN as the run it resumes. Exits
+    with the program's exit code.
+    """
+    record, argv, cwd = _recorded_program(run)
+    if record.ending == "stopped":
+        raise click.ClickException(f"run {record.run_id} ended (stopped): there is nothing to resume")
+    if record.ending == "":
+        started = record.of_type("run.started")[0]
+        raise click.ClickException(
+            f"run {record.run_id} is still going (its driver, pid {started['pid']} on {started['host']}, "
+            "wrote to its log lately); stop it first"
+        )
+    if workdir is not None:
+        cwd = str(workdir.absolute())
+    elif not Path(cwd).is_dir():
+        raise click.ClickException(f"run {record.run_id} ran in {cwd}, which is gone: give --workdir")
+    recording = Resume(record.directory, echo=_echo_human)
+    console.print(f"[dim]resuming {record.run_id}: {' '.join(argv)} (in {cwd})[/]")
+    ended = run_program(argv, cwd, recording)
+    matched = f"{recording.matched} of {plural(recording.recorded, 'recorded message')}"
+    divergence = recording.note_divergence(ended) if ended is not None else recording.divergence
+    if divergence is not None:
+        _show_divergence(divergence)
+        raise click.ClickException(f"the resumed program went another way than its recording, after {matched}")
+    went_on = "then went on live" if recording.resumed else "and ended within the recording"
+    console.print(f"[dim]resumed {record.run_id}: {matched} from its log, {went_on}[/]")
+    sys.exit(_exit_code(ended))
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--resume-on-failure", "resumes", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Resume the program's run this many times at most when its process dies.",
+)
+@click.option("--backoff", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help=f"Seconds before the first resume; each next one waits twice as long, {MOST_BACKOFF:g} s at most.")
+@click.argument("program", type=click.Path(exists=True, dir_okay=False))
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def run(log_dir: Path, resumes: int, backoff: float, program: str, arguments: tuple[str, ...]) -> None:
+    """Run PROGRAM (a Python file) with ARGUMENTS; when its process dies, resume its run.
+
+    A driver killed by a signal (SIGKILL, the out-of-memory killer) leaves a
+    run that did not end: `actorsim run` finds it under --log-dir by the
+    dead process's id and resumes it (`actorsim resume`), up to
+    --resume-on-failure times, waiting --backoff seconds, then twice as
+    long each time (a minute at most). Exits with the program's own exit code (128 + the
+    signal's number for a process killed the last time). Works as the
+    entrypoint of `ray job submit`: a copy of a small working dir is kept, to
+    resume the program in should the dir go (a job's goes once its driver joins
+    the cluster).
+    """
+    command = [sys.executable, program, *arguments]
+    waited = backoff
+    workdir = Path.cwd()
+    copy = _copy_of(workdir) if resumes else None
+    for attempt in range(resumes + 1):
+        code, pid = _run_child(command)
+        if code >= 0:
+            sys.exit(code)
+        died = _died_run(log_dir, pid)
+        signal_name = _signal_name(-code)
+        if died is None or attempt == resumes:
+            why = "" if died is not None else f"; no run of its under {log_dir} to resume"
+            console.print(f"[red]the program's process {pid} died ({signal_name}){why}[/]", highlight=False)
+            sys.exit(128 - code)
+        console.print(
+            f"[yellow]the driver of run {died.run_id} (process {pid}) died ({signal_name}); resuming it in "
+            f"{waited:g} s ({attempt + 1} of {resumes})[/]", highlight=False,
+        )
+        time.sleep(waited)
+        waited = min(2 * waited, MOST_BACKOFF)
+        # Where the program ran, or its copy once that dir is gone: the run log may say "(deleted)" of it.
+        resume_in = workdir if workdir.is_dir() or copy is None else copy
+        command = [sys.executable, "-m", "actorsim", "--log-dir", str(log_dir), "resume", died.run_id,
+                   "--workdir", str(resume_in)]
+
+
+def _copy_of(workdir: Path) -> Path | None:
+    """A copy of `workdir`, kept for resuming the program should the dir go (a `ray job submit` job's goes once
+    its driver joins the cluster); None for a dir too large to copy, where a resume runs in the dir itself."""
+    files = [path for path in itertools.islice(workdir.rglob("*"), COPY_MOST_FILES + 1) if path.is_file()]
+    if len(files) > COPY_MOST_FILES or sum(path.stat().st_size for path in files) > COPY_MOST_BYTES:
+        return None
+    copy = Path(tempfile.mkdtemp(prefix="actorsim-run-")) / workdir.name
+    shutil.copytree(workdir, copy, symlinks=True)
+    atexit.register(shutil.rmtree, copy.parent, ignore_errors=True)
+    return copy
+
+
+def _run_child(command: list[str]) -> tuple[int, int]:
+    """Run `command` with this process's terminal; its exit code (negative: killed by that signal) and pid.
+
+    Ctrl-C reaches the child from the terminal (this process waits for it to end its run); a SIGTERM sent
+    to this process is passed on to it.
+    """
+    child = subprocess.Popen(command)
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda number, frame: child.send_signal(number)),
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    }
+    try:
+        return child.wait(), child.pid
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _died_run(log_dir: Path, pid: int) -> Run | None:
+    """The newest run whose driver was process `pid` of this machine and did not end: the one to resume."""
+    folders = sorted((folder for folder in Path(log_dir).glob(f"*/driver-{pid}.jsonl")), reverse=True)
+    for driver_file in folders:
+        try:
+            found = read_run(driver_file.parent)
+        except RunLogError as error:
+            console.print(f"[red]{error}[/]", highlight=False)
+            continue
+        if found.ending == "driver died":
+            return found
+    return None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _exit_code(ended: BaseException | None) -> int:
+    """The exit code of a program run in this process: its own, 1 for an error it raised, 130 for Ctrl-C."""
+    if ended is None:
+        return 0
+    if isinstance(ended, SystemExit):
+        code = ended.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    if isinstance(ended, KeyboardInterrupt):
+        return 130
+    console.print(f"[red]error:[/] {ended}", highlight=False)
+    return 1
 
 
 def _echo_human(role: str, text: str) -> None:
@@ -186,7 +376,7 @@ def run_program(argv: list[str], cwd: str, recording: Replay) -> BaseException |
     hooks into rather than settings passed through the environment. What
     the program raised (or exited with) is returned, for the report.
     """
-    saved_argv, saved_cwd = sys.argv, os.getcwd()
+    saved_argv, saved_cwd = sys.argv, _cwd_or_none()
     sys.argv = list(argv)
     try:
         os.chdir(cwd)
@@ -197,8 +387,17 @@ def run_program(argv: list[str], cwd: str, recording: Replay) -> BaseException |
     finally:
         shutdown()
         sys.argv = saved_argv
-        os.chdir(saved_cwd)
+        if saved_cwd is not None:
+            os.chdir(saved_cwd)
     return None
+
+
+def _cwd_or_none() -> str | None:
+    """This process's working dir; None where it was deleted (a `ray job submit` job's, once its driver joins)."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return None
 
 
 def _report(recording: Replay, ended: BaseException | None) -> None:

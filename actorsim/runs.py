@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import attrs
 import orjson
+import psutil
 
 from actorsim._core.envelope import Message
 from actorsim._errors import RunLogError
-from actorsim._runlog import FORMAT_VERSION
+from actorsim._runlog import FORMAT_VERSION, pid_of_file
 
 ERROR_EVENTS = frozenset(
     {
@@ -26,13 +29,21 @@ AGENT_BEHAVIOURS = frozenset({"AgentBehaviour", "AgentHost"})
 """How `actor.started` names an agent's behaviour: "AgentHost" in logs written before it was renamed."""
 
 
+DRIVER_LATE = 3
+"""Heartbeats a driver may miss before a reader takes it for dead (its own machine's check comes first)."""
+
+
 @attrs.frozen
 class Run:
-    """The events of one run, from every process, in time order."""
+    """The events of one run, from every process, in time order.
+
+    `notes` says what the reader had to pass over: the truncated last line of a file whose process is gone.
+    """
 
     run_id: str
     directory: Path
     events: tuple[dict[str, Any], ...]
+    notes: tuple[str, ...] = ()
 
     def of_type(self, *names: str) -> list[dict[str, Any]]:
         """The events of these kinds, in time order."""
@@ -54,6 +65,12 @@ class Run:
         """The run this one replayed, for a replay."""
         started = self.of_type("run.started")
         return started[0].get("replay_of") if started else None
+
+    @property
+    def resumes(self) -> str | None:
+        """The run this one resumed (`actorsim resume`), whose history it holds again before going on."""
+        started = self.of_type("run.started")
+        return started[0].get("resumes") if started else None
 
     @property
     def agents(self) -> list[str]:
@@ -89,10 +106,32 @@ class Run:
 
     @property
     def ending(self) -> str:
-        """How the run ended: "interrupted" (Ctrl-C), "stopped", or "" (still running, or its driver died)."""
+        """How the run ended: "interrupted" (Ctrl-C), "stopped", "driver died", or "" (still running).
+
+        A driver died when its run never stopped and either its process is gone (read on its own machine)
+        or it has not written for `DRIVER_LATE` heartbeats (read anywhere). `driver_last_seen` says when.
+        """
         if self.of_type("run.interrupted"):
             return "interrupted"
-        return "stopped" if self.of_type("run.stopped") else ""
+        if self.of_type("run.stopped"):
+            return "stopped"
+        return "driver died" if self._driver_died() else ""
+
+    @property
+    def driver_last_seen(self) -> float | None:
+        """When the driver last wrote to the log (seconds since the epoch), or None without a driver's event."""
+        return max((float(e["ts"]) for e in self.events if e.get("process") == "driver"), default=None)
+
+    def _driver_died(self) -> bool:
+        started = self.of_type("run.started")
+        if not started:
+            return False
+        driver = started[0]
+        if driver.get("host") == socket.gethostname() and process_gone(int(driver["pid"]), float(driver["ts"])):
+            return True
+        heartbeat = driver.get("heartbeat_s")
+        last = self.driver_last_seen
+        return heartbeat is not None and last is not None and time.time() - last > DRIVER_LATE * float(heartbeat)
 
     @property
     def processes(self) -> set[int]:
@@ -100,13 +139,38 @@ class Run:
         return {int(event["pid"]) for event in self.events}
 
 
-def _read_file(path: Path) -> Iterable[dict[str, Any]]:
+def process_gone(pid: int, since: float | None = None) -> bool:
+    """Whether process `pid` of this machine has ended: none runs under that id, a zombie does, or one
+    started after `since` (seconds since the epoch) does, process ids coming round again."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return True
+        return since is not None and process.create_time() > since + 1.0  # a later process: not the writer
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.AccessDenied:  # another user's process runs under that id: take it for alive
+        return False
+
+
+def _read_file(path: Path, notes: list[str] | None = None) -> Iterable[dict[str, Any]]:
+    """The events of one file; errors name the file and line.
+
+    A truncated last line is what a process killed while writing leaves: it is passed over (and said, in
+    `notes`) when that process is gone from this machine. Anywhere else, or while its process may still be
+    writing, it is refused.
+    """
     data = path.read_bytes()
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     elif lines:
-        raise RunLogError(f"{path}:{len(lines)}: truncated line (the process may have died while writing)")
+        writer = pid_of_file(path.name)
+        if writer is None or not _writer_gone(writer, lines[:-1]):
+            raise RunLogError(f"{path}:{len(lines)}: truncated line (the process may have died while writing)")
+        if notes is not None:
+            notes.append(f"{path}:{len(lines)}: a truncated last line, passed over: its process {writer} is gone")
+        lines.pop()
     prompts: dict[str, list[Any]] = {}
     for number, line in enumerate(lines, start=1):
         try:
@@ -122,6 +186,18 @@ def _read_file(path: Path) -> Iterable[dict[str, Any]]:
         if event["event"] == "llm.call.started" and "prompt_new" in event:
             _rebuild_prompt(event, prompts, f"{path}:{number}")
         yield event
+
+
+def _writer_gone(pid: int, lines: Iterable[bytes]) -> bool:
+    """Whether process `pid`, which wrote `lines` (the first event that reads says on which machine), is gone."""
+    host = socket.gethostname()
+    for line in lines:
+        try:
+            host = orjson.loads(line).get("host", host)
+            break
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+    return bool(host == socket.gethostname() and process_gone(pid))
 
 
 def _rebuild_prompt(event: dict[str, Any], prompts: dict[str, list[Any]], where: str) -> None:
@@ -142,9 +218,10 @@ def read_run(directory: str | os.PathLike[str]) -> Run:
     files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
     if not files:
         raise RunLogError(f"{folder}: no run log here (expected a folder of .jsonl files)")
-    events = [event for path in files for event in _read_file(path)]
+    notes: list[str] = []
+    events = [event for path in files for event in _read_file(path, notes)]
     events.sort(key=lambda event: event["ts"])
-    return Run(folder.name, folder, tuple(events))
+    return Run(folder.name, folder, tuple(events), tuple(notes))
 
 
 def find_run(log_dir: str | os.PathLike[str], run: str) -> Path:

@@ -3,7 +3,7 @@
     python examples/swarm_crawl.py --transport thespian --spiders 8 --processors 2
     python examples/swarm_crawl.py --transport ray --pages 500 --out result.json --log-dir /tmp/logs
     python examples/swarm_crawl.py --model-server openai --api-base URL --model NAME
-    python examples/swarm_crawl.py --transport local --pages 300 --port 8765 && actorsim replay latest
+    python examples/swarm_crawl.py --transport local --pages 300 && actorsim replay latest
 
 The website is generated from `--seed` and served on 127.0.0.1 (`--site-host`) by
 this process: pages linking to each other, some slow, some answering 500, links to
@@ -457,9 +457,10 @@ class CrawlConfig:
     spiders: int = 8
     processors: int = 2
     fetch_timeout: float = 1.0
-    port: int = 0  # the site's; give one to replay a run (its messages hold the URLs)
+    port: int = 0  # the site's (0: a free one); recorded in the run log, as a replay and a resume need it
     site_host: str = "127.0.0.1"  # on a cluster of several machines: the driver's address, which the nodes reach
     breaks: float = 0.0  # the share of responses whose connection the site breaks (see `SiteServer`)
+    site_url: str | None = None  # a site served elsewhere, from the same pages and seed: crawled, not served here
     llm: dict[str, Any] = attrs.field(factory=lambda: {"model_server": "scripted", "replies": [SUMMARY]})
 
 
@@ -487,10 +488,21 @@ class CrawlResult:
 
 def crawl(config: CrawlConfig, *, on_frame: Callable[[Frame], None] = lambda frame: None,
           progress: Progress | None = None) -> CrawlResult:
-    """Serve the site and crawl it on the current run (`actorsim.init`); `on_frame` sees every frame."""
-    site = Site.generate(config.pages, config.seed)
-    server = SiteServer(site, hang_seconds=config.fetch_timeout * 10, breaks=config.breaks, break_seed=config.seed)
-    with server.running(config.port, config.site_host) as base:
+    """Serve the site (or take `config.site_url`'s) and crawl it on the current run (`actorsim.init`); `on_frame`
+    sees every frame.
+
+    The site, its port and its address are the crawl's input: recorded in the run log (`actorsim.recorded`),
+    so that `actorsim replay` and `actorsim resume` serve the same site on the same port, which its messages name.
+    """
+    shape = actorsim.recorded("site", lambda: {"pages": config.pages, "seed": config.seed})
+    site = Site.generate(shape["pages"], shape["seed"])
+    server = SiteServer(site, hang_seconds=config.fetch_timeout * 10, breaks=config.breaks, break_seed=shape["seed"])
+    with contextlib.ExitStack() as serving:
+        if config.site_url is not None:
+            base = actorsim.recorded("site.url", lambda: config.site_url)
+        else:
+            port = actorsim.recorded("site.port", lambda: config.port or free_port(config.site_host))
+            base = serving.enter_context(server.running(port, config.site_host))
         starting = time.perf_counter()
         task_center = create_component(TaskCenter, name="crawl", remote=True)
         aggregator = create_component(Aggregator, name="aggregator", remote=True, llm=config.llm, use_history=False,
@@ -521,6 +533,13 @@ def crawl(config: CrawlConfig, *, on_frame: Callable[[Frame], None] = lambda fra
         answer = task_center.environment.history(role="aggregator")[-1]
         task_center.close()
     return CrawlResult(json.loads(answer.content), started - starting, crawled, server.hits, server.broken)
+
+
+def free_port(host: str) -> int:
+    """A port on `host` that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def progress_file(path: Path | None) -> Callable[[Frame], None]:
@@ -558,6 +577,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="the address the site listens on; on a cluster of several machines, the driver's")
     parser.add_argument("--breaks", type=float, default=0.0,
                         help="the share of responses whose connection the site breaks (spiders fetch them again)")
+    parser.add_argument("--site-url", help="crawl the site served there (from the same --pages and --seed) "
+                        "instead of serving one")
     parser.add_argument("--hosted", type=int, metavar="N", help="host the agents in N processes (hosted agents)")
     parser.add_argument("--placement", help='on a Ray cluster, where actors go: "spread", "pack", "node:<id>", ...')
     parser.add_argument("--model-server", choices=["scripted", "openai", "dashscope"], default="scripted",
@@ -585,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.placement:
         options["placement"] = args.placement
     config = CrawlConfig(args.pages, args.seed, args.spiders, args.processors, args.fetch_timeout, args.port,
-                         args.site_host, args.breaks, model_config(args))
+                         args.site_host, args.breaks, args.site_url, model_config(args))
     try:
         with actorsim.init(**options), Progress(
             SpinnerColumn(), TextColumn("{task.description}: {task.completed} pages"), TimeElapsedColumn(),

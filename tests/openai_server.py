@@ -15,7 +15,8 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -33,13 +34,14 @@ def tool_reply(*calls: tuple[str, str, str], shape: str = "standard") -> dict[st
 class OpenAIServer:
     def __init__(
         self,
-        replies: list[Any],
+        replies: list[Any] | Callable[[dict[str, Any]], Any],
         *,
         failures: list[int] | None = None,
         cut_after: list[int] | None = None,
         reset_after: list[int | None] | None = None,
         reset_first_after: int | None = None,
         keep_alive: bool = False,
+        piece_latency: float = 0.0,
         api_key: str | None = None,
         port: int = 0,
     ) -> None:
@@ -49,8 +51,11 @@ class OpenAIServer:
 
         `keep_alive`: HTTP/1.1, streams sent chunked, connections kept open for the next request, as real
         servers do; `connections` then holds the connection each request came on (a number per connection).
+        `replies` may be a function of the request's body: the same prompt gets the same reply, in any order.
+        `piece_latency`: seconds before each piece of a stream.
         """
-        self.replies = itertools.cycle(replies)
+        self.replies = replies if callable(replies) else itertools.cycle(replies)
+        self.piece_latency = piece_latency
         self.failures = list(failures or [])
         self.cut_after = list(cut_after or [])
         self.reset_after = list(reset_after or [])
@@ -102,7 +107,7 @@ class OpenAIServer:
             elif self.failures:
                 status, reply = self.failures.pop(0), ""
             else:
-                status, reply = 200, next(self.replies)
+                status, reply = 200, self.replies(body) if callable(self.replies) else next(self.replies)
             self.statuses.append(status)
             return status, reply
 
@@ -149,6 +154,8 @@ class OpenAIServer:
                         return
                     if cut is not None and sent > cut:  # the role event, then `cut` pieces: then the stream ends
                         break
+                    if server.piece_latency:
+                        time.sleep(server.piece_latency)
                     self._write(f"data: {event}\n\n".encode())
                 else:
                     self._write(b"data: [DONE]\n\n")

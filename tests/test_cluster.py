@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
+import psutil
 import pytest
 
 from actorsim.runs import read_run
@@ -177,6 +178,31 @@ class TestJobOnACluster:
         lost = run.of_type("runlog.lost")
         assert {e["lost_node"] for e in lost} == dead, "the log does not record what the dead node's processes lost"
         assert {e["actor"] for e in lost} == {e["actor"] for e in restarted}
+
+    def test_a_job_whose_driver_is_killed_is_resumed_by_actorsim_run(
+        self, two_nodes: RayCluster, tmp_path: Path
+    ) -> None:
+        """`ray job submit -- python -m actorsim run --resume-on-failure 3 cluster_job.py ...`: the job's driver
+        SIGKILLed mid-run; `actorsim run` resumes its run on the cluster, and every task is answered once."""
+        logs = tmp_path / "logs"
+        job = Job(TESTS, ("-m", "actorsim", "--log-dir", str(logs), "run", "--resume-on-failure", "3", "--backoff",
+                          "0.5", "cluster_job.py", "--rounds", "6", "--reply-latency", "0.5"))
+        submitted = submit(two_nodes, job, tmp_path)
+        assert wait_for(lambda: submitted.rounds_done() >= 1 or submitted.status() == "FAILED", 240, every=0.1)
+        [supervisor] = [process for process in psutil.process_iter(["cmdline"])
+                        if {"--resume-on-failure", str(logs)} <= set(process.info["cmdline"] or [])]
+        [driver] = supervisor.children()
+        driver.kill()
+        assert submitted.rounds_done() < 6, "the run ended before its driver died"
+        submitted.wait(timeout=300)
+        check_complete(submitted.result)
+        runs = {run.run_id: run for run in (read_run(folder) for folder in logs.iterdir())}
+        assert len(runs) == 2, f"runs: {sorted(runs)}"
+        [died] = [run for run in runs.values() if run.resumes is None]
+        [resumed] = [run for run in runs.values() if run.resumes == died.run_id]
+        assert died.ending == "driver died" and resumed.ending == "stopped"
+        assert submitted.result["run_id"] == resumed.run_id
+        assert resumed.transport == "ray" and submitted.result["joined"], "the resumed run did not join the cluster"
 
 
 CRAWL = CrawlConfig(pages=1000, seed=5)

@@ -12,8 +12,9 @@ budget, a `CallFailed` whose messages go to the dead letters.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -76,11 +77,9 @@ class Steps:
         self._registry = registry
         self.agents: dict[str, tuple[ActorRef, AgentInfo]] = {}
         self._role_of: dict[str, str] = {}  # actor name -> role
-        # Each agent's memory as of its last finished step, given back to it after a restart.
+        # Each agent's memory as of its last finished step: given back to it after a restart, and after a
+        # step of its that was dropped (see `_set_back`).
         self._memories: dict[str, Memory] = {}
-        # Agents that may have finished a step whose reply was never taken (the caller left it part-way):
-        # their memory is set back to the driver's copy before they answer again.
-        self._unsynced: set[str] = set()
         self._trace_id: str | None = None
         self._step = 0
         self._clock = 0  # Lamport clock of the driver: after every reply it has seen
@@ -250,18 +249,17 @@ class Steps:
         }
         state.order = list(state.requests)
         state.owed = {role for role in state.requests if not self.agents[role][1].is_watcher}
-        for role in self._unsynced.intersection(state.requests):
-            self.runtime.ask(self.agents[role][0], _restore_request(self._memories[role]))
-            self._unsynced.discard(role)
+        for role in state.requests:  # a memory set back after a dropped step is set back before this one
+            self.runtime.settle(self.agents[role][0].name)
         try:
             yield from self._stream(state)
         except BaseException as error:
-            self._unsynced.update(role for role in state.requests if role not in state.replies)
             if isinstance(error, GeneratorExit):
                 # Left part-way (the caller stopped iterating): replies already made are published
                 # out of turn rather than lost; what no one answered waits in its queue again.
                 for role in state.order[state.published:]:
                     self._publish_reply(role, state)
+            self._set_back([role for role in state.requests if role not in state.replies], state.answered)
             # Ctrl-C, or a replay stopping where it was asked to, ends the step by choice: not an error.
             deliberate = isinstance(error, KeyboardInterrupt) or getattr(error, "deliberate", False)
             self.runtime.log(
@@ -303,6 +301,7 @@ class Steps:
                     state.shown[role] = so_far
                     yield Frame(item.role, so_far[max(len(shown), len(so_far) - len(item.text)):], item.message_id)
             elif isinstance(item, Reply):
+                state.answered.add(role)
                 self._clock = max(self._clock, item.message.clock)
                 self._remember(role, item.remembered)
                 state.replies[role] = item
@@ -377,12 +376,26 @@ class Steps:
 
     def _forget_unpublished(self, state: _StepState) -> None:
         """Replies that will not be published are forgotten: their agents' memories go back to before the step
-        (the driver's copy, given back before they answer again), their messages wait in their queues again."""
+        (see `_set_back`), their messages wait in their queues again."""
         for role in state.order[state.published:]:
             if (reply := state.replies.pop(role, None)) is not None:
                 turns, handled = self._memories[role]
                 del turns[len(turns) - len(reply.remembered.turns):]
                 del handled[len(handled) - len(reply.remembered.handled):]
+
+    def _set_back(self, roles: Iterable[str], idle: Collection[str]) -> None:
+        """The agents' step is dropped: their memories are set back to the driver's copy, which holds no trace
+        of it. The request is owed to each agent (`Runtime.owe`), which may still be running the step: it
+        reaches the agent before anything else is asked of it, so every view, which asks the agent, reads
+        the memory set back. A plain agent (`remote=False`) is read as an object, not asked: one done with
+        the step (`idle`) is set back at once."""
+        plain = self.runtime.transport_name == "inline"
+        for role in roles:
+            name = self.agents[role][0].name
+            self.runtime.owe(name, _restore_request(self._memories[role]))
+            if plain and role in idle:
+                with contextlib.suppress(Exception):  # an agent that failed meanwhile: the error is its step's
+                    self.runtime.settle(name)
 
     def _give_up_on(self, role: str, messages: Sequence[Message], error: AgentFailedError) -> None:
         """The agent is past its budget: its messages go to the dead letters, the Registry marks it failed."""
@@ -453,3 +466,4 @@ class _StepState:
     published: int = 0
     shown: dict[str, str] = attrs.Factory(dict)  # what each reply has shown so far, across deliveries
     failed: list[AgentFailedError] = attrs.Factory(list)
+    answered: set[str] = attrs.Factory(set)  # responders done with the step: their reply came

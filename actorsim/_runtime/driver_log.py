@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from typing import Any
 
 import attrs
@@ -22,24 +24,46 @@ def _cwd() -> str:
         return f"{os.environ.get('PWD', '?')} (deleted)"
 
 
+HEARTBEAT_SECONDS = 5.0
+"""How often a driver with nothing else to say says it is alive (`run.heartbeat`): a reader of its log can then
+tell a run that goes on from one whose driver died, on any machine (see `actorsim.runs.Run.ending`)."""
+
+
 class DriverLog:
     """The run log as the driver writes it; `config` (None without a log) travels to the actors' processes."""
 
-    def __init__(self, transport: Transport, options: RunOptions, run_id: str) -> None:
+    def __init__(
+        self, transport: Transport, options: RunOptions, run_id: str, *, heartbeat_s: float = HEARTBEAT_SECONDS
+    ) -> None:
         self.run_id = run_id
         self.config: RunLogConfig | None = None
         self._log: RunLog | None = None
+        self._heartbeat_s = heartbeat_s
+        self._last = time.monotonic()
+        self._closing = threading.Event()
+        self._heartbeat: threading.Thread | None = None
         if options.log_dir is not None:
             config = RunLogConfig(run_id, options.log_dir / run_id, options.console_log)
             self.config = attrs.evolve(config, sink=transport.log_sink(config))
             self._log = open_run_log(self.config, process="driver")
 
     def started(self, transport: str, **fields: Any) -> None:
-        """The run's first event: what ran, where, with which versions (a replay runs the program again from it)."""
+        """The run's first event: what ran, where, with which versions (a replay runs the program again from it).
+
+        From then on, a heartbeat says the driver is alive whenever it has been silent for `heartbeat_s`.
+        """
         self.event(
             "run.started", transport=transport, argv=sys.argv, cwd=_cwd(), python=sys.version.split()[0],
-            actorsim=__version__, **fields,
+            actorsim=__version__, heartbeat_s=self._heartbeat_s, **fields,
         )
+        if self._log is not None:
+            self._heartbeat = threading.Thread(target=self._beat, name="actorsim-heartbeat", daemon=True)
+            self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._closing.wait(max(0.0, self._last + self._heartbeat_s - time.monotonic())):
+            if time.monotonic() - self._last >= self._heartbeat_s:
+                self.event("run.heartbeat")
 
     def event(self, event: str, *, flush: bool = True, **fields: Any) -> str | None:
         """Record a driver-side event; where it is (`path:line`), or None without a log.
@@ -51,8 +75,13 @@ class DriverLog:
         line = self._log.event(event, **fields)
         if flush:
             self._log.flush()
+            self._last = time.monotonic()
         return line
 
     def close(self) -> None:
-        """Write what is left and close this run's log in this process."""
+        """The run's last event, `run.stopped`, after the heartbeat has stopped; then the log is closed."""
+        self._closing.set()
+        if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
+            self._heartbeat.join()
+        self.event("run.stopped")
         close_run_log(self.run_id)

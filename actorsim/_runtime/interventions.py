@@ -13,9 +13,18 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from actorsim._core.envelope import Message
 from actorsim._core.state import RunState
 from actorsim.llm import ChatModel
+
+
+@attrs.frozen
+class RecordedInput:
+    """A value the program read in a recorded run (see `actorsim.recorded`), given back instead of reading it."""
+
+    value: Any
 
 
 class Intervention:
@@ -43,6 +52,10 @@ class Intervention:
 
     def before_delivery(self, name: str, request: Any, attempt: int) -> BaseException | None:
         """An error to treat as the crash of this delivery (the `attempt`-th of `request`), instead of sending it."""
+        return None
+
+    def recorded_input(self, name: str, index: int) -> RecordedInput | None:
+        """The value of the program's input `name` (its `index`-th read, from 0), or None to read it now."""
         return None
 
     def published(self, message: Message, state: Callable[[], RunState]) -> None:
@@ -98,6 +111,11 @@ class Interventions:
             if (fault := handler.before_delivery(name, request, attempt)) is not None:
                 return fault
         return None
+
+    def recorded_input(self, name: str, index: int) -> RecordedInput | None:
+        return next(
+            (given for handler in self.handlers if (given := handler.recorded_input(name, index)) is not None), None
+        )
 
     def published(self, message: Message, state: Callable[[], RunState]) -> None:
         for handler in self.handlers:

@@ -16,7 +16,9 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
+
+import orjson
 
 from actorsim._core.ids import new_id
 from actorsim._core.options import RunOptions
@@ -32,6 +34,8 @@ from actorsim._runtime.supervisor import Supervisor
 from actorsim.transport import BehaviourFactory, Transport
 from actorsim.transport._host import Hosted
 from actorsim.transport._hosted import HostedTransport
+
+T = TypeVar("T")
 
 
 def new_run_id() -> str:
@@ -55,6 +59,8 @@ class Runtime:
         self.interventions = Interventions([*installed_handlers(), *interventions])
         self.implicit = False  # started by `current_runtime`, not by the user's `init`
         self._actors: list[str] = []
+        self._inputs: collections.Counter[str] = collections.Counter()  # reads of each recorded input so far
+        self._owed: dict[str, Any] = {}  # by actor: a request to deliver before any other (see `owe`)
         self._closed = False
         self.driver_log = DriverLog(transport, options, run_id)
         self.supervisor = Supervisor(transport, timeout=options.ask_timeout, log=self.log)
@@ -81,6 +87,22 @@ class Runtime:
     def new_id(self) -> str:
         """The id of a message the driver makes (an intervention may choose it: a replay reuses the recorded ones)."""
         return self.interventions.new_id() or new_id()
+
+    def recorded(self, name: str, read: Callable[[], T]) -> T:
+        """`read()`, logged as the program's input `name` (`input.recorded`); what the recording holds instead,
+        in a replay or a resume. See `actorsim.recorded`."""
+        index = self._inputs[name]
+        self._inputs[name] += 1
+        given = self.interventions.recorded_input(name, index)
+        value = given.value if given is not None else read()
+        try:
+            as_json = orjson.dumps(value)
+        except TypeError as error:
+            raise TypeError(f"recorded input {name!r} must be JSON (str, number, bool, None, list, dict): {error}") \
+                from None
+        self.log("input.recorded", input=name, index=index, value=value)
+        read_back: T = orjson.loads(as_json)  # as a replay gives it back: a tuple comes back a list, live as replayed
+        return read_back
 
     def failure(self, name: str) -> ComponentFailedError | None:
         """Why the supervisor gave up on `name`, once it did."""
@@ -150,6 +172,7 @@ class Runtime:
         """Stop one actor and its supervision; later requests to it raise `ActorStoppedError`."""
         if ref.name in self._actors:
             self._actors.remove(ref.name)
+        self._owed.pop(ref.name, None)
         self.transport.stop(self.supervisor.forget(ref.name) or ref)
         self.log("actor.stopped", actor=ref.name)
 
@@ -163,8 +186,10 @@ class Runtime:
         `redeliver(died)`, when given, is asked once the dead actor is restarted:
         False raises `died` instead of asking again (a request that must not
         run twice). A `Durable` request that succeeds is journaled, to be
-        replayed into a successor.
+        replayed into a successor. A request owed to the actor (`owe`) reaches it first.
         """
+        if self._owed:
+            self.settle(ref.name)
         while True:
             current = self.supervisor.current(ref.name)
             try:
@@ -178,6 +203,21 @@ class Runtime:
                 self.supervisor.journal(ref.name, request)
             return answer
 
+    def owe(self, name: str, request: Any) -> None:
+        """`request` must reach actor `name` before anything else is asked of it (`settle`).
+
+        How a step that was dropped while an agent still ran it is undone: the agent's memory is set back
+        by the request once the agent is free, and whatever reads the memory next (a view, the next step)
+        reads it set back. A later `owe` for the same actor replaces the earlier one.
+        """
+        self._owed[name] = request
+
+    def settle(self, name: str) -> None:
+        """Deliver the request owed to actor `name`, if any; one that fails is owed no more (its actor failed)."""
+        request = self._owed.pop(name, None)
+        if request is not None:
+            self.ask(self.supervisor.current(name), request)
+
     def ask_many(self, asks: Sequence[tuple[ActorRef, Any]]) -> list[Any]:
         """Ask several actors together (hosted agents: one request per host), as `ask` does each.
 
@@ -188,6 +228,8 @@ class Runtime:
         current: dict[int, tuple[ActorRef, Any]] = {}
         for index, (ref, request) in enumerate(asks):
             try:
+                if self._owed:
+                    self.settle(ref.name)
                 current[index] = (self.supervisor.current(ref.name), request)
             except Exception as error:  # noqa: BLE001 - stopped, or given up on: its answer
                 answers[index] = error
@@ -250,7 +292,6 @@ class Runtime:
         self._closed = True
         self._actors.clear()
         self.transport.shutdown()
-        self.log("run.stopped")
         self.driver_log.close()
 
     @property

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from actorsim.tools._spec import Tool
+from actorsim.tools._spec import IDEMPOTENCY_KEY, Tool
 
 
 @attrs.frozen
@@ -35,11 +35,14 @@ def parse_arguments(text: str) -> dict[str, Any]:
     return value
 
 
-def execute(tool: Tool, arguments: str) -> ToolOutcome:
-    """Run `tool` here; whatever goes wrong is an error outcome, never an exception."""
+def execute(tool: Tool, arguments: str, key: str = "") -> ToolOutcome:
+    """Run `tool` here, a keyed tool given the call's `key`; whatever goes wrong is an error outcome, never an
+    exception."""
     assert tool.function is not None, f"tool {tool.name!r} is served elsewhere"
     try:
         parsed = parse_arguments(arguments)
+        if tool.keyed:
+            parsed[IDEMPOTENCY_KEY] = key  # over anything the model wrote there: the key is not the model's
         result = _within(tool.timeout, tool.name, lambda: tool.function(**parsed))  # type: ignore[misc]
     except Exception as error:  # noqa: BLE001 - a tool's fault is the model's to hear about
         return ToolOutcome(error=f"{type(error).__name__}: {error}")

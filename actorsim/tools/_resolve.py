@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ import attrs
 
 from actorsim._errors import ToolSpecError
 from actorsim.tools._registry import registered, registered_names
-from actorsim.tools._spec import Tool, check_parameters, tool_from_callable
+from actorsim.tools._spec import Tool, check_parameters, takes_key, tool_from_callable
 
 _CALL_OPTIONS = ("timeout", "idempotent")
 
@@ -81,6 +82,10 @@ def _from_object(instance: Any, defaults: Mapping[str, Any], name: str | None = 
         if not callable(instance):
             raise ToolSpecError(tool_name, "a tool object needs a call(**arguments) method")
         run = instance
+    try:
+        keyed = takes_key(inspect.signature(run))
+    except (TypeError, ValueError):  # a callable without a signature Python can read: it takes no key
+        keyed = False
     return Tool(
         tool_name,
         str(instance.description),
@@ -88,4 +93,5 @@ def _from_object(instance: Any, defaults: Mapping[str, Any], name: str | None = 
         run,
         getattr(instance, "timeout", defaults.get("timeout")),
         bool(getattr(instance, "idempotent", defaults.get("idempotent", False))),
+        keyed=keyed,
     )

@@ -13,7 +13,7 @@ from collections.abc import Generator, Sequence
 from typing import Any, Protocol
 
 from actorsim._core.chat import ToolCall
-from actorsim._runlog import log_event
+from actorsim._runlog import log_event, log_result
 from actorsim.tools._execute import ToolOutcome, execute
 from actorsim.tools._service import ServiceRequest
 from actorsim.tools._spec import Tool
@@ -51,17 +51,22 @@ class ToolRunner:
         elif tool is None:
             outcome = ToolOutcome(error=f"there is no tool {call.name!r}; the tools are {sorted(self.tools)}")
         elif tool.service is not None:
-            outcome = yield from tool.service.call(tool, call)
+            outcome = yield from tool.service.call(tool, call, call_key(reply_id, call))
         else:
-            outcome = execute(tool, call.arguments)
+            outcome = execute(tool, call.arguments, call_key(reply_id, call))
         latency = time.perf_counter() - started
         if outcome.error is None:
-            log_event("tool.call.finished", role=self.role, call_id=call.call_id, tool=call.name,
+            log_result("tool.call.finished", role=self.role, call_id=call.call_id, tool=call.name,
                       result=outcome.content, reply_id=reply_id, latency_s=latency)
         else:
-            log_event("tool.call.failed", role=self.role, call_id=call.call_id, tool=call.name,
+            log_result("tool.call.failed", role=self.role, call_id=call.call_id, tool=call.name,
                       error=outcome.error, reply_id=reply_id, latency_s=latency)
         return outcome
+
+
+def call_key(reply_id: str | None, call: ToolCall) -> str:
+    """A tool call's key: its reply's id and its own, the same whenever the call is made again."""
+    return f"{reply_id or ''}/{call.call_id}"
 
 
 def readable_arguments(arguments: str) -> Any:

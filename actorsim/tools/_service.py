@@ -31,11 +31,13 @@ from actorsim.tools._spec import Tool
 
 @attrs.frozen
 class CallTool:
-    """Run tool `tool` with `arguments` (JSON text); `call_id` is the model's id for the call."""
+    """Run tool `tool` with `arguments` (JSON text); `call_id` is the model's id for the call, `key` the call's
+    key, for a tool that takes one (see `IDEMPOTENCY_KEY`)."""
 
     call_id: str
     tool: str
     arguments: str
+    key: str = ""
 
 
 @attrs.frozen
@@ -60,7 +62,7 @@ class ToolServiceBehaviour:
         tool = self.tools.get(request.tool)
         if tool is None:
             return ToolOutcome(error=f"this service has no tool {request.tool!r}; it has {sorted(self.tools)}")
-        return execute(tool, request.arguments)
+        return execute(tool, request.arguments, request.key)
 
 
 @attrs.frozen
@@ -70,9 +72,10 @@ class RemoteService:
     service: str
     actors: tuple[str, ...]
 
-    def call(self, tool: Tool, call: ToolCall) -> Generator[ServiceRequest, ToolOutcome, ToolOutcome]:
-        outcome = yield ServiceRequest(self.service, self.actors, CallTool(call.call_id, tool.name, call.arguments),
-                                       tool.idempotent)
+    def call(self, tool: Tool, call: ToolCall, key: str) -> Generator[ServiceRequest, ToolOutcome, ToolOutcome]:
+        outcome = yield ServiceRequest(
+            self.service, self.actors, CallTool(call.call_id, tool.name, call.arguments, key), tool.idempotent
+        )
         return outcome
 
 
@@ -83,8 +86,8 @@ class LocalService:
     service: str
     behaviour: ToolServiceBehaviour
 
-    def call(self, tool: Tool, call: ToolCall) -> Generator[ServiceRequest, ToolOutcome, ToolOutcome]:
-        return self.behaviour.receive(CallTool(call.call_id, tool.name, call.arguments))
+    def call(self, tool: Tool, call: ToolCall, key: str) -> Generator[ServiceRequest, ToolOutcome, ToolOutcome]:
+        return self.behaviour.receive(CallTool(call.call_id, tool.name, call.arguments, key))
         yield  # a generator like RemoteService.call, that never pauses
 
 

@@ -26,13 +26,18 @@ _PYTHON_TYPES: dict[Any, str] = {
 }
 
 
+IDEMPOTENCY_KEY = "idempotency_key"
+"""A tool's parameter that is given the call's own key (`<reply id>/<call id>`), never by the model: the same
+whenever the call is made again (a restarted agent, a resumed run), so that its side effect happens once."""
+
+
 class ServiceLink(Protocol):
     """How a tool served by a `ToolService` is reached (see `actorsim.tools._service`)."""
 
     @property
     def service(self) -> str: ...
 
-    def call(self, tool: Tool, call: ToolCall) -> Generator[Any, Any, Any]: ...
+    def call(self, tool: Tool, call: ToolCall, key: str) -> Generator[Any, Any, Any]: ...
 
 
 @attrs.frozen(eq=False)
@@ -42,7 +47,8 @@ class Tool:
     `timeout` bounds one call (None: no bound); an `idempotent` tool of a
     tool service is called again after the service died during a call.
     `service` is set for a tool served by a `ToolService`; else `function`
-    runs in the agent's own process.
+    runs in the agent's own process. A `keyed` tool's function is given the
+    call's key as `idempotency_key` (see `IDEMPOTENCY_KEY`).
     """
 
     name: str
@@ -52,6 +58,7 @@ class Tool:
     timeout: float | None = None
     idempotent: bool = False
     service: ServiceLink | None = None
+    keyed: bool = False
 
     def spec(self) -> dict[str, Any]:
         """The function spec a chat-completions request's `tools` carries."""
@@ -135,7 +142,7 @@ def tool_from_callable(
     properties: dict[str, Any] = {}
     required = []
     for parameter in signature.parameters.values():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or parameter.name == IDEMPOTENCY_KEY:
             continue
         schema = _schema_of(tool_name, parameter.name, hints.get(parameter.name, str))
         if parameter.name in described:
@@ -145,7 +152,12 @@ def tool_from_callable(
             required.append(parameter.name)
     parameters = {"type": "object", "properties": properties, "required": required}
     return Tool(tool_name, description if description is not None else summary, parameters, function, timeout,
-                idempotent)
+                idempotent, keyed=takes_key(signature))
+
+
+def takes_key(signature: inspect.Signature) -> bool:
+    """Whether a tool's function is to be given its call's key (a parameter named `idempotency_key`)."""
+    return IDEMPOTENCY_KEY in signature.parameters
 
 
 def _schema_of(tool: str, parameter: str, hint: Any) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from thespian.system.messages.status import Thespian_StatusReq, Thespian_SystemS
 from actorsim._core.placement import Placement
 from actorsim._core.ref import ActorRef
 from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError
+from actorsim._runlog import flush_logs
 from actorsim.transport._base import (
     Behaviour,
     BehaviourFactory,
@@ -171,6 +172,7 @@ def _exit_with_driver(driver_pid: int) -> None:
             for process in [admin, *(child for child in admin.children() if child.pid != os.getpid())]:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     process.kill()
+    flush_logs()  # what this actor logged since its last handled message: a resumed run may answer from it
     os._exit(0)
 
 
