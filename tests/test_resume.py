@@ -335,6 +335,70 @@ def test_a_debate_whose_driver_is_killed_ten_times_ends_as_a_calm_one(transport:
     assert len(keys) == len(set(keys)) == len(calm_keys)
 
 
+def reads_its_terminal(process: psutil.Process) -> bool:
+    """Whether `process`'s main thread waits in `read` on standard input: a terminal human is being asked."""
+    try:
+        syscall = Path(f"/proc/{process.pid}/syscall").read_text().split()
+    except OSError:
+        return False
+    return syscall[:2] == ["0", "0x0"]
+
+
+def test_a_driver_killed_while_a_terminal_human_is_asked_is_resumed_and_asks_again(tmp_path: Path) -> None:
+    """The driver is SIGKILLed while it waits for a terminal human's second answer: the resumed run takes the
+    first answer from the log, asks the terminal for the second again, and ends as a calm run does; every answer
+    was typed once."""
+    rounds = 4
+    with OpenAIServer(debate_reply) as server:
+        def debate(name: str, *prefix: str) -> list[str]:
+            return [*prefix, str(ROOT / "tests" / "resume_debate.py"), "--transport", "thespian", "--api-base",
+                    server.api_base, "--rounds", str(rounds), "--log-dir", str(tmp_path / name), "--out",
+                    str(tmp_path / f"{name}.json"), "--ledger", str(tmp_path / f"{name}.ledger")]
+
+        subprocess.run(debate("calm", sys.executable), input=b"yes\n" * rounds, stdout=subprocess.DEVNULL,
+                       check=True, timeout=300, cwd=tmp_path)
+        with (tmp_path / "killed.out").open("w") as output:
+            supervisor = subprocess.Popen(
+                debate("killed", sys.executable, "-m", "actorsim", "--log-dir", str(tmp_path / "killed"), "run",
+                       "--resume-on-failure", "2", "--backoff", "0.01"),
+                stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT, cwd=tmp_path,
+            )
+            assert supervisor.stdin is not None
+            typed, killed = 0, None
+
+            def asked() -> psutil.Process | None:
+                """The driver now waiting for the human's answer, if any."""
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    for driver in psutil.Process(supervisor.pid).children():
+                        if driver.pid != killed and reads_its_terminal(driver):
+                            return driver
+                return None
+
+            while supervisor.poll() is None:  # one answer whenever asked, none ahead (a killed driver's is lost)
+                if not wait_until(lambda: supervisor.poll() is not None or asked() is not None, 120):
+                    break
+                driver = asked()
+                if driver is None:
+                    continue
+                if typed == 1 and killed is None:
+                    killed = driver.pid
+                    driver.kill()
+                    continue
+                supervisor.stdin.write(b"yes\n")
+                supervisor.stdin.flush()
+                typed += 1
+                assert wait_until(lambda driver=driver: not reads_its_terminal(driver), 30), "the answer was not read"
+            supervisor.stdin.close()
+        assert supervisor.wait(timeout=60) == 0, (tmp_path / "killed.out").read_text()[-3000:]
+    assert killed is not None and typed == rounds
+    calm = json.loads((tmp_path / "calm.json").read_text())
+    assert shape(json.loads((tmp_path / "killed.json").read_text())) == shape(calm)
+    died, resumed = run_chain(tmp_path / "killed")
+    assert (died.ending, resumed.ending) == ("driver died", "stopped")
+    assert len(died.of_type("human.input")) == 1
+    assert [e["text"] for e in resumed.of_type("human.input")] == ["yes"] * rounds
+
+
 @pytest.mark.slow
 def test_a_crawl_whose_driver_is_killed_ten_times_writes_the_calm_result(tmp_path: Path) -> None:
     """The crawl example under `actorsim run --resume-on-failure`, its driver SIGKILLed ten times as pages come in:
