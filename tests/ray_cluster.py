@@ -146,6 +146,7 @@ class RayCluster:
     dashboard_port: int
     nodes: list[Node] = attrs.Factory(list)
     cluster_tag: str = attrs.Factory(lambda: secrets.token_hex(6))
+    replaced: set[int] = attrs.Factory(set)  # indexes of killed workers a new node has stood in for
 
     @classmethod
     def create(cls, temp_dir: Path) -> RayCluster:
@@ -216,8 +217,10 @@ class RayCluster:
 
     def restore_workers(self) -> None:
         """Start a new node for each worker a test killed; returns once Ray counts every live one."""
-        dead = [node for node in self.nodes[1:] if not node.pids()]
-        for _ in dead:
+        dead = [index for index, node in enumerate(self.nodes) if index and index not in self.replaced
+                and not node.pids()]
+        for index in dead:  # once each: a node killed in one test and replaced for the next stays dead
+            self.replaced.add(index)
             self._start(head=False)
         live = sum(1 for node in self.nodes if node.pids())
         if not wait_for(lambda: self.alive_nodes() == live, 60, every=0.5):

@@ -72,6 +72,8 @@ def cluster() -> Iterator[RayCluster]:
 def two_nodes(cluster: RayCluster) -> RayCluster:
     """The module's cluster with two live nodes: a node an earlier test killed is replaced."""
     cluster.restore_workers()
+    live = [index for index, node in enumerate(cluster.nodes) if node.pids()]
+    assert len(live) == 2, f"the test cluster runs {len(live)} nodes"
     return cluster
 
 
