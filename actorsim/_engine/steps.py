@@ -249,8 +249,6 @@ class Steps:
         }
         state.order = list(state.requests)
         state.owed = {role for role in state.requests if not self.agents[role][1].is_watcher}
-        for role in state.requests:  # a memory set back after a dropped step is set back before this one
-            self.runtime.settle(self.agents[role][0].name)
         try:
             yield from self._stream(state)
         except BaseException as error:

@@ -268,8 +268,12 @@ class Runtime:
         (`(actor name, request)`: a step resumed with a tool's answer) is sent
         into the stream at once; a crash after it delivers the first request again.
         `on_idle()` is called whenever the stream is about to wait for items:
-        the caller sends on what it gathered from the items before.
+        the caller sends on what it gathered from the items before. A request
+        owed to an actor (`owe`) reaches it before its call, as in `ask`.
         """
+        if self._owed:
+            for ref, _ in calls:
+                self.settle(ref.name)
         return supervised_stream(
             self.transport, self.supervisor, self.interventions, calls, timeout=self.options.step_timeout,
             final=final, context=context, follow_ups=follow_ups if follow_ups is not None else collections.deque(),
