@@ -2,6 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Arize Phoenix, the OpenTelemetry receiver the trace tests read spans back from, in a venv of its own:
+# its many dependencies must not shape the library's test environment.
+PHOENIX_VENV := .venv-phoenix
+PHOENIX_VERSION := 20.26.1
 # The chat room's browser tests drive Debian's chromium, never a browser Playwright downloads.
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
@@ -17,6 +21,12 @@ $(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
+$(PHOENIX_VENV)/.installed:
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/pip install --quiet --upgrade pip
+	$(PHOENIX_VENV)/bin/pip install --quiet "arize-phoenix==$(PHOENIX_VERSION)"
+	touch $@
+
 demo: $(VENV)/.installed
 	$(BIN)/python examples/debate.py --transport thespian
 
@@ -30,7 +40,7 @@ $(CHROMIUM):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
 
-test: $(VENV)/.installed $(CHROMIUM)
+test: $(VENV)/.installed $(CHROMIUM) $(PHOENIX_VENV)/.installed
 	$(BIN)/python -m pytest
 
 # A real two-node Ray cluster on this machine (about 150 s); also part of `make test`.
@@ -42,6 +52,8 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/recovery_bench.py
 	$(BIN)/python benchmarks/runlog_ship_bench.py
 	$(BIN)/python benchmarks/swarm_bench.py
+	$(BIN)/python benchmarks/export_bench.py
+	$(BIN)/python benchmarks/otel_bench.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(PHOENIX_VENV) build *.egg-info .pytest_cache

@@ -4,6 +4,7 @@ import logging as _logging
 
 from actorsim._component import create_component
 from actorsim._core.envelope import USER_REQUIREMENT, Frame, Message, ToolFrame
+from actorsim._core.options import OtelExport
 from actorsim._core.state import RunState
 from actorsim._core.supervision import Supervision
 from actorsim._engine.handles import AgentHandle
@@ -68,6 +69,7 @@ __all__ = [
     "Memory",
     "MemoryState",
     "Message",
+    "OtelExport",
     "PlacementError",
     "Policy",
     "Post",

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from actorsim._core.options import RunOptions
+from actorsim._core.options import OtelExport, RunOptions
 from actorsim._core.placement import placement_from
 from actorsim._replay import Replay, Resume
 from actorsim._runtime.current import start_run, transport_name
@@ -27,6 +27,7 @@ def init(
     resume: str | os.PathLike[str] | None = None,
     interventions: Sequence[Intervention] = (),
     hosts: int | None = None,
+    otel: bool | str | OtelExport | None = None,
 ) -> Runtime:
     """Start the run that `create_component(..., remote=True)` will use.
 
@@ -52,6 +53,10 @@ def init(
     `hosts=N` places the run's agents many to a process, on a pool of N host
     actors, instead of one actor each (see `actorsim.transport._hosted`); they start
     in batches, so an agent whose constructor raises raises at its first use.
+    `otel=True` (or a receiver's URL, or an `OtelExport`) sends the run's spans, as it goes, from
+    every process, to an OTLP/HTTP receiver (needs `pip install actorsim[otel]`;
+    default: on where `$OTEL_EXPORTER_OTLP_ENDPOINT` names one and the extra is
+    installed; `otel=False`: off). See "Traces in other tools" in the README.
 
     Raises `ValueError` for an unknown transport, or a bad placement, or
     `address`/`placement` on a transport other than "ray", or both `replay` and
@@ -63,9 +68,12 @@ def init(
     options = RunOptions(
         ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=log_dir, console_log=console_log,
         address=address, placement=placement_from(placement),
+        **({"otel": otel} if otel is not None else {}),
     )
     if replay is not None and resume is not None:
         raise ValueError("init takes replay= or resume=, not both")
+    if options.otel is not None and log_dir is None and otel:
+        raise ValueError("otel= sends the spans the run log makes: it needs a log_dir, not None")
     handlers = [*interventions, *([replay_from(replay)] if replay is not None else [])]
     if resume is not None:
         handlers.append(Resume(Path(resume)))

@@ -34,6 +34,8 @@ import attrs
 import orjson
 import structlog
 
+from actorsim._core.options import OtelExport
+
 FORMAT_VERSION = 1
 _MOST_PENDING_BYTES = 1 << 20  # kept in memory before it is written anyway
 
@@ -60,6 +62,13 @@ class RunLogConfig:
     """Also render events readably on stderr, for people watching a run."""
     sink: Sink | None = attrs.field(default=None, eq=False)
     """Set when actor processes may not share the driver's file system: they ship their lines to it."""
+    otel: OtelExport | None = None
+    """Set for live export: every process also sends its spans (`actorsim._telemetry.live`)."""
+
+
+@attrs.frozen
+class FlushSpans:
+    """Asks an actor to send the spans its process holds (before it is stopped); answered with whether all went."""
 
 
 _process_fields: dict[str, str] = {}
@@ -155,6 +164,7 @@ class RunLog:
         self._static = {"v": FORMAT_VERSION, "run_id": config.run_id, "pid": os.getpid(),
                         "host": socket.gethostname(), "process": process, **_process_fields}
         self._tail = self.tail()
+        self._live = _live_spans(config.otel) if config.otel is not None else None
         self._console = (
             structlog.wrap_logger(
                 structlog.PrintLogger(sys.stderr),
@@ -186,17 +196,36 @@ class RunLog:
         if "exc_info" in fields:
             structlog.processors.format_exc_info(None, name, fields)
         line = orjson.dumps(fields, default=repr)[:-1] + (tail or self._tail)
+        if self._live is not None:
+            self.tap(name, fields)
         if _captures:
             event = orjson.loads(line)
             for captured in list(_captures):
                 captured.append(event)
         return self._lines.append(line)
 
+    @property
+    def traced(self) -> bool:
+        """Whether this process sends its spans live."""
+        return self._live is not None
+
+    def tap(self, name: str, fields: dict[str, Any]) -> None:
+        """Feed an event to live export alone (with what says where it happened)."""
+        if self._live is not None:
+            actor = structlog.contextvars.get_contextvars().get("actor")
+            self._live.take({**fields, "event": name, "ts": fields.get("ts") or time.time(), **self._static,
+                             "actor": actor})
+
+    def flush_spans(self, timeout_s: float = 5.0) -> bool:
+        return self._live.flush(timeout_s) if self._live is not None else True
+
     def flush(self) -> None:
         self._lines.flush()
 
     def close(self) -> None:
         self._lines.close()
+        if self._live is not None:
+            self._live.close()
 
 
 _lock = threading.Lock()
@@ -317,6 +346,24 @@ def log_result(name: str, **fields: Any) -> None:
     _log_for_here(write)
 
 
+def tap(name: str, **fields: Any) -> None:
+    """Feed an event to live export only, never to the file: what only spans need (an agent's reply, ended)."""
+    _log_for_here(lambda log, tail: log.tap(name, fields))
+
+
+def traced() -> bool:
+    """Whether the run whose actor is running here sends its spans live."""
+    binding = _binding.get()
+    log = binding.log if binding is not None else _process_log
+    return log is not None and log.traced
+
+
+def _live_spans(export: OtelExport) -> Any:
+    from actorsim._telemetry.live import LiveSpans  # the `otel` extra, imported only when asked for
+
+    return LiveSpans(export)
+
+
 def _log_for_here(write: Callable[[RunLog, bytes | None], object]) -> None:
     binding = _binding.get()
     if binding is not None:
@@ -331,6 +378,7 @@ def flush_logs() -> None:
         logs = list(_logs.values())
     for log in logs:
         log.flush()
+        log.flush_spans(timeout_s=1.0)
 
 
 class LoggedBehaviour:
@@ -375,6 +423,8 @@ class LoggedBehaviour:
             self._log.flush()
 
     def receive(self, request: Any) -> Any:
+        if isinstance(request, FlushSpans):
+            return self._log.flush_spans()
         context = self._context.copy()
         try:
             result = context.run(self._behaviour.receive, request)

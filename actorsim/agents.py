@@ -350,6 +350,7 @@ class Agent:
                 "llm.call.failed",
                 role=self.role,
                 model=name,
+                reply_id=reply_id,
                 error=repr(error),
                 latency_s=time.perf_counter() - started,
             )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 import orjson
 from rich.console import Console
 from rich.pretty import Pretty
@@ -25,11 +26,13 @@ from rich.text import Text
 from rich.tree import Tree
 
 from actorsim._core.envelope import Message
+from actorsim._core.options import traces_url
 from actorsim._core.wording import plural
 from actorsim._errors import ActorsimError, ReplayDivergence, ReplayStopped
 from actorsim._replay import Replay, Resume
 from actorsim._runtime.current import shutdown
 from actorsim._runtime.interventions import installed
+from actorsim.export import export_run, post_run
 from actorsim.llm import MODEL_SERVERS
 from actorsim.runs import Causality, Run, RunLogError, TraceNode, find_run, list_runs, read_run
 from actorsim.transport import TRANSPORTS
@@ -107,6 +110,36 @@ def runs(log_dir: Path) -> None:
 
 def _when(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp).strftime("%m-%d %H:%M:%S")
+
+
+@main.command()
+@click.argument("run")
+@click.option("--format", "form", type=click.Choice(["otlp", "chrome"]), default="otlp", show_default=True,
+              help="otlp: OTLP/JSON (Jaeger, Tempo, Phoenix); chrome: trace-event JSON (Perfetto).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="The file to write (default: RUN's id and the format's suffix, here).")
+@click.option("--endpoint", help="Send the spans to this OTLP/HTTP receiver instead (its URL, or its …/v1/traces; "
+              "protobuf, as the OpenTelemetry SDK sends them). Needs actorsim[otel].")
+@click.option("--content", is_flag=True, help="Include message text (off by default: it may be sensitive).")
+@click.pass_obj
+def export(log_dir: Path, run: str, form: str, output: Path | None, endpoint: str | None, content: bool) -> None:
+    """Write RUN as OpenTelemetry spans (OTLP/JSON) or a Chrome trace, for the tools people already use."""
+    try:
+        directory = find_run(log_dir, run)
+        if endpoint is not None:
+            if form != "otlp":
+                raise click.ClickException("--endpoint sends OpenTelemetry spans: use it with --format otlp")
+            url = traces_url(endpoint)
+            sent = post_run(directory, url, content=content)
+            console.print(f"sent {plural(sent, 'span')} of run {directory.name} to {url}")
+            return
+        target = output or Path(f"{directory.name}.{'otlp.jsonl' if form == 'otlp' else 'trace.json'}")
+        written = export_run(directory, target, format=form, content=content)  # type: ignore[arg-type]
+    except (RunLogError, OSError, ValueError, ImportError) as error:
+        raise click.ClickException(str(error)) from None
+    except httpx.HTTPError as error:
+        raise click.ClickException(f"cannot reach {endpoint}: {error}") from None
+    console.print(f"wrote {plural(written, 'span')} of run {directory.name} to {target}")
 
 
 @main.command()

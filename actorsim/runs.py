@@ -173,19 +173,30 @@ def _read_file(path: Path, notes: list[str] | None = None) -> Iterable[dict[str,
         lines.pop()
     prompts: dict[str, list[Any]] = {}
     for number, line in enumerate(lines, start=1):
-        try:
-            event = orjson.loads(line)
-        except orjson.JSONDecodeError as error:
-            raise RunLogError(f"{path}:{number}: not a JSON event ({error})") from None
-        if not isinstance(event, dict) or "event" not in event or "ts" not in event:
-            raise RunLogError(f"{path}:{number}: not an actorsim event")
-        if event.get("v") != FORMAT_VERSION:
-            raise RunLogError(
-                f"{path}:{number}: log format version {event.get('v')!r}; this actorsim reads {FORMAT_VERSION}"
-            )
+        event = parse_event(line, f"{path}:{number}")
         if event["event"] == "llm.call.started" and "prompt_new" in event:
             _rebuild_prompt(event, prompts, f"{path}:{number}")
         yield event
+
+
+def parse_event(line: bytes, where: str) -> dict[str, Any]:
+    """One line of a run log as its event; `RunLogError` naming `where` (file:line) for anything else."""
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise RunLogError(f"{where}: not a JSON event ({error})") from None
+    if not isinstance(event, dict) or "event" not in event or "ts" not in event:
+        raise RunLogError(f"{where}: not an actorsim event")
+    if event.get("v") != FORMAT_VERSION:
+        raise RunLogError(f"{where}: log format version {event.get('v')!r}; this actorsim reads {FORMAT_VERSION}")
+    return event
+
+
+def writer_gone(path: Path, first_line: bytes | None) -> bool:
+    """Whether the process that wrote `path` (named in its file name; `first_line` says on which machine) is gone:
+    then a truncated last line is what its death left."""
+    writer = pid_of_file(path.name)
+    return writer is not None and _writer_gone(writer, [first_line] if first_line is not None else [])
 
 
 def _writer_gone(pid: int, lines: Iterable[bytes]) -> bool:

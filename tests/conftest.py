@@ -11,6 +11,7 @@ stopped after it, so names can be reused and nothing leaks between tests.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,6 +55,28 @@ def _runtime_for(name: str, log_dir: Path, hosts: int | None = None) -> Runtime:
             _live.pop(other).shutdown()
         _live[key] = actorsim.init(transport=name, ask_timeout=60, step_timeout=120, log_dir=log_dir, hosts=hosts)
     return _live[key]
+
+
+@contextlib.contextmanager
+def own_runtime(name: str, log_dir: Path, **options: Any) -> Iterator[Runtime]:
+    """A run of the test's own, with options the session's runs do not have; the session's run is shut down
+    first (one actor system at a time), and this one at the end of the block."""
+    for other in list(_live):
+        _live.pop(other).shutdown()
+    run = actorsim.init(transport=name, ask_timeout=60, step_timeout=120, log_dir=log_dir, **options)
+    try:
+        yield run
+    finally:
+        run.shutdown()
+
+
+@pytest.fixture(scope="session")
+def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Arize Phoenix, started once for the session (see `tests.phoenix`)."""
+    from tests.phoenix import running_phoenix
+
+    with running_phoenix(tmp_path_factory.mktemp("phoenix")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session", autouse=True)

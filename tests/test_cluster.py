@@ -27,6 +27,7 @@ import pytest
 
 from actorsim.runs import read_run
 from examples.swarm_crawl import CrawlConfig
+from tests.otlp_receiver import OtlpReceiver
 from tests.ray_cluster import RayCluster, wait_for
 from tests.test_crawl import expected
 
@@ -110,15 +111,19 @@ class Submitted:
             pytest.fail(f"job {self.job_id} {status if finished else 'still running'}:\n{logs.stdout[-6000:]}")
 
 
-def submit(cluster: RayCluster, job: Job, out: Path, outputs: tuple[str, ...] | None = None) -> Submitted:
-    """`ray job submit` the job with the venv's python; returns at once. `outputs`: where it writes, as arguments."""
+def submit(
+    cluster: RayCluster, job: Job, out: Path, outputs: tuple[str, ...] | None = None, env: dict[str, str] | None = None
+) -> Submitted:
+    """`ray job submit` the job with the venv's python; returns at once. `outputs`: where it writes, as arguments;
+    `env`: variables of the job's runtime environment."""
     job_id = f"actorsim-test-{secrets.token_hex(4)}"
     if outputs is None:
         outputs = ("--log-dir", str(out / "logs"), "--result", str(out / "result.json"),
                    "--progress", str(out / "progress.json"))
     cluster.ray(
         "job", "submit", f"--address={cluster.dashboard}", f"--working-dir={job.working_dir}",
-        f"--submission-id={job_id}", "--no-wait", "--",
+        f"--submission-id={job_id}", "--no-wait",
+        *(("--runtime-env-json", json.dumps({"env_vars": env})) if env else ()), "--",
         sys.executable, *job.entrypoint, *outputs,
     )
     return Submitted(cluster, job_id, out)
@@ -153,6 +158,36 @@ class TestJobOnACluster:
         driver_node = run.of_type("run.started")[0]["node"]
         assert {e["node"] for e in run.events} == agent_nodes | {driver_node}
         assert not run.of_type("runlog.lost", "runlog.gap")
+
+    def test_a_job_sends_its_spans_live_from_both_nodes_into_one_trace_per_task(
+        self, two_nodes: RayCluster, tmp_path: Path
+    ) -> None:
+        """`OTEL_EXPORTER_OTLP_ENDPOINT` in the job's environment turns live export on: every process on either
+        node sends its own spans, and the trace context the messages carry joins them, a trace per task."""
+        job = Job(TESTS, ("cluster_job.py", "--agents", "8", "--tasks", "8", "--rounds", "2"))
+        with OtlpReceiver() as receiver:
+            submitted = submit(two_nodes, job, tmp_path, env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
+            submitted.wait(timeout=240)
+            spans = list(receiver.spans)
+        result = submitted.result
+        check_complete(result)
+        run = read_run(tmp_path / "logs" / result["run_id"])
+        tasks = {t["id"] for t in result["tasks"]}
+        replies = {m.message_id: m for m in run.messages if m.trace_id in tasks and m.message_id not in tasks}
+        assert all(m.traceparent for m in run.messages), "live export on: each message carries its trace context"
+        steps = {span["attributes"]["actorsim.message_id"]: span for span in spans
+                 if span["name"].startswith("invoke_agent")}
+        received = sorted({span["name"] for span in spans})
+        assert set(steps) == set(replies), f"a span for every reply, from whichever node made it; got {received}"
+        roots = {span["trace_id"]: span for span in spans if span["name"] == "invoke_workflow actorsim"}
+        assert set(roots) == tasks == {span["trace_id"] for span in spans}
+        for reply_id, span in steps.items():
+            assert span["trace_id"] == replies[reply_id].trace_id
+            assert span["parent_id"] == roots[span["trace_id"]]["span_id"], "a worker's step: under its task"
+        worker_nodes = {e["node"] for e in run.of_type("actor.started")
+                        if e.get("behaviour") == "AgentBehaviour" and e["actor"].startswith("worker")}
+        assert {span["resource"]["actorsim.ray_node"] for span in steps.values()} == worker_nodes
+        assert len(worker_nodes) == 2
 
     @pytest.mark.parametrize("job", JOBS)
     def test_a_node_dying_mid_run_loses_no_task(self, two_nodes: RayCluster, job: Job, tmp_path: Path) -> None:

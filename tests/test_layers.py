@@ -18,8 +18,10 @@ import actorsim
 PACKAGE = Path(actorsim.__file__).parent
 PROJECT = PACKAGE.parent
 
-OPTIONAL_PACKAGES = ("gradio", "ray", "thespian")
+OPTIONAL_PACKAGES = ("gradio", "ray", "thespian", "opentelemetry")
 """What actorsim may import inside a function: an optional package, loaded only when it is asked for."""
+NEEDS_OPTIONAL = ("actorsim.ui._gradio", "actorsim._telemetry.live", "actorsim._telemetry.sdk")
+"""actorsim's modules that import an optional package at their top: imported inside a function too."""
 
 
 def module_files(package: Path = PACKAGE) -> dict[str, Path]:
@@ -119,7 +121,8 @@ class TestImportGraph:
             for node, name in imported_names(module, path, tree):
                 if id(node) in module_level:
                     continue
-                optional = name.split(".")[0] in OPTIONAL_PACKAGES or name == "actorsim.ui._gradio"
+                needs_optional = {name, name.rsplit(".", 1)[0]} & set(NEEDS_OPTIONAL)  # a module, or a name from one
+                optional = name.split(".")[0] in OPTIONAL_PACKAGES or needs_optional
                 commented = "#" in lines[node.lineno - 1] or lines[node.lineno - 2].strip().startswith("#")
                 if not (optional and commented):
                     misplaced.append(f"{path.relative_to(PROJECT)}:{node.lineno}: {name}")

@@ -18,7 +18,8 @@ def test_all_is_sorted() -> None:
 def test_everything_public_is_exported() -> None:
     """Every public name of the package namespace is in __all__ and resolves."""
     public = {name for name in vars(actorsim) if not name.startswith("_")}
-    submodules = {"agents", "cli", "llm", "memory", "routing", "runs", "task_center", "tools", "transport", "ui"}
+    submodules = {"agents", "cli", "export", "llm", "memory", "routing", "runs", "task_center", "tools", "transport",
+                  "ui"}
     assert public - submodules == set(actorsim.__all__)
     for name in actorsim.__all__:
         assert getattr(actorsim, name) is not None
@@ -28,6 +29,7 @@ PUBLIC_MODULES = [
     "actorsim",
     "actorsim.agents",
     "actorsim.cli",
+    "actorsim.export",
     "actorsim.llm",
     "actorsim.memory",
     "actorsim.routing",

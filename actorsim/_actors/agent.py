@@ -27,7 +27,8 @@ from actorsim._protocol.agent import (
     RunStep,
 )
 from actorsim._protocol.registry import AgentInfo
-from actorsim._runlog import log_event
+from actorsim._runlog import log_event, tap, traced
+from actorsim._telemetry.spans import message_span, span_id, traceparent
 from actorsim.agents import Agent, Post
 from actorsim.llm import ChatMessage, RetryNotice
 from actorsim.memory import MemoryState
@@ -117,6 +118,9 @@ class AgentBehaviour:
             round=request.round,
             clock=self._clock,
         )
+        if traced():  # live export: the reply carries its step's trace context; the step's span ends here
+            message = attrs.evolve(message, traceparent=traceparent(message.trace_id, span_id("reply", message_id)))
+            tap("message.replied", message=message.to_dict(), causes=[message_span(m) for m in received])
         remembered = MemoryState(agent.memory.turns_since(going.turns_before), going.fresh)
         yield Reply(message, publish=not agent.is_watcher, remembered=remembered, posts=posts)
 

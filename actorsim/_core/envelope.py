@@ -33,6 +33,8 @@ class Message:
     steps, `round` is the repetition within one `step(round=N)` call, and
     `clock` is a Lamport clock: a message's clock exceeds its causes', so
     causal order needs no trust in wall clocks across machines.
+    `traceparent`, set while the run's spans are sent live, is the W3C trace
+    context of the span that made the message, for the spans it causes.
     """
 
     content: str
@@ -45,6 +47,7 @@ class Message:
     round: int = 1
     clock: int = 0
     created_at: float = attrs.field(factory=time.time)
+    traceparent: str | None = None
 
     @trace_id.default
     def _trace_of_a_new_task(self) -> str:
@@ -53,7 +56,10 @@ class Message:
     def to_dict(self) -> dict[str, Any]:
         """The message as a dict of its fields, as the run log holds it."""
         # By hand: attrs.asdict took a third of the cost of logging a message.
-        return {name: getattr(self, name) for name in _MESSAGE_FIELDS}
+        fields = {name: getattr(self, name) for name in _MESSAGE_FIELDS}
+        if self.traceparent is not None:  # only while spans are sent live: logs stay as they were
+            fields["traceparent"] = self.traceparent
+        return fields
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Message:
@@ -68,7 +74,7 @@ class Message:
         return cls.from_dict(orjson.loads(data))
 
 
-_MESSAGE_FIELDS = tuple(field.name for field in attrs.fields(Message))
+_MESSAGE_FIELDS = tuple(field.name for field in attrs.fields(Message) if field.name != "traceparent")
 
 
 class Frame(str):

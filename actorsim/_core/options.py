@@ -6,6 +6,7 @@ Here, below the transports, because a backend builds itself from them
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -18,6 +19,58 @@ from actorsim._core.validators import positive
 def _absolute(path: str | os.PathLike[str]) -> Path:
     """Made absolute at once, before a transport starts: joining a Ray cluster may change the working dir."""
     return Path(path).absolute()
+
+
+TRACES_PATH = "/v1/traces"
+
+
+@attrs.frozen
+class OtelExport:
+    """Live export of a run's spans, from every process, to an OTLP/HTTP receiver (`actorsim.init(otel=...)`)."""
+
+    endpoint: str
+    """The receiver's traces URL (its `/v1/traces`)."""
+    content: bool = False
+    """Message text in the spans too (off by default, as the GenAI conventions ask)."""
+
+
+def otel_from(value: OtelExport | bool | str | None) -> OtelExport | None:
+    """What `init(otel=...)` takes: True for the receiver the standard variables name (else localhost:4318),
+    a URL (a base, as `OTEL_EXPORTER_OTLP_ENDPOINT`, or a `/v1/traces` URL), False or None for none."""
+    if value is None or value is False or isinstance(value, OtelExport):
+        return value or None
+    if value is True:
+        return otel_from_environment(required=True)
+    if not isinstance(value, str):
+        raise ValueError(f"otel= takes True, False or an http(s) URL of an OTLP/HTTP receiver, not {value!r}")
+    return OtelExport(traces_url(value))
+
+
+def traces_url(url: str) -> str:
+    """An OTLP/HTTP receiver's traces URL, from its base URL (as `OTEL_EXPORTER_OTLP_ENDPOINT`) or that URL."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{url!r} is not the http(s) URL of an OTLP/HTTP receiver")
+    return url if url.rstrip("/").endswith(TRACES_PATH) else url.rstrip("/") + TRACES_PATH
+
+
+def otel_from_environment(required: bool = False) -> OtelExport | None:
+    """Live export where the standard OpenTelemetry variables name a receiver and the `otel` extra is
+    installed; with neither, none (`required`: the default receiver, localhost:4318)."""
+    traces = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not required and not ((traces or base) and otel_installed()):
+        return None
+    if traces:
+        return OtelExport(traces)  # the signal's own variable: used as it is, as the SDK does
+    return OtelExport(traces_url(base or "http://localhost:4318"))
+
+
+def otel_installed() -> bool:
+    """Whether the `otel` extra (the OpenTelemetry SDK and its OTLP/HTTP exporter) is installed."""
+    try:
+        return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http") is not None
+    except ModuleNotFoundError:
+        return False
 
 
 @attrs.frozen
@@ -35,3 +88,5 @@ class RunOptions:
     console_log: bool = False
     address: str | None = None
     placement: Placement | None = attrs.field(default=None, converter=placement_from)
+    otel: OtelExport | None = attrs.field(factory=otel_from_environment, converter=otel_from)
+    """Live export of the run's spans (see `OtelExport`); by default where the environment names a receiver."""

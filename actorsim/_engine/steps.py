@@ -55,6 +55,7 @@ from actorsim._protocol.environment import (
 from actorsim._protocol.registry import AgentInfo, Register, SetStatus
 from actorsim._runtime.runtime import Runtime
 from actorsim._runtime.stream import Redelivered
+from actorsim._telemetry.spans import span_id, traceparent
 from actorsim.llm import ChatMessage, GenerationSettings
 from actorsim.memory import MemoryState
 from actorsim.routing import SendTo
@@ -140,9 +141,13 @@ class Steps:
         message_id = self.runtime.new_id()
         if send_from == USER_REQUIREMENT or self._trace_id is None:
             self._trace_id = message_id
+        config = self.runtime.log_config
         message = Message(
             task, send_from, recipients, message_id=message_id, trace_id=self._trace_id, step=self._step,
             clock=self._clock,
+            # Live export: the task's root span is its cause, for the spans of the steps it starts.
+            traceparent=traceparent(self._trace_id, span_id("task", self._trace_id))
+            if config is not None and config.otel is not None else None,
         )
         if is_routed(send_to):
             message = attrs.evolve(message, send_to=self.router.route(send_to, message))

@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import attrs
@@ -43,7 +44,7 @@ class DriverLog:
         self._closing = threading.Event()
         self._heartbeat: threading.Thread | None = None
         if options.log_dir is not None:
-            config = RunLogConfig(run_id, options.log_dir / run_id, options.console_log)
+            config = RunLogConfig(run_id, options.log_dir / run_id, options.console_log, otel=options.otel)
             self.config = attrs.evolve(config, sink=transport.log_sink(config))
             self._log = open_run_log(self.config, process="driver")
 
@@ -59,6 +60,18 @@ class DriverLog:
         if self._log is not None:
             self._heartbeat = threading.Thread(target=self._beat, name="actorsim-heartbeat", daemon=True)
             self._heartbeat.start()
+        if self.config is not None and self.config.otel is not None:
+            self._check_receiver(self.config.otel.endpoint)
+
+    def _check_receiver(self, endpoint: str) -> None:
+        """Live export to a receiver that is not there: said once, at the start; the run goes on without it."""
+        from actorsim._telemetry.live import unreachable  # the `otel` extra, imported only when asked for
+
+        problem = unreachable(endpoint)
+        if problem is not None:
+            self.event("otel.unreachable", endpoint=endpoint, error=problem)
+            warnings.warn(f"live export: the receiver at {endpoint} cannot take spans ({problem}); the run goes "
+                          f"on, and `actorsim export RUN --endpoint URL` sends them later", stacklevel=6)
 
     def _beat(self) -> None:
         while not self._closing.wait(max(0.0, self._last + self._heartbeat_s - time.monotonic())):

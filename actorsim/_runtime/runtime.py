@@ -11,10 +11,11 @@ current run (`current`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -26,7 +27,7 @@ from actorsim._core.placement import Placement, placement_from
 from actorsim._core.ref import ActorRef
 from actorsim._core.supervision import Durable, Supervision
 from actorsim._errors import ActorDiedError, ComponentFailedError
-from actorsim._runlog import LoggedBehaviour, RunLogConfig
+from actorsim._runlog import FlushSpans, LoggedBehaviour, RunLogConfig
 from actorsim._runtime.driver_log import DriverLog
 from actorsim._runtime.interventions import Intervention, Interventions, installed_handlers
 from actorsim._runtime.stream import supervised_stream
@@ -34,6 +35,9 @@ from actorsim._runtime.supervisor import Supervisor
 from actorsim.transport import BehaviourFactory, Transport
 from actorsim.transport._host import Hosted
 from actorsim.transport._hosted import HostedTransport
+
+SEND_SPANS_TIMEOUT_S = 5.0
+"""How long a run's end waits for its processes to send their spans (live export)."""
 
 T = TypeVar("T")
 
@@ -170,6 +174,7 @@ class Runtime:
 
     def stop(self, ref: ActorRef) -> None:
         """Stop one actor and its supervision; later requests to it raise `ActorStoppedError`."""
+        self._send_spans([ref.name])
         if ref.name in self._actors:
             self._actors.remove(ref.name)
         self._owed.pop(ref.name, None)
@@ -294,9 +299,23 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        self._send_spans(self._actors)
         self._actors.clear()
         self.transport.shutdown()
         self.driver_log.close()
+
+    def _send_spans(self, names: Iterable[str]) -> None:
+        """Live export: the actors' processes send the spans they hold before they are stopped (one killed
+        outright loses those of its last `SEND_EVERY_MS`); a process that does not answer is not waited for."""
+        config = self.log_config
+        if config is None or config.otel is None:
+            return
+        refs = []
+        for name in names:
+            with contextlib.suppress(Exception):  # stopped or given up on: nothing to send
+                refs.append(self.supervisor.current(name))
+        with contextlib.suppress(Exception):
+            self.transport.ask_many([(ref, FlushSpans()) for ref in refs], timeout=SEND_SPANS_TIMEOUT_S)
 
     @property
     def closed(self) -> bool:
