@@ -62,7 +62,8 @@ def init(
     `address`/`placement` on a transport other than "ray", or both `replay` and
     `resume`; `RunLogError` for a recording that cannot be read; `RuntimeError` when a run
     is already going, `TransportUnavailableError` when its package is missing,
-    `ClusterUnreachableError` when no cluster answers at the address.
+    `ClusterUnreachableError` when no cluster answers at the address;
+    `ImportError` for `otel=` without the `otel` extra.
     """
     name = transport_name(transport)
     options = RunOptions(

@@ -179,6 +179,11 @@ def test_live_export_is_off_unless_asked_for_or_named_by_the_environment(
     assert RunOptions(otel="https://otel.example:4318").otel == OtelExport("https://otel.example:4318/v1/traces")
     with pytest.raises(ValueError, match="'collector:4318' is not the http"):
         RunOptions(otel="collector:4318")
+    with monkeypatch.context() as without_the_extra:
+        without_the_extra.setattr("actorsim._core.options.otel_installed", lambda: False)
+        with pytest.raises(ImportError, match=r"pip install 'actorsim\[otel\]'"):
+            RunOptions(otel=True)
+        assert RunOptions().otel is None, "named by the environment but not installed: off, not an error"
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     center = make(TaskCenter, "untraced")  # a run without it logs what it always did: no trace context

@@ -37,13 +37,15 @@ class OtelExport:
 def otel_from(value: OtelExport | bool | str | None) -> OtelExport | None:
     """What `init(otel=...)` takes: True for the receiver the standard variables name (else localhost:4318),
     a URL (a base, as `OTEL_EXPORTER_OTLP_ENDPOINT`, or a `/v1/traces` URL), False or None for none."""
-    if value is None or value is False or isinstance(value, OtelExport):
-        return value or None
-    if value is True:
-        return otel_from_environment(required=True)
-    if not isinstance(value, str):
+    if value is None or value is False:
+        return None
+    if not isinstance(value, (bool, str, OtelExport)):
         raise ValueError(f"otel= takes True, False or an http(s) URL of an OTLP/HTTP receiver, not {value!r}")
-    return OtelExport(traces_url(value))
+    if not otel_installed():
+        raise ImportError("live export needs the otel extra: pip install 'actorsim[otel]'")
+    if isinstance(value, OtelExport):
+        return value
+    return otel_from_environment(required=True) if value is True else OtelExport(traces_url(value))
 
 
 def traces_url(url: str) -> str:
