@@ -72,7 +72,7 @@ def _tool_label(call: dict[str, Any]) -> str:
 )
 @click.pass_context
 def main(context: click.Context, log_dir: Path) -> None:
-    """List, trace, replay and resume runs; chat with agents in the terminal."""
+    """List, trace, replay, resume and export runs; chat with agents in a terminal."""
     context.obj = log_dir
 
 

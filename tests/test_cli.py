@@ -49,9 +49,9 @@ def test_help_describes_every_command(tmp_path: Path) -> None:
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     description = lines[lines.index("") + 1].strip()
-    assert description == "List, trace, replay and resume runs; chat with agents in the terminal."
+    assert description == "List, trace, replay, resume and export runs; chat with agents in a terminal."
     commands = {line.split()[0]: line for line in lines[lines.index("Commands:") + 1:] if line.strip()}
-    assert sorted(commands) == ["chat", "replay", "resume", "run", "runs", "trace"]
+    assert sorted(commands) == ["chat", "export", "replay", "resume", "run", "runs", "trace"]
     assert all(len(line.split()) > 2 for line in commands.values()), "each command has a description"
 
 
