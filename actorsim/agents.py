@@ -376,6 +376,7 @@ class Agent:
             reply=reply,
             chunk_texts=parts,
             usage=getattr(model, "last_usage", None),
+            finish_reason=getattr(model, "last_finish_reason", None),
             latency_s=time.perf_counter() - started,
             **logged,
         )

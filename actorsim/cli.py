@@ -38,7 +38,9 @@ from actorsim.runs import Causality, Run, RunLogError, TraceNode, find_run, list
 from actorsim.transport import TRANSPORTS
 from actorsim.ui._terminal import chat as run_chat
 
-console = Console()
+PIPED_WIDTH = 1000
+"""Columns when the output is not a terminal: rich would assume 80 and cut every table to fit (`thesp…`)."""
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPED_WIDTH)
 
 MOST_BACKOFF = 60.0
 """Seconds at most that `actorsim run` waits before it resumes a run."""

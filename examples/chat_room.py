@@ -119,6 +119,9 @@ def main() -> None:
     except KeyboardInterrupt:
         print("stopped", flush=True)
         sys.exit(130)
+    except actorsim.ActorsimError as error:  # one line a person can act on, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

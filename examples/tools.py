@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 import actorsim
@@ -65,21 +66,28 @@ def main() -> None:
     parser.add_argument("--api-base")
     parser.add_argument("--log-dir", default="logs")
     args = parser.parse_args()
-    with actorsim.init(transport=args.transport, log_dir=args.log_dir):
-        facts = create_component(ToolService, name="facts", remote=True, tools=[lookup], pool=2)
-        task_center = create_component(TaskCenter, name="task_center", remote=True)
-        task_center.add_agents([
-            create_component(RolePlay, name="forecaster", remote=True, llm=llm_config("forecaster", args),
-                             function_list=["weather"], description="Checks the launch weather."),
-            create_component(RolePlay, name="navigator", remote=True, llm=llm_config("navigator", args),
-                             function_list=[facts], description="Looks distances up in the shared store."),
-        ])
-        task_center.send_task_request("Can we launch to the Moon today?")
-        view = TerminalView()
-        view.show(task_center.step())  # both stream at once, so their lines interleave
-        view.end("\nReplies:")
-        for message in task_center.environment.history()[1:]:
-            print(f"  {message.sent_from}: {message.content}")
+    try:
+        with actorsim.init(transport=args.transport, log_dir=args.log_dir):
+            facts = create_component(ToolService, name="facts", remote=True, tools=[lookup], pool=2)
+            task_center = create_component(TaskCenter, name="task_center", remote=True)
+            task_center.add_agents([
+                create_component(RolePlay, name="forecaster", remote=True, llm=llm_config("forecaster", args),
+                                 function_list=["weather"], description="Checks the launch weather."),
+                create_component(RolePlay, name="navigator", remote=True, llm=llm_config("navigator", args),
+                                 function_list=[facts], description="Looks distances up in the shared store."),
+            ])
+            task_center.send_task_request("Can we launch to the Moon today?")
+            view = TerminalView()
+            view.show(task_center.step())  # both stream at once, so their lines interleave
+            view.end("\nReplies:")
+            for message in task_center.environment.history()[1:]:
+                print(f"  {message.sent_from}: {message.content}")
+    except KeyboardInterrupt:
+        print("interrupted: the run is stopped", file=sys.stderr)
+        sys.exit(130)
+    except actorsim.ActorsimError as error:  # one line a person can act on, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

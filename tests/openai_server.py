@@ -44,6 +44,7 @@ class OpenAIServer:
         piece_latency: float = 0.0,
         api_key: str | None = None,
         port: int = 0,
+        refuse_stream_options: bool = False,
     ) -> None:
         """`failures`: statuses to answer first; `cut_after`: the next streams end after that many pieces;
         `reset_after`: the next streams' connections are reset (TCP RST) after that many pieces;
@@ -53,7 +54,12 @@ class OpenAIServer:
         servers do; `connections` then holds the connection each request came on (a number per connection).
         `replies` may be a function of the request's body: the same prompt gets the same reply, in any order.
         `piece_latency`: seconds before each piece of a stream.
+
+        As real servers do, a stream ends with token counts only when asked (`stream_options.include_usage`),
+        and a reply longer than `max_tokens` words is cut there with finish_reason "length";
+        `refuse_stream_options`: answers 400 to a request with `stream_options`, as servers that do not know it.
         """
+        self.refuse_stream_options = refuse_stream_options
         self.replies = replies if callable(replies) else itertools.cycle(replies)
         self.piece_latency = piece_latency
         self.failures = list(failures or [])
@@ -104,6 +110,8 @@ class OpenAIServer:
             self.requests.append(body)
             if self.api_key is not None and headers.get("Authorization") != f"Bearer {self.api_key}":
                 status, reply = 401, ""
+            elif self.refuse_stream_options and "stream_options" in body:
+                status, reply = 400, "Unrecognized request argument supplied: stream_options"
             elif self.failures:
                 status, reply = self.failures.pop(0), ""
             else:
@@ -133,7 +141,7 @@ class OpenAIServer:
                     server.connections.append(self.connection_id)
                 status, reply = server._next_answer(self.headers, body)
                 if status != 200:
-                    payload = json.dumps({"error": {"message": f"scripted failure {status}"}}).encode()
+                    payload = json.dumps({"error": {"message": reply or f"scripted failure {status}"}}).encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
@@ -146,7 +154,8 @@ class OpenAIServer:
                     self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 cut, reset = server._next_cut(body)
-                for sent, event in enumerate(_events(body["model"], reply)):
+                usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                for sent, event in enumerate(_events(body["model"], reply, usage, body.get("max_tokens"))):
                     if reset is not None and sent > reset:  # the line is reset (a TCP RST), mid-stream
                         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                         self.connection.close()
@@ -190,17 +199,22 @@ def _tool_fragments(calls: list[dict[str, str]], shape: str) -> Iterator[dict[st
             yield {**where, "function": {"arguments": piece}}
 
 
-def _events(model: str, reply: Any) -> Iterator[str]:
+def _events(model: str, reply: Any, usage: bool = True, max_tokens: int | None = None) -> Iterator[str]:
     yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
     if isinstance(reply, dict):
         for fragment in _tool_fragments(reply["tool_calls"], reply["shape"]):
             yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {"tool_calls": [fragment]}}]})
         yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
         return
-    for piece in re.findall(r"\S+\s*|\s+", reply):
+    pieces = re.findall(r"\S+\s*|\s+", reply)
+    cut = max_tokens is not None and len(pieces) > max_tokens
+    for piece in pieces[:max_tokens] if cut else pieces:
         yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {"content": piece}}]})
-    yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    words = len(reply.split())
+    finish = "length" if cut else "stop"
+    yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    if not usage:
+        return
+    words = min(len(reply.split()), max_tokens) if cut and max_tokens is not None else len(reply.split())
     yield json.dumps(
         {
             "model": model,

@@ -84,6 +84,17 @@ def test_the_debate_against_a_dead_server_ends_in_one_line(transport: str, tmp_p
     assert record.of_type("actor.restarted") == []
 
 
+def test_the_tools_example_against_a_dead_server_ends_in_one_line(tmp_path: Path) -> None:
+    """examples/tools.py, whose two agents call a model: exit 1, one line (the first agent to fail), no traceback."""
+    api_base = f"http://127.0.0.1:{closed_port()}/v1"
+    result = run([sys.executable, str(ROOT / "examples" / "tools.py"), "--model-server", "openai", "--model", "m",
+                  "--api-base", api_base, "--log-dir", str(tmp_path / "logs")], tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    who = next(role for role in ("forecaster", "navigator") if line.startswith(f"error: agent '{role}'"))
+    assert_refused_in_one_line(result, f"error: agent '{who}'", api_base)
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_the_debate_says_while_it_waits_for_a_busy_server(transport: str, tmp_path: Path) -> None:
     """503 twice: the terminal says which try comes next and when, from the agent's process, then goes on."""

@@ -62,8 +62,29 @@ class TestOpenAIBackend:
                 "model": "test-model",
                 "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hello?"}],
                 "stream": True,
+                "stream_options": {"include_usage": True},
             }
         ]
+        assert model.last_usage == {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}
+        assert model.last_finish_reason == "stop"
+
+    def test_a_server_that_refuses_stream_options_is_asked_without_them_once_and_from_then_on(self) -> None:
+        """A 400 naming `stream_options`: the same call goes again at once without them (no retry spent, no
+        wait); the server is remembered, so the next calls, from any model of the process, leave them out."""
+        with OpenAIServer(["No usage here."], refuse_stream_options=True) as server:
+            first, second = (OpenAIChatModel(fast_retries(server)) for _ in range(2))
+            assert "".join(first.stream(PROMPT)) == "No usage here."
+            assert "".join(second.stream(PROMPT)) == "No usage here."
+        assert server.statuses == [400, 200, 200]
+        assert ["stream_options" in request for request in server.requests] == [True, False, False]
+        assert first.last_usage is None and first.last_finish_reason == "stop"
+
+    def test_a_reply_cut_at_the_token_limit_says_so(self) -> None:
+        with OpenAIServer(["one two three four five"]) as server:
+            model = OpenAIChatModel(fast_retries(server, max_tokens=2))
+            assert "".join(model.stream(PROMPT)) == "one two "
+        assert model.last_finish_reason == "length"
+        assert model.last_usage is not None and model.last_usage["completion_tokens"] == 2
 
     def test_models_of_one_server_share_a_connection_pool(self) -> None:
         """A host's hundreds of agents talk to a server through one pool; another server gets its own."""
@@ -213,3 +234,18 @@ class TestAgentsOnARealServer:
             assert texts_by_role(task_center.step()) == {"joe_biden": "We go with a reusable rocket."}
         assert server.statuses == [200, 200]
         assert [m.content for m in task_center.environment.history()][-1] == "We go with a reusable rocket."
+
+
+def test_the_run_log_holds_token_counts_and_why_each_reply_ended(make: Make) -> None:
+    """A reply cut at `max_tokens`: its call is logged with the server's counts and finish_reason "length"."""
+    with OpenAIServer(["one two three four five"]) as server:
+        center = make(TaskCenter, "counted")
+        llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "max_tokens": 2}
+        center.add_agents([make(RolePlay, "ann", llm=llm)])
+        task = center.send_task_request("count to five")
+        assert texts_by_role(center.step()) == {"ann": "one two "}
+    run = read_run(center.runtime.log_config.directory)
+    [reply] = [m for m in run.messages if m.trace_id == task.trace_id and m.sent_from == "ann"]
+    [call] = [e for e in run.of_type("llm.call.finished") if e.get("reply_id") == reply.message_id]
+    assert call["finish_reason"] == "length"
+    assert call["usage"] == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}

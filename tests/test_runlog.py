@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +261,19 @@ class TestCommandLine:
         assert traced.exit_code == 0, traced.output
         assert "caused by" in traced.output and TASK in traced.output
         assert "hillary_clinton reply 1." in traced.output and "donald_trump reply 1." not in traced.output
+
+    def test_runs_piped_is_not_cut_to_80_columns(self, tmp_path: Path) -> None:
+        """Piped (a script, `| grep`), `actorsim runs` prints every column whole, as wide as it needs."""
+        task_center = whispered_debate(
+            lambda cls, name, **options: cls(name=name, log_dir=tmp_path) if cls is TaskCenter
+            else cls(name=name, **options))
+        task_center.close()
+        environment = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+        listed = subprocess.run([sys.executable, "-m", "actorsim", "--log-dir", str(tmp_path), "runs"],
+                                env=environment, capture_output=True, text=True, timeout=60, check=True)
+        [row] = [line for line in listed.stdout.splitlines() if task_center.runtime.run_id in line]
+        assert "…" not in listed.stdout and len(row) > 80
+        assert all(cell in row for cell in ("inline", "stopped")), row
 
     def test_an_unknown_run_is_a_clear_error(self, tmp_path: Path) -> None:
         result = CliRunner().invoke(main, ["--log-dir", str(tmp_path), "trace", "nope"])

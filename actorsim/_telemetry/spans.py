@@ -282,6 +282,8 @@ class Builder:
         if usage:
             call.attributes["gen_ai.usage.input_tokens"] = usage.get("prompt_tokens")
             call.attributes["gen_ai.usage.output_tokens"] = usage.get("completion_tokens")
+        if event.get("finish_reason"):
+            call.attributes["gen_ai.response.finish_reasons"] = [event["finish_reason"]]
         if event["event"].endswith(".failed"):
             call.attributes["error.type"] = str(event.get("error", "error")).split("(")[0].split(":")[0]
         elif self.content and key == "chat":

@@ -26,6 +26,10 @@ from actorsim.llm._settings import GenerationSettings
 from actorsim.llm._tool_calls import ToolCallAssembler
 
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+_ASK_FOR_USAGE = {"include_usage": True}
+"""Streams carry token counts only when asked (OpenAI, llama.cpp, vLLM): a last event with `usage`."""
+_refuse_stream_options: set[str] = set()  # servers that answered 400 to `stream_options`: asked without it
+_refusals_lock = threading.Lock()
 
 
 @attrs.frozen
@@ -104,6 +108,8 @@ class OpenAIChatModel:
         self.settings = GenerationSettings(config.temperature, config.top_p, config.seed, config.max_tokens)
         self.last_usage: dict[str, Any] | None = None
         """Token counts of the last call, when the server sent them."""
+        self.last_finish_reason: str | None = None
+        """Why the last reply ended, as the server said: "stop", "length" (cut at the token limit), "tool_calls"."""
         self._client = shared_pool(config.api_base, config.api_key, config.timeout)
         self._sleep = sleep
         self._retrying = tenacity.Retrying(
@@ -139,13 +145,15 @@ class OpenAIChatModel:
         settings: GenerationSettings | None = None,
     ) -> Iterator[ModelItem | RetryNotice]:
         """As `stream`, with a `RetryNotice` before each wait for another try."""
-        self.last_usage = None
+        self.last_usage = self.last_finish_reason = None
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": [message.to_dict() for message in messages],
             "stream": True,
             **(settings or GenerationSettings()).over(self.settings).to_dict(),
         }
+        if self.config.api_base not in _refuse_stream_options:
+            body["stream_options"] = _ASK_FOR_USAGE
         if tools:
             body["tools"] = list(tools)
         shown = ""  # what earlier tries of this call already yielded
@@ -192,6 +200,12 @@ class OpenAIChatModel:
             detail = " ".join(response.read().decode(errors="replace").split())[:300]
             stack.close()
             status = f"{response.status_code} {response.reason_phrase}".strip()
+            if response.status_code in (400, 422) and "stream_options" in body and "stream_options" in detail:
+                # A server that does not know the option: asked again without it, now and from now on.
+                with _refusals_lock:
+                    _refuse_stream_options.add(self.config.api_base)
+                del body["stream_options"]
+                return self._open(stack, body)
             problem = f"model server at {self.config.api_base} answered {status}: {detail}"
             if response.status_code in _TRANSIENT_STATUS:
                 raise TransientServerError(problem, problem=f"answered {status}")
@@ -223,7 +237,9 @@ class OpenAIChatModel:
                     assembler.add(fragment)
                 if delta.get("content"):
                     yield delta["content"]
-                finished = finished or bool(choice.get("finish_reason"))
+                if choice.get("finish_reason"):
+                    self.last_finish_reason = str(choice["finish_reason"])
+                    finished = True
         if not finished:
             raise TransientServerError(
                 f"the stream from {self.config.api_base} broke off before the reply's end",
