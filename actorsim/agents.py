@@ -368,6 +368,11 @@ class Agent:
             logged = {"tool_calls": [call.to_dict() for call in calls]}
         else:
             logged = {}
+        usage = getattr(model, "last_usage", None)
+        price = getattr(model, "price", None)
+        cost = price.cost(usage) if price is not None else None
+        if cost is not None:  # `llm={"price": ...}` and a server that counted the tokens
+            logged["cost"] = cost
         log_result(
             "llm.call.finished",
             role=self.role,
@@ -375,7 +380,7 @@ class Agent:
             reply_id=reply_id,
             reply=reply,
             chunk_texts=parts,
-            usage=getattr(model, "last_usage", None),
+            usage=usage,
             finish_reason=getattr(model, "last_finish_reason", None),
             latency_s=time.perf_counter() - started,
             **logged,

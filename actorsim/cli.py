@@ -34,7 +34,7 @@ from actorsim._runtime.current import shutdown
 from actorsim._runtime.interventions import installed
 from actorsim.export import export_run, post_run
 from actorsim.llm import MODEL_SERVERS
-from actorsim.runs import Causality, Run, RunLogError, TraceNode, find_run, list_runs, read_run
+from actorsim.runs import Causality, Run, RunLogError, TraceNode, Usage, find_run, list_runs, read_run
 from actorsim.transport import TRANSPORTS
 from actorsim.ui._terminal import chat as run_chat
 
@@ -86,7 +86,7 @@ def runs(log_dir: Path) -> None:
     "interrupted" marks a run ended by Ctrl-C, "driver died" one whose driver process was killed (with when
     it last wrote): `actorsim resume` goes on with it. A resumed run names the run it resumes.
     """
-    table = Table("started", "transport", "agents", "messages", "errors", "ended")
+    table = Table("started", "transport", "agents", "messages", "tokens", "errors", "ended")
     table.columns.insert(0, Column("run", no_wrap=True, min_width=22))
     try:
         found = list_runs(log_dir)
@@ -103,11 +103,19 @@ def runs(log_dir: Path) -> None:
             ended += f" {_when(run.driver_last_seen)}"
         table.add_row(
             name, _when(run.started_at), run.transport, str(len(run.agents)), str(len(run.messages)),
-            str(len(run.errors)), ended,
+            _tokens(run.total_usage), str(len(run.errors)), ended,
         )
         for note in run.notes:
             console.print(f"[dim]{note}[/]", highlight=False)
     console.print(table if found else f"no runs in {log_dir}")
+
+
+def _tokens(usage: Usage) -> str:
+    """A run's tokens as the table shows them: the total, with prompt/reply, and the cost where priced."""
+    if not usage.total_tokens:
+        return "-"
+    shown = f"{usage.total_tokens:,} ({usage.prompt_tokens:,}/{usage.completion_tokens:,})"
+    return shown + (f" ${usage.cost:.4f}" if usage.cost is not None else "")
 
 
 def _when(timestamp: float) -> str:

@@ -34,6 +34,29 @@ DRIVER_LATE = 3
 
 
 @attrs.frozen
+class Usage:
+    """Token counts of model calls, as their servers reported them, and their cost where the `llm` config has a
+    `price` (None where none of the calls had one). A call whose server sent no counts adds nothing."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost: float | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = None if self.cost is None and other.cost is None else (self.cost or 0.0) + (other.cost or 0.0)
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                     self.total_tokens + other.total_tokens, cost)
+
+    @classmethod
+    def of(cls, event: dict[str, Any]) -> Usage:
+        """A `llm.call.finished` event's."""
+        counts = event.get("usage") or {}
+        prompt, completion = int(counts.get("prompt_tokens") or 0), int(counts.get("completion_tokens") or 0)
+        return cls(prompt, completion, int(counts.get("total_tokens") or prompt + completion), event.get("cost"))
+
+
+@attrs.frozen
 class Run:
     """The events of one run, from every process, in time order.
 
@@ -71,6 +94,20 @@ class Run:
         """The run this one resumed (`actorsim resume`), whose history it holds again before going on."""
         started = self.of_type("run.started")
         return started[0].get("resumes") if started else None
+
+    @property
+    def usage(self) -> dict[str, Usage]:
+        """Each agent's model calls' token counts (and cost), by role; `total_usage` sums them."""
+        found: dict[str, Usage] = {}
+        for event in self.of_type("llm.call.finished"):
+            role = str(event.get("role", "?"))
+            found[role] = found.get(role, Usage()) + Usage.of(event)
+        return found
+
+    @property
+    def total_usage(self) -> Usage:
+        """The run's model calls' token counts (and cost), all agents together."""
+        return sum(self.usage.values(), Usage())
 
     @property
     def agents(self) -> list[str]:
@@ -335,4 +372,6 @@ class TraceNode:
     children: tuple[TraceNode, ...] = ()
 
 
-__all__ = ["Causality", "ERROR_EVENTS", "Run", "RunLogError", "TraceNode", "find_run", "list_runs", "read_run"]
+__all__ = [
+    "Causality", "ERROR_EVENTS", "Run", "RunLogError", "TraceNode", "Usage", "find_run", "list_runs", "read_run",
+]

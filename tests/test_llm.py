@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import socket
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from actorsim import ChatMessage, LLMError, RolePlay, Runtime, TaskCenter, create_component
+from actorsim.cli import main as cli_main
 from actorsim.llm import OpenAIChatModel, OpenAIConfig, RetryNotice, ScriptedConfig, ScriptedModel, build_chat_model
 from actorsim.runs import read_run
-from tests.conftest import Make
+from tests.conftest import Make, own_runtime
 from tests.helpers import TASK, texts_by_role
 from tests.openai_server import OpenAIServer
 
@@ -249,3 +254,42 @@ def test_the_run_log_holds_token_counts_and_why_each_reply_ended(make: Make) -> 
     [call] = [e for e in run.of_type("llm.call.finished") if e.get("reply_id") == reply.message_id]
     assert call["finish_reason"] == "length"
     assert call["usage"] == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
+
+
+@pytest.mark.parametrize("transport", ["plain", "local", "thespian", "ray"])
+def test_tokens_and_cost_add_up_per_agent_and_per_run(transport: str, tmp_path: Path) -> None:
+    """`price` in the llm dict: each call's cost is logged; `Run.usage` sums them per agent, `actorsim runs` per run."""
+    with OpenAIServer(["one two three", "four five"]) as server, contextlib.ExitStack() as stack:
+        run_of_its_own = None if transport == "plain" else stack.enter_context(own_runtime(transport, tmp_path))
+
+        def build(cls: type, name: str, **options: Any) -> Any:
+            if run_of_its_own is None:
+                return cls(name=name, log_dir=tmp_path, **options) if cls is TaskCenter else cls(name=name, **options)
+            return create_component(cls, name=name, remote=True, runtime=run_of_its_own, **options)
+
+        center = build(TaskCenter, "priced")
+        if run_of_its_own is None:
+            stack.callback(center.close)
+        llm = {"model_server": "openai", "model": "m", "api_base": server.api_base,
+               "price": {"input": 2.0, "output": 10.0}}
+        center.add_agents([build(RolePlay, role, llm=llm) for role in ("ann", "bob")])
+        center.send_task_request("count", send_to="ann")
+        list(center.step())
+        list(center.step())
+        directory = center.runtime.log_config.directory
+    run = read_run(directory)
+    ours = {e["reply_id"]: e for e in run.of_type("llm.call.finished") if e.get("role") in ("ann", "bob")}
+    assert all(e["cost"] == (e["usage"]["prompt_tokens"] * 2 + e["usage"]["completion_tokens"] * 10) / 1e6
+               for e in ours.values())
+    usage = run.usage
+    assert usage["ann"].completion_tokens + usage["bob"].completion_tokens >= 5
+    assert run.total_usage.total_tokens == sum(u.total_tokens for u in usage.values()) > 0
+    assert run.total_usage.cost == pytest.approx(sum(u.cost or 0 for u in usage.values()))
+    listed = CliRunner().invoke(cli_main, ["--log-dir", str(run.directory.parent), "runs"], terminal_width=300)
+    [row] = [line for line in listed.output.splitlines() if run.run_id in line]
+    assert f"{run.total_usage.total_tokens:,} (" in row and f"${run.total_usage.cost:.4f}" in row
+
+
+def test_a_bad_price_is_named(make: Make) -> None:
+    with pytest.raises(ValueError, match="price must be"):
+        make(RolePlay, "ann", llm={"model_server": "scripted", "replies": ["x"], "price": {"input": "cheap"}})

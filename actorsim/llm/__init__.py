@@ -16,6 +16,7 @@ import attrs
 
 from actorsim._core.chat import ChatMessage, ToolCall
 from actorsim.llm._openai import OpenAIChatModel, OpenAIConfig
+from actorsim.llm._price import Price, price_from
 from actorsim.llm._protocol import ChatModel, ModelItem, RetryNotice, stream_events, takes_tools
 from actorsim.llm._scripted import ScriptedConfig, ScriptedModel
 from actorsim.llm._settings import SETTING_NAMES, GenerationSettings
@@ -44,6 +45,7 @@ def _parse(llm: Mapping[str, Any]) -> tuple[str, Any]:
         raise TypeError(f"llm must be a dict config or a ChatModel, not {type(llm).__name__}")
     options = dict(llm)
     server = options.pop("model_server", None)
+    price_from(options.pop("price", None))  # any server's calls may cost: checked here, kept by the model
     if server == "scripted":
         return server, _config(ScriptedConfig, server, options)
     if server == "openai":
@@ -76,9 +78,9 @@ def build_chat_model(llm: Mapping[str, Any] | ChatModel) -> ChatModel:
     if isinstance(llm, ChatModel):
         return llm
     server, config = _parse(llm)
-    if server == "scripted":
-        return ScriptedModel(config)
-    return OpenAIChatModel(config)
+    model: ScriptedModel | OpenAIChatModel = ScriptedModel(config) if server == "scripted" else OpenAIChatModel(config)
+    model.price = price_from(llm.get("price"))
+    return model
 
 
 __all__ = [
@@ -89,6 +91,7 @@ __all__ = [
     "ModelItem",
     "OpenAIChatModel",
     "OpenAIConfig",
+    "Price",
     "RetryNotice",
     "SETTING_NAMES",
     "ScriptedConfig",

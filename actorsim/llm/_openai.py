@@ -21,6 +21,7 @@ from httpx_sse import connect_sse
 from actorsim._core.chat import ChatMessage
 from actorsim._core.validators import positive
 from actorsim._errors import LLMError, TransientServerError
+from actorsim.llm._price import Price
 from actorsim.llm._protocol import ModelItem, RetryNotice
 from actorsim.llm._settings import GenerationSettings
 from actorsim.llm._tool_calls import ToolCallAssembler
@@ -108,6 +109,8 @@ class OpenAIChatModel:
         self.settings = GenerationSettings(config.temperature, config.top_p, config.seed, config.max_tokens)
         self.last_usage: dict[str, Any] | None = None
         """Token counts of the last call, when the server sent them."""
+        self.price: Price | None = None
+        """What its tokens cost, per million (`llm={"price": ...}`): each call's cost is logged with its usage."""
         self.last_finish_reason: str | None = None
         """Why the last reply ended, as the server said: "stop", "length" (cut at the token limit), "tool_calls"."""
         self._client = shared_pool(config.api_base, config.api_key, config.timeout)

@@ -12,6 +12,7 @@ import attrs
 
 from actorsim._core.chat import ChatMessage, ToolCall
 from actorsim._core.validators import non_negative
+from actorsim.llm._price import Price
 from actorsim.llm._protocol import ModelItem
 from actorsim.llm._settings import GenerationSettings
 
@@ -87,6 +88,8 @@ class ScriptedModel:
         self.config = config
         self.settings = GenerationSettings(config.temperature, config.top_p, config.seed, config.max_tokens)
         self._sleep = sleep
+        self.price: Price | None = None
+        """What its tokens cost (`llm={"price": ...}`): a scripted model reports no usage, so none is counted."""
 
     def stream(
         self,
