@@ -296,7 +296,7 @@ class TestTheExportInTheViewers:
             playwright_expect(timeline).to_contain_text(name)
         search = page.get_by_placeholder("Search or type")
         search.fill("invoke_agent ann")
-        search.press("Enter")
+        search_until(search, page.get_by_text(re.compile(r"^1 / \d+$")))  # the UI may still be indexing
         steps = Counter(s.name for s in trace.slices)["invoke_agent ann"]
         playwright_expect(page.get_by_text(re.compile(rf"^1 / {steps}$"))).to_be_visible()
         playwright_expect(timeline).to_contain_text(preceded_by("invoke_workflow actorsim"))  # the task's
@@ -334,6 +334,19 @@ class TestTheExportInTheViewers:
 def preceded_by(name: str) -> re.Pattern[str]:
     """The selected slice's details list a slice `name` among its preceding flows."""
     return re.compile(r"Preceding Flows(?:(?!Following Flows|Arguments)[\s\S])*" + re.escape(name))
+
+
+def search_until(search: Any, found: Any, tries: int = 15) -> None:
+    """Press Enter in Perfetto's search box until `found` shows: an Enter pressed while the UI still indexes the
+    trace is ignored (seen under CI's load)."""
+    for _ in range(tries):
+        search.press("Enter")
+        try:
+            playwright_expect(found).to_be_visible(timeout=2000)
+            return
+        except AssertionError:
+            continue
+    playwright_expect(found).to_be_visible()
 
 
 def playwright_expect(locator: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,9 +45,15 @@ def export_run(
         raise ValueError(f"unknown export format {format!r}: 'otlp' or 'chrome'")
     count = 0
 
+    events = stream_events(directory)
+    opening = next(events, None)
+    # The Chrome trace counts microseconds from the run's first second: from the epoch, a double holds them to
+    # a quarter of a microsecond, and slices a few hundred nanoseconds apart would seem to overlap.
+    origin = float(int(opening["ts"])) if opening is not None else 0.0
+
     def counted() -> Iterator[Span]:
         nonlocal count
-        for span in spans(stream_events(directory), content=content):
+        for span in spans(itertools.chain([opening] if opening is not None else [], events), content=content):
             count += 1
             yield span
 
@@ -57,7 +64,7 @@ def export_run(
         else:
             file.write(b'{"displayTimeUnit": "ms", "traceEvents": [\n')
             first = True
-            for event in trace_events(counted()):
+            for event in trace_events(counted(), origin=origin):
                 file.write((b"" if first else b",\n") + orjson.dumps(event))
                 first = False
             file.write(b"\n]}\n")

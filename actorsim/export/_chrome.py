@@ -19,8 +19,9 @@ from actorsim._telemetry.spans import Resource, Span
 _THREADS_PER_PROCESS = 10_000
 
 
-def trace_events(spans: Iterable[Span]) -> Iterator[dict[str, Any]]:
-    """The trace events, in the order the spans come; each track named before its first slice."""
+def trace_events(spans: Iterable[Span], *, origin: float = 0.0) -> Iterator[dict[str, Any]]:
+    """The trace events, in the order the spans come; each track named before its first slice. Times count
+    microseconds from `origin` (seconds since the epoch; the run's start, so that they keep their precision)."""
     processes: dict[Resource, int] = {}
     threads: dict[tuple[int, str], int] = {}
     placed: dict[str, tuple[int, int, float]] = {}  # span id -> (pid, tid, start in µs)
@@ -40,9 +41,9 @@ def trace_events(spans: Iterable[Span]) -> Iterator[dict[str, Any]]:
         if tid is None:
             tid = threads[pid, actor] = pid * _THREADS_PER_PROCESS + len(threads) + 1
             yield {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": actor}}
-        start, end = span.start * 1e6, max(span.end, span.start) * 1e6
+        start, end = (span.start - origin) * 1e6, (max(span.end, span.start) - origin) * 1e6
         if span.attributes.get("gen_ai.operation.name") == "invoke_workflow" and span.events:  # to its publication
-            end = max(start, span.events[0].ts * 1e6)
+            end = max(start, (span.events[0].ts - origin) * 1e6)
         yield {"ph": "X", "name": span.name, "cat": str(span.attributes.get("gen_ai.operation.name", "actorsim")),
                "ts": start, "dur": end - start, "pid": pid, "tid": tid,
                "args": {"trace_id": span.trace_id, "span_id": span.span_id, **span.attributes}}
