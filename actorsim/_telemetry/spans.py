@@ -303,8 +303,11 @@ class Builder:
     def finish(self) -> Iterator[Span]:
         yield from self.roots.values()
         unpublished = hashlib.sha256(f"unpublished {self.run_id}".encode()).hexdigest()[:32]
-        for step in self.steps.values():  # a step whose reply was never published: dropped, or the run died
+        for reply, step in self.steps.items():  # a step whose reply was never published: dropped, or the run died
             step.attributes["actorsim.unpublished"] = True
-            step.end = max(step.end, self.last_ts)
+            # It ends where what is known of it ends (its last delivery or call), not with the run: two such steps
+            # of one agent would otherwise overlap on its track, which viewers refuse. A microsecond past its
+            # last call, so that the call stays inside it in a viewer that rounds times to nanoseconds.
+            step.end = max([step.end, *(call.end + 1e-6 for call in self.children.get(reply, ()))])
             step.trace_id = unpublished
             yield from self._with_children(step)
