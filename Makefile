@@ -54,6 +54,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/swarm_bench.py
 	$(BIN)/python benchmarks/export_bench.py
 	$(BIN)/python benchmarks/otel_bench.py
+	$(BIN)/python benchmarks/limits_bench.py
 
 clean:
 	rm -rf $(VENV) $(PHOENIX_VENV) build *.egg-info .pytest_cache

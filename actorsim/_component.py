@@ -103,6 +103,7 @@ def create_component(
     check_send_to(send_to)
     if kwargs.get("llm") is not None:
         kwargs["llm"] = runtime.interventions.choose_model(kwargs.get("role") or name, kwargs["llm"])
+        runtime.limits.register(name, kwargs["llm"])  # before it starts: clashing limits are refused here
     ref = runtime.spawn(
         functools.partial(AgentBehaviour.build, cls, {"name": name, **kwargs}),
         name=name,

@@ -5,6 +5,7 @@
     │   └── ActorDiedError           its process is gone (killed, crashed): its supervisor restarts it
     ├── ComponentFailedError         past its restart budget: its supervisor gave up on it
     │   └── AgentFailedError         ... an agent: the step that needed it raises this
+    │       └── PoisonMessageError   a step crashed its agent max_deliveries times: dead-lettered, the agent goes on
     ├── AskTimeoutError (+ TimeoutError)   no answer within the timeout
     ├── RemoteError                  an actor's exception that could not travel back as itself
     ├── LLMError                     a model call failed for good
@@ -89,6 +90,24 @@ class AgentFailedError(ComponentFailedError):
         return self.name
 
 
+class PoisonMessageError(AgentFailedError):
+    """A step crashed its agent `max_deliveries` times (`Supervision`): its messages went to the dead letters.
+
+    Unlike its parent's case, the agent is not given up on: restarted, it
+    answers the next step. Caught as an `AgentFailedError` by code that
+    handles that; `restarts` is here the number of deliveries.
+    """
+
+    def __init__(self, name: str, cause: BaseException, restarts: int, log_line: str | None) -> None:
+        super().__init__(name, cause, restarts, log_line)
+        where = f"; see {log_line}" if log_line else ""
+        ActorsimError.__init__(
+            self,
+            f"agent {name!r} crashed on each of {restarts} deliveries of one step: its messages are dead letters, "
+            f"the agent goes on; last cause: {type(cause).__name__}: {cause}{where}",
+        )
+
+
 class RoutingError(ActorsimError, ValueError):
     """A `send_to` policy could not route: an unknown group or topic, unknown roles chosen, or the policy raised.
 
@@ -145,15 +164,24 @@ class PlacementError(ActorsimError, ValueError):
 class TransientServerError(LLMError):
     """A failure worth another try: the server was busy, or down for a moment.
 
-    `problem` is what the retry notice says went wrong ("answered 503").
+    `problem` is what the retry notice says went wrong ("answered 503");
+    `status` the HTTP status, if the server answered, and `retry_after` the
+    seconds it asked the caller to wait, if it said.
     """
 
-    def __init__(self, message: str, *, problem: str = "failed") -> None:
+    def __init__(
+        self, message: str, *, problem: str = "failed", status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.problem = problem
+        self.status = status
+        self.retry_after = retry_after
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (functools.partial(TransientServerError, problem=self.problem), (str(self),))
+        again = functools.partial(
+            TransientServerError, problem=self.problem, status=self.status, retry_after=self.retry_after
+        )
+        return (again, (str(self),))
 
 
 class RunLogError(ActorsimError, ValueError):

@@ -24,7 +24,9 @@ from actorsim.llm import (
     ChatMessage,
     ChatModel,
     GenerationSettings,
+    PermitRequest,
     RetryNotice,
+    Throttled,
     ToolCall,
     build_chat_model,
     stream_events,
@@ -38,8 +40,9 @@ from actorsim.tools._react import observation, parse_action, react_instructions
 HUMAN_INPUT_MODES = ("CLOSE", "ON", "TERMINAL")
 NO_SETTINGS = GenerationSettings()
 
-StepItem = str | ToolFrame | ServiceRequest | RetryNotice
-"""What an agent's step streams: reply text, tool frames, and pauses for a tool service (answered by `send`)."""
+StepItem = str | ToolFrame | ServiceRequest | RetryNotice | PermitRequest
+"""What an agent's step streams: reply text, tool frames, and pauses for a tool service or for its model server's
+limiter (answered by `send`)."""
 
 
 @attrs.frozen
@@ -140,6 +143,8 @@ class Agent:
         self.supervision = supervision_from(supervision)
         self.use_model(build_chat_model(llm) if llm is not None else None)
         self._logged_prompt: list[ChatMessage] = []  # the last prompt in the log, which the next one extends
+        self.tokens_used = 0
+        """Tokens its model calls used so far, as their servers counted them (0 where they did not)."""
         self._own_calls: tuple[str | None, int] = (None, 0)  # calls `use_tool` made for one reply: their ids
 
     def use_model(self, model: ChatModel | None) -> None:
@@ -294,7 +299,7 @@ class Agent:
 
     def _call_model(
         self, prompt: Sequence[ChatMessage], reply_id: str | None, settings: GenerationSettings | None, tools: bool
-    ) -> Generator[str | RetryNotice, None, tuple[str, list[ToolCall]]]:
+    ) -> Generator[str | RetryNotice | PermitRequest, Any, tuple[str, list[ToolCall]]]:
         """Stream the model's reply (and notices of its retries), recording the call in the run log; its text and
         tool calls."""
         model = self._model()
@@ -328,14 +333,35 @@ class Agent:
         calls: list[ToolCall] = []
         # ReAct replies are held back until whole: an action is not reply text.
         react = tools and not self._native_tools
+        # The model runs with `current_reply` set, for each piece alone: a step paused for a permit goes on
+        # in another context (another request to the actor), where a variable set before the pause is not.
         calling_for = current_reply.set(reply_id)
         try:
-            for item in stream_events(model, prompt, **extras):
+            # Sent to, not only iterated: a throttled call's `PermitRequest` is answered by the driver.
+            events: Any = stream_events(model, prompt, **extras)
+        finally:
+            current_reply.reset(calling_for)
+        try:
+            answer: Any = None
+            while True:
+                calling_for = current_reply.set(reply_id)
+                try:
+                    item = events.send(answer) if answer is not None else next(events)
+                except StopIteration:
+                    break
+                finally:
+                    current_reply.reset(calling_for)
+                answer = None
+                if isinstance(item, PermitRequest):
+                    answer = yield item
+                    continue
                 if isinstance(item, RetryNotice):
+                    throttled = {"status": item.status, "retry_after_s": item.retry_after} \
+                        if isinstance(item, Throttled) else {}
                     log_event(
                         "llm.call.retry", role=self.role, model=name, reply_id=reply_id, api_base=item.server,
                         error=item.problem, attempt=item.attempt, max_attempts=item.max_attempts,
-                        wait_s=item.wait_s,
+                        wait_s=item.wait_s, **throttled,
                     )
                     yield item
                     continue
@@ -355,8 +381,6 @@ class Agent:
                 latency_s=time.perf_counter() - started,
             )
             raise
-        finally:
-            current_reply.reset(calling_for)
         reply = "".join(parts)
         if react:
             action = parse_action(reply, len(self._logged_prompt))
@@ -369,6 +393,9 @@ class Agent:
         else:
             logged = {}
         usage = getattr(model, "last_usage", None)
+        if usage:
+            self.tokens_used += int(usage.get("total_tokens")
+                                    or (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0))
         price = getattr(model, "price", None)
         cost = price.cost(usage) if price is not None else None
         if cost is not None:  # `llm={"price": ...}` and a server that counted the tokens
@@ -395,6 +422,9 @@ def _answered_in_process(items: Generator[StepItem, Any, Any]) -> Iterator[StepI
         while True:
             if isinstance(item, ServiceRequest):
                 item = items.send(ToolOutcome(error=f"tool service {item.service!r} is only reached in a step"))
+                continue
+            if isinstance(item, PermitRequest):  # no driver to wait for: the model waits itself
+                item = next(items)
                 continue
             yield item
             item = next(items)

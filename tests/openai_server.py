@@ -45,6 +45,10 @@ class OpenAIServer:
         api_key: str | None = None,
         port: int = 0,
         refuse_stream_options: bool = False,
+        max_concurrency: int | None = None,
+        retry_after: str | None = None,
+        call_seconds: float = 0.0,
+        throttle_always: bool = False,
     ) -> None:
         """`failures`: statuses to answer first; `cut_after`: the next streams end after that many pieces;
         `reset_after`: the next streams' connections are reset (TCP RST) after that many pieces;
@@ -58,8 +62,19 @@ class OpenAIServer:
         As real servers do, a stream ends with token counts only when asked (`stream_options.include_usage`),
         and a reply longer than `max_tokens` words is cut there with finish_reason "length";
         `refuse_stream_options`: answers 400 to a request with `stream_options`, as servers that do not know it.
+
+        As a rate-limited server does: `max_concurrency` answers 429 to a call above that many in flight
+        (`in_flight`; the most ever is `most_in_flight`, the times of its 429s `throttled_at`), with a
+        `Retry-After: retry_after` header when given; `throttle_always` answers 429 to every call.
+        `call_seconds`: each reply takes that long, spread over its pieces.
         """
         self.refuse_stream_options = refuse_stream_options
+        self.max_concurrency = max_concurrency
+        self.retry_after = retry_after
+        self.call_seconds = call_seconds
+        self.throttle_always = throttle_always
+        self.in_flight = self.most_in_flight = 0
+        self.throttled_at: list[float] = []
         self.replies = replies if callable(replies) else itertools.cycle(replies)
         self.piece_latency = piece_latency
         self.failures = list(failures or [])
@@ -114,10 +129,19 @@ class OpenAIServer:
                 status, reply = 400, "Unrecognized request argument supplied: stream_options"
             elif self.failures:
                 status, reply = self.failures.pop(0), ""
+            elif self.throttle_always or (self.max_concurrency is not None and self.in_flight >= self.max_concurrency):
+                status, reply = 429, "Rate limit reached: too many requests in flight"
+                self.throttled_at.append(time.monotonic())
             else:
                 status, reply = 200, self.replies(body) if callable(self.replies) else next(self.replies)
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
             self.statuses.append(status)
             return status, reply
+
+    def _done(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -143,11 +167,19 @@ class OpenAIServer:
                 if status != 200:
                     payload = json.dumps({"error": {"message": reply or f"scripted failure {status}"}}).encode()
                     self.send_response(status)
+                    if status == 429 and server.retry_after is not None:
+                        self.send_header("Retry-After", server.retry_after)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
                     return
+                try:
+                    self._stream(body, reply)
+                finally:
+                    server._done()
+
+            def _stream(self, body: dict[str, Any], reply: Any) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 if server.keep_alive:
@@ -155,7 +187,9 @@ class OpenAIServer:
                 self.end_headers()
                 cut, reset = server._next_cut(body)
                 usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                for sent, event in enumerate(_events(body["model"], reply, usage, body.get("max_tokens"))):
+                events = list(_events(body["model"], reply, usage, body.get("max_tokens")))
+                pause = server.piece_latency or server.call_seconds / len(events)
+                for sent, event in enumerate(events):
                     if reset is not None and sent > reset:  # the line is reset (a TCP RST), mid-stream
                         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                         self.connection.close()
@@ -163,8 +197,8 @@ class OpenAIServer:
                         return
                     if cut is not None and sent > cut:  # the role event, then `cut` pieces: then the stream ends
                         break
-                    if server.piece_latency:
-                        time.sleep(server.piece_latency)
+                    if pause:
+                        time.sleep(pause)
                     self._write(f"data: {event}\n\n".encode())
                 else:
                     self._write(b"data: [DONE]\n\n")
@@ -180,6 +214,9 @@ class OpenAIServer:
 
 class _QuietServer(ThreadingHTTPServer):
     """Says nothing of a client that reset its connection: what a test resets, or a pool closing at exit."""
+
+    request_queue_size = 4096  # a swarm connects by the thousand at once: a backlog of 5 would refuse them
+    daemon_threads = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from actorsim import AgentFailedError, Message, RolePlay, Supervision, TaskCenter
+from actorsim import AgentFailedError, Message, PoisonMessageError, RolePlay, Supervision, TaskCenter
 from tests.actors import TouchyAgent
 from tests.conftest import Make
 from tests.helpers import (
@@ -133,6 +133,35 @@ class TestCrash:
         }
         with pytest.raises(AgentFailedError, match="joe_biden"):
             task_center.step(allowed_roles="joe_biden")
+
+    def test_a_step_that_crashes_on_every_delivery_is_dead_lettered_however_slow_its_crashes(
+        self, make: Make, log_dir: Path
+    ) -> None:
+        """A restart budget that never fills (crashes spread out in time) still ends the step: after
+        `max_deliveries` its messages are dead letters, and the agent, not given up on, answers the next step."""
+        with logged_events(log_dir) as events:
+            task_center = make(TaskCenter, "task_center")
+            # `within` so short that no two crashes ever count together: only the delivery bound can stop them.
+            slow = Supervision(max_restarts=1, within=1e-6, max_deliveries=3, backoff_initial=0.01, backoff_jitter=0.0)
+            touchy = make(TouchyAgent, "joe_biden", trigger="moon", llm=scripted("Mars, then."), supervision=slow)
+            task_center.add_agents([touchy, make(RolePlay, "donald_trump", llm=scripted("Rockets.", "Sure."))])
+            task = task_center.send_task_request(TASK)
+            frames: list[Any] = []
+            with pytest.raises(PoisonMessageError, match="joe_biden.*3 deliveries.*cannot stand") as raised:
+                frames.extend(task_center.step())
+            assert isinstance(raised.value, AgentFailedError) and raised.value.role == "joe_biden"
+            assert texts_by_role(frames) == {"donald_trump": "Rockets."}, "the others answered in the same step"
+            [letter] = task_center.environment.dead_letters()
+            assert (letter.message.message_id, letter.role) == (task.message_id, "joe_biden")
+            assert task_center.registry.find("joe_biden").status != "failed"
+            task_center.send_task_request("Where next?", send_to="joe_biden")
+            frames = list(task_center.step(allowed_roles="joe_biden"))
+            assert texts_by_role(frames) == {"joe_biden": "Mars, then."}
+        assert [e["actor"] for e in of_kind(events, "actor.crashed")] == ["joe_biden"] * 3
+        assert len(of_kind(events, "actor.restarted")) == 3, "restarted after the last crash too, for the next step"
+        assert of_kind(events, "actor.given_up") == []
+        [poisoned] = of_kind(events, "delivery.poisoned")
+        assert (poisoned["actor"], poisoned["deliveries"]) == ("joe_biden", 3)
 
     def test_one_for_all_restarts_the_siblings_with_their_memories(
         self, make: Make, tmp_path: Path, log_dir: Path

@@ -30,7 +30,7 @@ from actorsim._protocol.registry import AgentInfo
 from actorsim._runlog import log_event, tap, traced
 from actorsim._telemetry.spans import message_span, span_id, traceparent
 from actorsim.agents import Agent, Post
-from actorsim.llm import ChatMessage, RetryNotice
+from actorsim.llm import ChatMessage, PermitRequest, RetryNotice
 from actorsim.memory import MemoryState
 from actorsim.tools import ServiceRequest
 
@@ -64,7 +64,7 @@ class AgentBehaviour:
         settings = {"settings": request.settings} if request.settings is not None else {}
         texts = agent.step(received, task=request.task, user_response=request.user_response,
                            reply_id=request.reply_id, **settings)
-        return self._drive(_Going(request, texts, turns_before, fresh), None)
+        return self._drive(_Going(request, texts, turns_before, fresh, agent.tokens_used), None)
 
     @receive.register
     def _resume(self, request: ResumeStep) -> Iterator[Chunk | Frame | Retrying | Reply | Paused]:
@@ -85,7 +85,7 @@ class AgentBehaviour:
                 reply: str | list[Post] = done.value
                 break
             answer = None
-            if isinstance(item, ServiceRequest):
+            if isinstance(item, ServiceRequest | PermitRequest):
                 self._paused[message_id] = going
                 yield Paused(message_id, item)
                 return
@@ -122,7 +122,8 @@ class AgentBehaviour:
             message = attrs.evolve(message, traceparent=traceparent(message.trace_id, span_id("reply", message_id)))
             tap("message.replied", message=message.to_dict(), causes=[message_span(m) for m in received])
         remembered = MemoryState(agent.memory.turns_since(going.turns_before), going.fresh)
-        yield Reply(message, publish=not agent.is_watcher, remembered=remembered, posts=posts)
+        yield Reply(message, publish=not agent.is_watcher, remembered=remembered, posts=posts,
+                    tokens=agent.tokens_used - going.tokens_before)
 
     @receive.register
     def _remember_sent(self, request: RememberSent) -> MemoryState:
@@ -161,9 +162,10 @@ class AgentBehaviour:
 
 @attrs.define
 class _Going:
-    """A step on its way, kept while it waits for a tool service."""
+    """A step on its way, kept while it waits for a tool service or a permit."""
 
     request: RunStep
     texts: Generator[Any, Any, str | list[Post]]
     turns_before: int
     fresh: tuple[str, ...]
+    tokens_before: int = 0

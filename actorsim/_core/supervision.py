@@ -50,6 +50,12 @@ class Supervision:
     `min(backoff_max, backoff_initial * 2 ** (n - 1))` plus up to `backoff_jitter`
     seconds. `one_for_all` also restarts the crashed component's siblings (the
     other components of its task center) once the step in progress ends.
+
+    `max_deliveries` bounds one step, whatever the time between its crashes
+    (SQS's `maxReceiveCount`): a step delivered that many times that crashed
+    each time is not delivered again. Its messages go to the dead letters,
+    the step raises `PoisonMessageError`, and the agent, restarted, goes on
+    with the next step. `max_restarts/within` bounds the agent, this its messages.
     """
 
     strategy: str = attrs.field(default="one_for_one", validator=attrs.validators.in_(STRATEGIES))
@@ -58,6 +64,7 @@ class Supervision:
     backoff_initial: float = attrs.field(default=0.05, validator=non_negative)
     backoff_max: float = attrs.field(default=5.0, validator=non_negative)
     backoff_jitter: float = attrs.field(default=0.05, validator=non_negative)
+    max_deliveries: int = attrs.field(default=5, validator=[attrs.validators.instance_of(int), positive])
 
     def backoff(self, restart: int, draw: Callable[[float, float], float] = random.uniform) -> float:
         """Seconds to wait before restart number `restart` (from 1) of the current run of crashes."""

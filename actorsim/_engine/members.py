@@ -44,6 +44,7 @@ def start(runtime: Runtime, agent: AgentHandle | Agent) -> tuple[ActorRef, Agent
         return agent.ref, agent.info
     if agent.llm is not None:
         agent.use_model(build_chat_model(runtime.interventions.choose_model(agent.role, agent.llm)))
+        runtime.limits.register(agent.name, agent.llm)
     ref = runtime.spawn(
         functools.partial(AgentBehaviour, agent), name=agent.name, supervision=agent.supervision,
         failure_type=AgentFailedError,

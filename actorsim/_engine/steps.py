@@ -23,10 +23,11 @@ from actorsim._core.envelope import USER_REQUIREMENT, Frame, Message
 from actorsim._core.ids import post_id
 from actorsim._core.ref import ActorRef
 from actorsim._core.state import RunState
+from actorsim._engine.permits import StepPermits
 from actorsim._engine.router import Router, is_routed
 from actorsim._engine.tool_calls import answer
 from actorsim._engine.views import RegistryView
-from actorsim._errors import AgentFailedError, RoutingError
+from actorsim._errors import AgentFailedError, PoisonMessageError, RoutingError
 from actorsim._protocol.agent import (
     Chunk,
     GetMemory,
@@ -56,7 +57,7 @@ from actorsim._protocol.registry import AgentInfo, Register, SetStatus
 from actorsim._runtime.runtime import Runtime
 from actorsim._runtime.stream import Redelivered
 from actorsim._telemetry.spans import span_id, traceparent
-from actorsim.llm import ChatMessage, GenerationSettings
+from actorsim.llm import ChatMessage, GenerationSettings, PermitRequest, Throttled
 from actorsim.memory import MemoryState
 from actorsim.routing import SendTo
 from actorsim.transport import CallFailed
@@ -281,22 +282,49 @@ class Steps:
     def _stream(self, state: _StepState) -> Iterator[Frame]:
         """The responders' frames as they come, each shown once however often its step is delivered."""
         text = dict.fromkeys(state.requests, "")
-        calls = [(self.agents[role][0], request) for role, request in state.requests.items()]
+        permits = StepPermits(self.runtime)
+        calls = permits.first_deliveries([(self.agents[role][0], request) for role, request in state.requests.items()])
         resumed: collections.deque[tuple[str, ResumeStep]] = collections.deque()
+
+        def on_idle() -> None:
+            self._flush()
+            permits.let_go(resumed)
+
         items = self.runtime.stream(
             calls, final=lambda item: isinstance(item, Reply), context=lambda request: {"reply_id": request.reply_id},
-            follow_ups=resumed, on_idle=self._flush,
+            follow_ups=resumed, on_idle=on_idle, arrivals=permits.arrivals, held_back=permits.held_back,
         )
+        try:
+            yield from self._frames(state, items, text, permits, resumed)
+        finally:
+            permits.end()
+
+    def _frames(
+        self,
+        state: _StepState,
+        items: Iterator[tuple[str, Any]],
+        text: dict[str, str],
+        permits: StepPermits,
+        resumed: collections.deque[tuple[str, ResumeStep]],
+    ) -> Iterator[Frame]:
         for name, item in items:
             role = self._role_of[name]
             if isinstance(item, Paused):
+                if isinstance(item.request, PermitRequest):  # a throttled call waits for its server's limiter
+                    permits.wait(name, item.reply_id, item.request, resumed)
+                    continue
                 # The step waits for a tool service: asked here, in the driver, where its supervisor is.
                 resumed.append((name, ResumeStep(item.reply_id, answer(self.runtime, item.request))))
             elif isinstance(item, Frame):  # a tool call or its result: shown as it comes
+                permits.admitted(name)
                 yield item
             elif isinstance(item, Retrying):
-                notices.warning("%s", item)
+                if isinstance(item.notice, Throttled):
+                    permits.throttled(name, item.notice)
+                else:
+                    notices.warning("%s", item)
             elif isinstance(item, Chunk):
+                permits.admitted(name)
                 # A step delivered again streams its reply again: show only what was not shown yet.
                 so_far = text[role] = text[role] + item.text
                 shown = state.shown.get(role, "")
@@ -304,18 +332,21 @@ class Steps:
                     state.shown[role] = so_far
                     yield Frame(item.role, so_far[max(len(shown), len(so_far) - len(item.text)):], item.message_id)
             elif isinstance(item, Reply):
+                permits.release(name, item.tokens)
                 state.answered.add(role)
                 self._clock = max(self._clock, item.message.clock)
                 self._remember(role, item.remembered)
                 state.replies[role] = item
                 self._publish_in_order(state)
             elif isinstance(item, Redelivered):
+                permits.redelivered(name)
                 text[role] = ""
                 self.runtime.log(
                     "message.redelivered", role=role, reply_id=state.requests[role].reply_id,
                     message_ids=[m.message_id for m in state.received[role]], cause=repr(item.cause),
                 )
             elif isinstance(item, CallFailed):
+                permits.release(name, succeeded=False)
                 failure = item.error
                 if not isinstance(failure, AgentFailedError):
                     raise failure
@@ -401,11 +432,14 @@ class Steps:
                     self.runtime.settle(name)
 
     def _give_up_on(self, role: str, messages: Sequence[Message], error: AgentFailedError) -> None:
-        """The agent is past its budget: its messages go to the dead letters, the Registry marks it failed."""
+        """The agent is past its budget: its messages go to the dead letters, the Registry marks it failed.
+
+        A poisoned step (`PoisonMessageError`) buries its messages only: the agent goes on.
+        """
         ref, info = self.agents[role]
         if messages and not info.is_watcher:
             self._ask_env(BuryDeadLetters(tuple(DeadLetter(m, role, str(error)) for m in messages)))
-        if info.status != "failed":
+        if info.status != "failed" and not isinstance(error, PoisonMessageError):
             self.runtime.ask(self._registry, SetStatus(role, "failed"))
             self.agents[role] = (ref, attrs.evolve(info, status="failed"))
 
@@ -470,3 +504,4 @@ class _StepState:
     shown: dict[str, str] = attrs.Factory(dict)  # what each reply has shown so far, across deliveries
     failed: list[AgentFailedError] = attrs.Factory(list)
     answered: set[str] = attrs.Factory(set)  # responders done with the step: their reply came
+

@@ -11,7 +11,7 @@ import attrs
 
 from actorsim._core.envelope import Message
 from actorsim.agents import Post
-from actorsim.llm import GenerationSettings, RetryNotice
+from actorsim.llm import GenerationSettings, Permit, PermitRequest, RetryNotice
 from actorsim.memory import MemoryState
 from actorsim.tools import ServiceRequest, ToolOutcome
 
@@ -67,6 +67,7 @@ class Reply:
     publish: bool
     remembered: MemoryState = MemoryState()
     posts: tuple[Post, ...] | None = None
+    tokens: int = 0  # what the step's model calls used, as their servers counted: for tokens_per_minute
 
 
 @attrs.frozen
@@ -100,15 +101,16 @@ class RestoreMemory:
 
 @attrs.frozen
 class Paused:
-    """The last item of a step's stream that waits for a tool service: the driver answers `request`."""
+    """The last item of a step's stream that waits for a tool service, or for its model server's limiter:
+    the driver answers `request`."""
 
     reply_id: str
-    request: ServiceRequest
+    request: ServiceRequest | PermitRequest
 
 
 @attrs.frozen
 class ResumeStep:
-    """Go on with the paused step `reply_id`, the tool service's `outcome` in hand."""
+    """Go on with the paused step `reply_id`, the tool service's `outcome` (or its server's `Permit`) in hand."""
 
     reply_id: str
-    outcome: ToolOutcome
+    outcome: ToolOutcome | Permit

@@ -30,6 +30,7 @@ from actorsim._errors import ActorDiedError, ComponentFailedError
 from actorsim._runlog import FlushSpans, LoggedBehaviour, RunLogConfig
 from actorsim._runtime.driver_log import DriverLog
 from actorsim._runtime.interventions import Intervention, Interventions, installed_handlers
+from actorsim._runtime.limits import Limits
 from actorsim._runtime.stream import supervised_stream
 from actorsim._runtime.supervisor import Supervisor
 from actorsim.transport import BehaviourFactory, Transport
@@ -68,6 +69,8 @@ class Runtime:
         self._closed = False
         self.driver_log = DriverLog(transport, options, run_id)
         self.supervisor = Supervisor(transport, timeout=options.ask_timeout, log=self.log)
+        self.limits = Limits()
+        """One limiter per model server, for every agent of the run (see `actorsim._runtime.limits`)."""
         transport.report_to(self.log)
         self.driver_log.started(transport.name, **{"replay_of": None, **self.interventions.run_started()})
 
@@ -260,6 +263,8 @@ class Runtime:
         context: Callable[[Any], Mapping[str, Any]] = lambda request: {},
         follow_ups: collections.deque[tuple[str, Any]] | None = None,
         on_idle: Callable[[], None] = lambda: None,
+        arrivals: collections.deque[tuple[ActorRef, Any]] | None = None,
+        held_back: Callable[[], float | None] = lambda: None,
     ) -> Iterator[tuple[str, Any]]:
         """Stream `calls` as the transport does, under the supervisor: yields `(actor name, item)`.
 
@@ -275,6 +280,9 @@ class Runtime:
         `on_idle()` is called whenever the stream is about to wait for items:
         the caller sends on what it gathered from the items before. A request
         owed to an actor (`owe`) reaches it before its call, as in `ask`.
+        Calls held back (for a permit of `limits`) are put into `arrivals` by
+        the caller once let go; `held_back()` says when to look again (see
+        `Limits.next_due`), and the stream lasts while any are.
         """
         if self._owed:
             for ref, _ in calls:
@@ -282,7 +290,7 @@ class Runtime:
         return supervised_stream(
             self.transport, self.supervisor, self.interventions, calls, timeout=self.options.step_timeout,
             final=final, context=context, follow_ups=follow_ups if follow_ups is not None else collections.deque(),
-            on_idle=on_idle,
+            on_idle=on_idle, arrivals=arrivals, held_back=held_back,
         )
 
     def stop_all(self) -> None:

@@ -24,7 +24,7 @@ import attrs
 from actorsim._core.placement import Placement
 from actorsim._core.ref import ActorRef
 from actorsim._core.supervision import Durable, Supervision
-from actorsim._errors import ActorStoppedError, ComponentFailedError
+from actorsim._errors import ActorStoppedError, ComponentFailedError, PoisonMessageError
 from actorsim.transport import BehaviourFactory, Transport
 
 
@@ -229,6 +229,15 @@ class Supervisor:
         child.failure = child.failure_type(child.name, cause, restarts, line)
         self._stop_quietly(child.ref)
         raise child.failure
+
+    def max_deliveries(self, name: str) -> int:
+        """How many times one step of `name` may be delivered and crash it (`Supervision.max_deliveries`)."""
+        return self._children[name].policy.max_deliveries
+
+    def poisoned(self, name: str, cause: BaseException, deliveries: int, **context: Any) -> PoisonMessageError:
+        """A step crashed `name` on each of its `deliveries`: logged, and the error its step raises."""
+        line = self._log("delivery.poisoned", actor=name, error=repr(cause), deliveries=deliveries, **context)
+        return PoisonMessageError(name, cause, deliveries, line)
 
     def restart_deferred(self) -> None:
         """Restart the `one_for_all` siblings owed a restart; called between steps."""

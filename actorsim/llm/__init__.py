@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from actorsim._core.chat import ChatMessage, ToolCall
+from actorsim.llm._limits import LIMIT_NAMES, Permit, PermitRequest, ServerLimits, Throttled, limits_from
 from actorsim.llm._openai import OpenAIChatModel, OpenAIConfig
 from actorsim.llm._price import Price, price_from
 from actorsim.llm._protocol import ChatModel, ModelItem, RetryNotice, stream_events, takes_tools
@@ -46,7 +47,11 @@ def _parse(llm: Mapping[str, Any]) -> tuple[str, Any]:
     options = dict(llm)
     server = options.pop("model_server", None)
     price_from(options.pop("price", None))  # any server's calls may cost: checked here, kept by the model
+    limited = {name: options.pop(name) for name in LIMIT_NAMES if name in options}
+    limits_from(limited)  # checked here; the run's driver enforces them (see `served_by`)
     if server == "scripted":
+        if limited:
+            raise ValueError(f"llm config: {sorted(limited)} limit a model server; model_server 'scripted' has none")
         return server, _config(ScriptedConfig, server, options)
     if server == "openai":
         options.setdefault("api_key", os.environ.get("OPENAI_API_KEY"))
@@ -80,25 +85,49 @@ def build_chat_model(llm: Mapping[str, Any] | ChatModel) -> ChatModel:
     server, config = _parse(llm)
     model: ScriptedModel | OpenAIChatModel = ScriptedModel(config) if server == "scripted" else OpenAIChatModel(config)
     model.price = price_from(llm.get("price"))
+    if isinstance(model, OpenAIChatModel):
+        model.limits = limits_from(llm)
     return model
+
+
+def served_by(llm: Mapping[str, Any] | ChatModel) -> tuple[tuple[str, str], ServerLimits] | None:
+    """The server (`api_base`, `model`) an agent's calls go to, and its limits; None for a model with no server.
+
+    What the run's driver keys its limiter by: every agent of one server shares it.
+    """
+    if isinstance(llm, OpenAIChatModel):
+        return (llm.config.api_base.rstrip("/"), llm.config.model), llm.limits
+    if isinstance(llm, ChatModel):
+        return None
+    server, config = _parse(llm)
+    if not isinstance(config, OpenAIConfig):
+        return None
+    return (config.api_base.rstrip("/"), config.model), limits_from(llm)
 
 
 __all__ = [
     "ChatMessage",
     "ChatModel",
     "GenerationSettings",
+    "LIMIT_NAMES",
     "MODEL_SERVERS",
     "ModelItem",
     "OpenAIChatModel",
     "OpenAIConfig",
+    "Permit",
+    "PermitRequest",
     "Price",
     "RetryNotice",
     "SETTING_NAMES",
     "ScriptedConfig",
     "ScriptedModel",
+    "ServerLimits",
+    "Throttled",
     "ToolCall",
     "build_chat_model",
     "check_llm",
+    "limits_from",
+    "served_by",
     "stream_events",
     "takes_tools",
 ]

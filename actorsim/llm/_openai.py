@@ -10,7 +10,8 @@ import contextlib
 import functools
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import types
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -21,6 +22,7 @@ from httpx_sse import connect_sse
 from actorsim._core.chat import ChatMessage
 from actorsim._core.validators import positive
 from actorsim._errors import LLMError, TransientServerError
+from actorsim.llm._limits import THROTTLE_STATUS, PermitRequest, ServerLimits, Throttled, retry_after
 from actorsim.llm._price import Price
 from actorsim.llm._protocol import ModelItem, RetryNotice
 from actorsim.llm._settings import GenerationSettings
@@ -111,6 +113,8 @@ class OpenAIChatModel:
         """Token counts of the last call, when the server sent them."""
         self.price: Price | None = None
         """What its tokens cost, per million (`llm={"price": ...}`): each call's cost is logged with its usage."""
+        self.limits = ServerLimits()
+        """Its server's limits (`llm={"max_concurrency": ...}`): kept by the run's driver, for all its agents."""
         self.last_finish_reason: str | None = None
         """Why the last reply ended, as the server said: "stop", "length" (cut at the token limit), "tool_calls"."""
         self._client = shared_pool(config.api_base, config.api_key, config.timeout)
@@ -137,7 +141,7 @@ class OpenAIChatModel:
     ) -> Iterator[ModelItem]:
         """The reply's text as it streams, then the tool calls it makes, each whole."""
         for item in self.stream_events(messages, tools=tools, settings=settings):
-            if not isinstance(item, RetryNotice):
+            if not isinstance(item, RetryNotice | PermitRequest):
                 yield item
 
     def stream_events(
@@ -146,8 +150,13 @@ class OpenAIChatModel:
         *,
         tools: Sequence[Mapping[str, Any]] | None = None,
         settings: GenerationSettings | None = None,
-    ) -> Iterator[ModelItem | RetryNotice]:
-        """As `stream`, with a `RetryNotice` before each wait for another try."""
+    ) -> Generator[ModelItem | RetryNotice | PermitRequest, Any, None]:
+        """As `stream`, with a `RetryNotice` before each wait for another try.
+
+        A throttled try (429, 503) is a `Throttled` notice followed by a
+        `PermitRequest`: sent a `Permit` back, the call goes again at once (its
+        driver did the waiting); sent None, it waits here.
+        """
         self.last_usage = self.last_finish_reason = None
         body: dict[str, Any] = {
             "model": self.config.model,
@@ -163,13 +172,17 @@ class OpenAIChatModel:
         assembler = ToolCallAssembler()
         waits: list[RetryNotice] = []
         retrying = self._retrying.copy(before_sleep=functools.partial(self._note_retry, waits))
+        # tenacity keeps a retry loop's state per thread; a call paused for a permit goes on in another thread
+        # (its actor's next request), so this copy, which serves this call alone, keeps it in one place.
+        retrying._local = types.SimpleNamespace()  # type: ignore[assignment]
         server = self.config.api_base
         try:
             for attempt in retrying:
                 if waits:
                     notice = waits.pop()
                     yield notice
-                    self._sleep(notice.wait_s)
+                    if not isinstance(notice, Throttled) or (yield PermitRequest(server, notice.wait_s)) is None:
+                        self._sleep(notice.wait_s)
                 with attempt, contextlib.ExitStack() as stack:
                     text = ""
                     assembler = ToolCallAssembler()  # a retake assembles its calls afresh
@@ -187,13 +200,20 @@ class OpenAIChatModel:
 
     def _note_retry(self, waits: list[RetryNotice], state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
-        waits.append(RetryNotice(
+        notice = RetryNotice(
             server=self.config.api_base,
             problem=_problem(error),
             attempt=state.attempt_number + 1,
             max_attempts=self.config.max_attempts,
             wait_s=state.upcoming_sleep,
-        ))
+        )
+        if isinstance(error, TransientServerError) and error.status in THROTTLE_STATUS:
+            asked = error.retry_after
+            notice = Throttled(
+                **attrs.asdict(notice, recurse=False) | {"wait_s": max(notice.wait_s, asked or 0.0)},
+                status=error.status, retry_after=asked,
+            )
+        waits.append(notice)
 
     def _open(self, stack: contextlib.ExitStack, body: dict[str, Any]) -> Any:
         """Connect and check the status; what fails here may be tried again."""
@@ -211,7 +231,10 @@ class OpenAIChatModel:
                 return self._open(stack, body)
             problem = f"model server at {self.config.api_base} answered {status}: {detail}"
             if response.status_code in _TRANSIENT_STATUS:
-                raise TransientServerError(problem, problem=f"answered {status}")
+                raise TransientServerError(
+                    problem, problem=f"answered {status}", status=response.status_code,
+                    retry_after=retry_after(response.headers),
+                )
             raise LLMError(problem, restartable=False)
         return event_source.iter_sse()
 

@@ -1,0 +1,196 @@
+"""Model-server limits: one per server for the whole run, backpressure from 429s, and a bound on poison steps."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actorsim import PoisonMessageError, RolePlay, Supervision, TaskCenter
+from actorsim._runtime.limits import MINUTE_S, ServerLimiter
+from actorsim.llm import ServerLimits
+from actorsim.llm._limits import retry_after, seconds_in
+from tests.conftest import Make
+from tests.helpers import TASK, logged_events, of_kind, texts_by_role
+from tests.openai_server import OpenAIServer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limiter(clock: Clock, **limits: int) -> ServerLimiter:
+    return ServerLimiter(("http://server/v1", "m"), ServerLimits(**limits), clock)
+
+
+class TestServerLimiter:
+    def test_at_most_max_concurrency_hold_a_permit_and_the_queue_is_first_come_first_served(self) -> None:
+        clock = Clock()
+        server = limiter(clock, max_concurrency=2)
+        assert [server.ask(name) for name in "abcd"] == [True, True, False, False]
+        assert server.grant_due({"c", "d"}) == []
+        server.release("a")
+        assert server.grant_due({"c", "d"}) == ["c"]
+        assert server.next_due() == math.inf, "d waits for a permit to come back, not for a time"
+        server.release("b")
+        server.release("c")
+        assert server.grant_due({"d"}) == ["d"]
+        assert server.most_in_flight == 2
+
+    def test_requests_per_minute_hold_calls_until_the_minute_has_passed(self) -> None:
+        clock = Clock()
+        server = limiter(clock, requests_per_minute=2)
+        assert [server.ask(name) for name in "abc"] == [True, True, False]
+        server.release("a")
+        server.release("b")
+        assert server.grant_due({"c"}) == []
+        assert server.next_due() == 1000.0 + MINUTE_S
+        clock.now += MINUTE_S
+        assert server.grant_due({"c"}) == ["c"]
+
+    def test_tokens_per_minute_hold_calls_once_the_minute_used_them(self) -> None:
+        clock = Clock()
+        server = limiter(clock, tokens_per_minute=100)
+        assert server.ask("a")
+        server.release("a", tokens=120)
+        assert not server.ask("b")
+        clock.now += MINUTE_S
+        assert server.grant_due({"b"}) == ["b"]
+
+    def test_a_throttle_cuts_the_allowance_and_retry_after_holds_every_call(self) -> None:
+        clock = Clock()
+        server = limiter(clock)
+        for name in "abcdef":
+            assert server.ask(name), "no limit is known: all go"
+        for name in "abc":
+            server.admitted(name)  # streaming: the server took these
+        assert server.throttled("d", retry_after=2.0)
+        assert server.throttled("e", retry_after=2.0) is False or server.allowed == 3
+        server.throttled("f", retry_after=2.0)
+        assert server.allowed == 3, "cut to the calls the server was serving"
+        for name in "def":
+            assert not server.ask(name, wait_s=0.5)
+        server.release("a")
+        assert server.grant_due({"d", "e", "f"}) == [], "Retry-After holds back every call of the server"
+        assert server.next_due() == 1002.0
+        clock.now += 2.0
+        assert server.grant_due({"d", "e", "f"}) == ["d"], "then as many as the allowance has room for"
+
+    def test_the_allowance_rises_back_as_calls_succeed_up_to_where_the_server_throttled(self) -> None:
+        clock = Clock()
+        server = limiter(clock)
+        for name in "abcd":
+            server.ask(name)
+        server.admitted("a")
+        server.throttled("d", None)
+        assert (server.allowed, server.ceiling) == (1, 3), "serving at least 1, at most the 3 left in flight"
+        for n in range(10):
+            assert server.ask(f"x{n}") or server.in_flight
+            server.release(f"x{n}")
+        for name in "abc":
+            server.release(name)
+        assert server.allowed == 3, "back up to the ceiling, and no further"
+        clock.now += 31
+        for n in range(4):
+            server.ask(f"y{n}")
+            server.release(f"y{n}")
+        assert server.allowed == 4, "after a quiet half minute, one more is tried"
+
+
+class TestServerHeaders:
+    @pytest.mark.parametrize(
+        ("text", "seconds"), [("2", 2.0), ("0.5", 0.5), ("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("soon", None)]
+    )
+    def test_waits_as_servers_write_them(self, text: str, seconds: float | None) -> None:
+        assert seconds_in(text) == seconds
+
+    def test_retry_after_first_then_an_exhausted_rate_limit_reset(self) -> None:
+        assert retry_after({"retry-after": "3"}) == 3.0
+        headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1.5s",
+                   "x-ratelimit-remaining-tokens": "10", "x-ratelimit-reset-tokens": "9s"}
+        assert retry_after(headers) == 1.5
+        assert retry_after({}) is None
+
+
+def server_llm(server: OpenAIServer, **options: Any) -> dict[str, Any]:
+    return {"model_server": "openai", "model": "m", "api_base": server.api_base, "api_key": "k",
+            "retry_initial_wait": 0.01, "retry_max_wait": 0.05, **options}
+
+
+class TestLimitsInARun:
+    def test_a_known_limit_holds_for_every_agent_of_the_run(self, make: Make, log_dir: Path) -> None:
+        """12 agents, a server that takes 3 calls at once: none is refused, all answer once."""
+        with OpenAIServer(["Up we go."], max_concurrency=3, call_seconds=0.05, keep_alive=True) as server:
+            center = make(TaskCenter, "limited")
+            roles = [f"bee_{n}" for n in range(12)]
+            center.add_agents([make(RolePlay, role, llm=server_llm(server, max_concurrency=3)) for role in roles])
+            center.send_task_request(TASK)
+            assert texts_by_role(center.step()) == dict.fromkeys(roles, "Up we go.")
+        assert server.throttled_at == [] and server.most_in_flight <= 3
+        assert len(server.requests) == 12
+        assert [m.sent_from for m in center.environment.history()].count("bee_0") == 1
+
+    def test_an_unknown_limit_is_learnt_from_429s_without_a_crash(
+        self, make: Make, log_dir: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The server's limit unknown to the run: its 429s slow every agent's calls, none crashes, all answer once."""
+        with logged_events(log_dir) as events, caplog.at_level(logging.WARNING, logger="actorsim"), OpenAIServer(
+            ["Up we go."], max_concurrency=2, retry_after="0.1", call_seconds=0.05, keep_alive=True
+        ) as server:
+            center = make(TaskCenter, "learning")
+            roles = [f"ant_{n}" for n in range(10)]
+            center.add_agents([make(RolePlay, role, llm=server_llm(server, max_attempts=20)) for role in roles])
+            center.send_task_request(TASK)
+            assert texts_by_role(center.step()) == dict.fromkeys(roles, "Up we go.")
+        assert server.throttled_at, "the server did refuse calls"
+        assert of_kind(events, "actor.crashed") == [], "a throttled call waits; it is no failure"
+        replies = [m for m in center.environment.history() if m.sent_from in roles]
+        assert sorted(m.sent_from for m in replies) == sorted(roles)
+        throttled = of_kind(events, "llm.call.throttled")
+        assert throttled and all(e["status"] == 429 and e["retry_after_s"] == 0.1 for e in throttled)
+        cuts = of_kind(events, "llm.limit.cut")
+        assert cuts and cuts[-1]["allowed"] <= 2
+        shown = [r.getMessage() for r in caplog.records if "429" in r.getMessage()]
+        assert 1 <= len(shown) < len(throttled), "one notice for the server, not one per throttled call"
+
+    def test_different_limits_for_one_server_are_refused_naming_both_agents(self, make: Make) -> None:
+        with OpenAIServer(["x"]) as server:
+            center = make(TaskCenter, "clash")
+            first = make(RolePlay, "ann", llm=server_llm(server, max_concurrency=4))
+            with pytest.raises(ValueError, match="'bob' sets max_concurrency=8.*'ann' set max_concurrency=4"):
+                center.add_agents([first, make(RolePlay, "bob", llm=server_llm(server, max_concurrency=8))])
+
+    def test_limits_are_checked_and_a_scripted_model_has_none(self, make: Make) -> None:
+        with pytest.raises(ValueError, match="max_concurrency must be an int >= 1"):
+            make(RolePlay, "ann", llm={"model_server": "openai", "model": "m", "max_concurrency": 0})
+        with pytest.raises(ValueError, match="'scripted' has none"):
+            make(RolePlay, "ann", llm={"model_server": "scripted", "replies": ["x"], "requests_per_minute": 10})
+
+
+def test_a_server_that_always_throttles_ends_the_step_in_bounded_time(make: Make, log_dir: Path) -> None:
+    """429 for ever: each delivery's call gives up after its tries, and after `max_deliveries` the step's
+    message is a dead letter; the other agent answers, and the step raises `PoisonMessageError`."""
+    with logged_events(log_dir) as events, OpenAIServer(["never"], throttle_always=True) as server, \
+            OpenAIServer(["Fine here."]) as healthy:
+        center = make(TaskCenter, "stormy")
+        policy = Supervision(max_deliveries=2, backoff_initial=0.01, backoff_jitter=0.0)
+        center.add_agents([
+            make(RolePlay, "ann", llm=server_llm(server, max_attempts=3), supervision=policy),
+            make(RolePlay, "bob", llm=server_llm(healthy)),
+        ])
+        task = center.send_task_request(TASK)
+        frames: list[Any] = []
+        with pytest.raises(PoisonMessageError, match="'ann' crashed on each of 2 deliveries"):
+            frames.extend(center.step())
+        assert texts_by_role(frames) == {"bob": "Fine here."}
+    assert len(server.statuses) == 2 * 3 and set(server.statuses) == {429}
+    [letter] = center.environment.dead_letters()
+    assert (letter.message.message_id, letter.role) == (task.message_id, "ann")
+    assert len(of_kind(events, "actor.crashed")) == 2
