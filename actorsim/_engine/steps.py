@@ -504,4 +504,3 @@ class _StepState:
     shown: dict[str, str] = attrs.Factory(dict)  # what each reply has shown so far, across deliveries
     failed: list[AgentFailedError] = attrs.Factory(list)
     answered: set[str] = attrs.Factory(set)  # responders done with the step: their reply came
-
