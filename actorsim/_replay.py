@@ -51,6 +51,9 @@ class RecordedCall:
     chunks: tuple[str, ...]
     live: bool = False  # after the fork of `live_from`: ask the real model
     tool_calls: tuple[dict[str, Any], ...] = ()
+    usage: dict[str, Any] | None = None  # what the server counted, given again: budgets and limits spend alike
+    finish_reason: str | None = None
+    cost: float | None = None
 
 
 @attrs.frozen
@@ -117,6 +120,9 @@ class ReplayModel:
         self._live: ChatModel | None = None
         self.tool_answers = RecordedToolAnswers(role, tools or {}, forks=live is not None)
         self.function_calling = function_calling
+        self.last_usage: dict[str, Any] | None = None
+        self.last_finish_reason: str | None = None
+        self.last_cost: float | None = None
 
     def stream(
         self, messages: Sequence[ChatMessage], *, tools: Any = None, settings: Any = None
@@ -140,6 +146,7 @@ class ReplayModel:
                 f"the prompt of {self.role}'s model call {number} differs (reply {reply_id})",
                 list(closest.prompt), list(prompt),
             )
+        self.last_usage, self.last_finish_reason, self.last_cost = call.usage, call.finish_reason, call.cost
         yield from call.chunks
         for recorded in call.tool_calls:
             yield ToolCall.from_dict(recorded)
@@ -148,10 +155,15 @@ class ReplayModel:
         if self._live is None:
             assert self._live_config is not None
             self._live = build_chat_model(self._live_config)
+        self.last_usage = self.last_finish_reason = self.last_cost = None
         if takes_tools(self._live):
             yield from self._live.stream(messages, tools=tools, settings=settings)  # type: ignore[call-arg]
         else:
             yield from self._live.stream(messages)
+        self.last_usage = getattr(self._live, "last_usage", None)
+        self.last_finish_reason = getattr(self._live, "last_finish_reason", None)
+        price = getattr(self._live, "price", None)
+        self.last_cost = price.cost(self.last_usage) if price is not None else None
 
 
 def _shared(recorded: Sequence[Any], replayed: Sequence[Any]) -> int:
@@ -368,7 +380,8 @@ def _recorded_calls(events: Sequence[dict[str, Any]], fork_time: float) -> dict[
             if kind == "llm.call.finished":
                 call = RecordedCall(
                     tuple(begun["prompt"]), tuple(event["chunk_texts"]), event["ts"] > fork_time,
-                    tuple(event.get("tool_calls", ())),
+                    tuple(event.get("tool_calls", ())), event.get("usage"), event.get("finish_reason"),
+                    event.get("cost"),
                 )
                 calls.setdefault(event["role"], {}).setdefault(event.get("reply_id") or "", []).append(call)
     return calls

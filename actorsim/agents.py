@@ -23,6 +23,7 @@ from actorsim._runlog import log_event, log_result
 from actorsim.llm import (
     ChatMessage,
     ChatModel,
+    CutShort,
     GenerationSettings,
     PermitRequest,
     RetryNotice,
@@ -40,9 +41,9 @@ from actorsim.tools._react import observation, parse_action, react_instructions
 HUMAN_INPUT_MODES = ("CLOSE", "ON", "TERMINAL")
 NO_SETTINGS = GenerationSettings()
 
-StepItem = str | ToolFrame | ServiceRequest | RetryNotice | PermitRequest
-"""What an agent's step streams: reply text, tool frames, and pauses for a tool service or for its model server's
-limiter (answered by `send`)."""
+StepItem = str | ToolFrame | ServiceRequest | RetryNotice | PermitRequest | CutShort
+"""What an agent's step streams: reply text, tool frames, news of retries and of replies cut short, and pauses for
+a tool service or for its model server's limiter (answered by `send`)."""
 
 
 @attrs.frozen
@@ -145,6 +146,8 @@ class Agent:
         self._logged_prompt: list[ChatMessage] = []  # the last prompt in the log, which the next one extends
         self.tokens_used = 0
         """Tokens its model calls used so far, as their servers counted them (0 where they did not)."""
+        self.cost_used = 0.0
+        """What they cost, where its `llm` has a price."""
         self._own_calls: tuple[str | None, int] = (None, 0)  # calls `use_tool` made for one reply: their ids
 
     def use_model(self, model: ChatModel | None) -> None:
@@ -299,7 +302,7 @@ class Agent:
 
     def _call_model(
         self, prompt: Sequence[ChatMessage], reply_id: str | None, settings: GenerationSettings | None, tools: bool
-    ) -> Generator[str | RetryNotice | PermitRequest, Any, tuple[str, list[ToolCall]]]:
+    ) -> Generator[str | RetryNotice | PermitRequest | CutShort, Any, tuple[str, list[ToolCall]]]:
         """Stream the model's reply (and notices of its retries), recording the call in the run log; its text and
         tool calls."""
         model = self._model()
@@ -392,14 +395,19 @@ class Agent:
             logged = {"tool_calls": [call.to_dict() for call in calls]}
         else:
             logged = {}
+        finish_reason = getattr(model, "last_finish_reason", None)
+        if finish_reason == "length":  # shown: a reply cut short reads like a finished one
+            yield CutShort(name, effective.get("max_tokens"))
         usage = getattr(model, "last_usage", None)
         if usage:
             self.tokens_used += int(usage.get("total_tokens")
                                     or (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0))
         price = getattr(model, "price", None)
-        cost = price.cost(usage) if price is not None else None
+        # A replayed model has no price: it gives the recorded call's cost.
+        cost = price.cost(usage) if price is not None else getattr(model, "last_cost", None)
         if cost is not None:  # `llm={"price": ...}` and a server that counted the tokens
             logged["cost"] = cost
+            self.cost_used += cost
         log_result(
             "llm.call.finished",
             role=self.role,
@@ -408,7 +416,7 @@ class Agent:
             reply=reply,
             chunk_texts=parts,
             usage=usage,
-            finish_reason=getattr(model, "last_finish_reason", None),
+            finish_reason=finish_reason,
             latency_s=time.perf_counter() - started,
             **logged,
         )

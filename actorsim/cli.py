@@ -84,7 +84,8 @@ def runs(log_dir: Path) -> None:
     """The runs in the log folder, oldest first.
 
     "interrupted" marks a run ended by Ctrl-C, "driver died" one whose driver process was killed (with when
-    it last wrote): `actorsim resume` goes on with it. A resumed run names the run it resumes.
+    it last wrote): `actorsim resume` goes on with it. A resumed run names the run it resumes. A run whose
+    budget was spent says what ran out under its tokens.
     """
     table = Table("started", "transport", "agents", "messages", "tokens", "errors", "ended")
     table.columns.insert(0, Column("run", no_wrap=True, min_width=22))
@@ -101,9 +102,12 @@ def runs(log_dir: Path) -> None:
         ended = run.ending
         if ended == "driver died" and run.driver_last_seen is not None:
             ended += f" {_when(run.driver_last_seen)}"
+        tokens = _tokens(run.total_usage)
+        if exhausted := run.of_type("budget.exhausted"):
+            tokens += f"\nbudget spent ({exhausted[-1]['spent']})"
         table.add_row(
             name, _when(run.started_at), run.transport, str(len(run.agents)), str(len(run.messages)),
-            _tokens(run.total_usage), str(len(run.errors)), ended,
+            tokens, str(len(run.errors)), ended,
         )
         for note in run.notes:
             console.print(f"[dim]{note}[/]", highlight=False)

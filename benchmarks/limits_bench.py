@@ -1,20 +1,28 @@
-"""Model-server limits (issue 21): a swarm's one step against a server that takes `--capacity` calls at once.
+"""Model-server limits, budgets and a server that throttles for ever (issue 21), against the test suite's server.
 
-    python benchmarks/limits_bench.py [--agents 200] [--capacity 5] [--call-ms 50] [--rounds 3]
-                                      [--transports local thespian ray] [--retry-after 0.2]
+    python benchmarks/limits_bench.py [--agents 2000] [--capacity 50] [--call-ms 50] [--rounds 3]
+                                      [--transports local thespian ray] [--hosts 2] [--retry-after 1]
+                                      [--skip-budget] [--skip-storm]
 
-The server is the test suite's OpenAI-compatible one (tests/openai_server.py): above `--capacity` calls in
-flight it answers 429 (with `Retry-After`), each call streams its reply over `--call-ms`. Each round runs, in a
-fresh run, one step of `--agents` agents three ways:
+The server is tests/openai_server.py: above `--capacity` calls in flight it answers 429 (with
+`Retry-After`), and each call streams its reply over `--call-ms`. Agents live on `--hosts` host actors
+(`actorsim.init(hosts=...)`). Each round runs, each in a fresh run, one step of `--agents` agents four ways:
 
-  * none:    no limit in the `llm` dict, a server with no capacity bound (the ceiling for the permit overhead);
-  * known:   `max_concurrency=capacity` in the `llm` dict;
-  * unknown: no limit in the `llm` dict: the run learns it from the server's 429s.
+  * none:    no limit in the `llm` dict, the server unbounded: the ceiling of the run itself;
+  * far:     `max_concurrency` far above need (100,000), the server unbounded: what permits cost (target >= 0.9);
+  * known:   `max_concurrency=capacity`: the run keeps the server's limit (targets: >= 80% of the limit's
+             ceiling, capacity / call time; no 429);
+  * unknown: no limit in the `llm` dict: the run learns the limit from the server's 429s (target: no 429
+             after the first second).
 
-It prints, per transport and variant, the median over rounds of the step's time, calls/s and its share of
-the limit's ceiling (capacity / call time), the server's most calls in flight, its 429s, and whether every
-agent answered exactly once. The issue's targets: known >= 80% of the ceiling, no 429 with a known limit,
-the server never above its capacity.
+It prints, per transport and variant, medians over rounds of the step's time, calls/s and share of the
+ceiling, the server's most calls in flight (it must never pass the capacity), its 429s (all and after the
+first second), and whether every agent answered exactly once. Then:
+
+  * budget: 200 agents, `max_concurrency=20`, `Budget(tokens=1000)` (100 calls' worth): how far the spend
+    overshoots, against the calls in flight when the budget ran out (target: overshoot <= calls in flight);
+  * storm: one agent, the default policy, a server that answers 429 to every call: how long until the step
+    ends (target: under 3 minutes), without and with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -29,63 +37,124 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import actorsim  # noqa: E402
-from actorsim import RolePlay, TaskCenter, create_component  # noqa: E402
+from actorsim import Budget, BudgetExceeded, PoisonMessageError, RolePlay, TaskCenter, create_component  # noqa: E402
 from tests.openai_server import OpenAIServer  # noqa: E402
 
+CALL_TOKENS = 7 + 3  # the test server's prompt tokens, and a reply of 3 words
 
-def one_step(transport: str, agents: int, capacity: int | None, known: bool, call_s: float,
-             retry_after: str, log_dir: Path) -> dict[str, Any]:
+
+def llm_for(server: OpenAIServer, **options: Any) -> dict[str, Any]:
+    return {"model_server": "openai", "model": "m", "api_base": server.api_base, "api_key": "k", **options}
+
+
+def one_step(transport: str, hosts: int | None, agents: int, capacity: int | None, limit: int | None,
+             call_s: float, retry_after: str, log_dir: Path) -> dict[str, Any]:
     with OpenAIServer(["Up we go."], max_concurrency=capacity, retry_after=retry_after, call_seconds=call_s,
                       keep_alive=True) as server:
-        with actorsim.init(transport=transport, log_dir=log_dir):
+        with actorsim.init(transport=transport, log_dir=log_dir, **({"hosts": hosts} if hosts else {})):
             center = create_component(TaskCenter, name="swarm", remote=True)
-            llm: dict[str, Any] = {"model_server": "openai", "model": "m", "api_base": server.api_base,
-                                   "api_key": "k", "max_attempts": 50, "max_retry_seconds": 600}
-            if known and capacity is not None:
-                llm["max_concurrency"] = capacity
-            center.add_agents([create_component(RolePlay, name=f"a{n}", remote=True, llm=llm) for n in range(agents)])
+            options: dict[str, Any] = {"max_attempts": 50, "max_retry_seconds": 600}
+            if limit is not None:
+                options["max_concurrency"] = limit
+            center.add_agents([create_component(RolePlay, name=f"a{n}", remote=True, llm=llm_for(server, **options))
+                               for n in range(agents)])
             center.send_task_request("go")
-            started = time.perf_counter()
+            started = time.monotonic()
             for _ in center.step():
                 pass
-            took = time.perf_counter() - started
+            took = time.monotonic() - started
             senders = [m.sent_from for m in center.environment.history()[1:]]
-    return {
-        "took": took, "most": server.most_in_flight, "refused": len(server.throttled_at),
-        "once": sorted(senders) == sorted(f"a{n}" for n in range(agents)),
-    }
+    late = [at for at in server.throttled_at if at - started > 1.0]
+    return {"took": took, "most": server.most_in_flight, "refused": len(server.throttled_at), "late": len(late),
+            "once": sorted(senders) == sorted(f"a{n}" for n in range(agents))}
+
+
+def swarm_table(args: argparse.Namespace) -> None:
+    call_s = args.call_ms / 1000
+    ceiling = args.capacity / call_s
+    print(f"{args.agents} agents on {args.hosts} hosts, one step; server capacity {args.capacity} calls of "
+          f"{args.call_ms:g} ms (ceiling {ceiling:.0f} calls/s); median of {args.rounds} rounds")
+    print(f"{'transport':<10}{'variant':<9}{'step s':>8}{'calls/s':>9}{'share':>7}{'most':>6}{'429s':>6}"
+          f"{'late':>6}  once")
+    variants = {"none": (None, None), "far": (None, 100_000), "known": (args.capacity, args.capacity),
+                "unknown": (args.capacity, None)}
+    for transport in args.transports:
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+        for round_ in range(args.rounds):
+            order = list(variants)[round_ % 4:] + list(variants)[:round_ % 4]  # a noisy neighbour weighs on all
+            for name in order:
+                capacity, limit = variants[name]
+                results[name].append(one_step(transport, args.hosts, args.agents, capacity, limit, call_s,
+                                              args.retry_after, args.log_dir))
+        rates = {name: args.agents / statistics.median(run["took"] for run in runs) for name, runs in results.items()}
+        for name, runs in results.items():
+            share = f"{rates[name] / ceiling:.0%}" if variants[name][0] is not None else "-"
+            print(f"{transport:<10}{name:<9}{statistics.median(r['took'] for r in runs):>8.2f}{rates[name]:>9.0f}"
+                  f"{share:>7}{max(r['most'] for r in runs):>6}{statistics.median(r['refused'] for r in runs):>6.0f}"
+                  f"{statistics.median(r['late'] for r in runs):>6.0f}  {all(r['once'] for r in runs)}")
+        print(f"{transport:<10}permit overhead: far / none calls/s = {rates['far'] / rates['none']:.2f}")
+
+
+def budget_overshoot(transport: str, log_dir: Path) -> None:
+    agents, limit, budget = 200, 20, 1000
+    with OpenAIServer(["Up we go."], call_seconds=0.05, keep_alive=True) as server:
+        with actorsim.init(transport=transport, log_dir=log_dir, budget=Budget(tokens=budget)) as runtime:
+            center = create_component(TaskCenter, name="thrifty", remote=True)
+            center.add_agents([create_component(RolePlay, name=f"a{n}", remote=True,
+                                                llm=llm_for(server, max_concurrency=limit)) for n in range(agents)])
+            center.send_task_request("go")
+            in_flight_at_end = None
+            try:
+                for _ in center.step():
+                    if in_flight_at_end is None and runtime.spending.tokens >= budget:
+                        in_flight_at_end = runtime.model_traffic().in_flight
+            except BudgetExceeded:
+                pass
+            spent = runtime.spending.tokens
+    calls = spent // CALL_TOKENS
+    print(f"budget  {transport:<9} budget {budget:,} tokens ({budget // CALL_TOKENS} calls): {calls} calls made, "
+          f"{spent:,} tokens; overshoot {spent - budget:,} tokens = {(spent - budget) / CALL_TOKENS:.0f} calls, "
+          f"calls in flight when it ran out: {in_flight_at_end} (limit {limit})")
+
+
+def storm(transport: str, retry_after: str | None, log_dir: Path) -> None:
+    with OpenAIServer(["never"], throttle_always=True, retry_after=retry_after) as server:
+        with actorsim.init(transport=transport, log_dir=log_dir):
+            center = create_component(TaskCenter, name="storm", remote=True)
+            center.add_agents([create_component(RolePlay, name="ann", remote=True, llm=llm_for(server))])
+            center.send_task_request("go")
+            started = time.monotonic()
+            try:
+                list(center.step())
+                ended = "answered?!"
+            except PoisonMessageError as error:
+                ended = f"PoisonMessageError after {error.restarts} deliveries"
+            took = time.monotonic() - started
+    header = f"Retry-After: {retry_after}" if retry_after else "no Retry-After"
+    print(f"storm   {transport:<9} 429 for ever ({header}): the step ended in {took:.1f} s ({ended}), "
+          f"{len(server.statuses)} requests")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agents", type=int, default=200)
-    parser.add_argument("--capacity", type=int, default=5)
+    parser.add_argument("--agents", type=int, default=2000)
+    parser.add_argument("--capacity", type=int, default=50)
     parser.add_argument("--call-ms", type=float, default=50.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--retry-after", default="0.2")
+    parser.add_argument("--hosts", type=int, default=2)
+    parser.add_argument("--retry-after", default="1")
     parser.add_argument("--transports", nargs="+", default=["local", "thespian", "ray"])
     parser.add_argument("--log-dir", type=Path, default=Path("logs/limits_bench"))
+    parser.add_argument("--skip-budget", action="store_true")
+    parser.add_argument("--skip-storm", action="store_true")
     args = parser.parse_args()
-    call_s = args.call_ms / 1000
-    ceiling = args.capacity / call_s
-    print(f"{args.agents} agents, one step; server capacity {args.capacity} calls of {args.call_ms:g} ms "
-          f"(ceiling {ceiling:.0f} calls/s); median of {args.rounds} rounds")
-    print(f"{'transport':<10}{'variant':<9}{'step s':>8}{'calls/s':>9}{'of ceiling':>11}{'most':>6}{'429s':>6}  once")
+    swarm_table(args)
     for transport in args.transports:
-        results: dict[str, list[dict[str, Any]]] = {"none": [], "known": [], "unknown": []}
-        for round_ in range(args.rounds):
-            order = list(results)[round_ % 3:] + list(results)[:round_ % 3]
-            for variant in order:
-                capacity = None if variant == "none" else args.capacity
-                results[variant].append(one_step(transport, args.agents, capacity, variant == "known", call_s,
-                                                 args.retry_after, args.log_dir))
-        for variant, runs in results.items():
-            took = statistics.median(run["took"] for run in runs)
-            rate = args.agents / took
-            share = f"{rate / ceiling:.0%}" if variant != "none" else "-"
-            print(f"{transport:<10}{variant:<9}{took:>8.2f}{rate:>9.0f}{share:>11}"
-                  f"{max(run['most'] for run in runs):>6}{statistics.median(run['refused'] for run in runs):>6.0f}"
-                  f"  {all(run['once'] for run in runs)}")
+        if not args.skip_budget:
+            budget_overshoot(transport, args.log_dir)
+        if not args.skip_storm:
+            storm(transport, None, args.log_dir)
+            storm(transport, "1", args.log_dir)
 
 
 if __name__ == "__main__":

@@ -524,8 +524,12 @@ def crawl(config: CrawlConfig, *, on_frame: Callable[[Frame], None] = lambda fra
         while task_center.environment.pending_roles():
             for frame in task_center.step():
                 on_frame(frame)
-                if progress is not None and task is not None and frame.role.startswith("spider"):
-                    progress.advance(task, frame.content.count("\n"))
+                if progress is not None and task is not None:
+                    # The model calls too, when the crawl has a model server: in flight, waiting, tokens, cost.
+                    traffic = task_center.runtime.model_traffic()
+                    shown = f"crawling ({traffic})" if traffic.tokens or traffic.in_flight else "crawling"
+                    progress.update(task, description=shown,
+                                    advance=frame.content.count("\n") if frame.role.startswith("spider") else 0)
         crawled = time.perf_counter() - started
         task_center.send_task_request("Sum the crawl up.", send_to="aggregator")
         for frame in task_center.step():

@@ -79,6 +79,15 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield running
 
 
+@pytest.fixture(scope="session")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """llama.cpp's server with a real 135M model, started once for the session (see `tests.llama_server`)."""
+    from tests.llama_server import running_llama
+
+    with running_llama(tmp_path_factory.mktemp("llama") / "server.log") as server:
+        yield server
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _shutdown_runtimes() -> Iterator[None]:
     yield

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from actorsim import AgentFailedError, RolePlay, TaskCenter
@@ -120,3 +123,36 @@ def test_actorsim_chat_against_a_dead_server_ends_in_one_line(tmp_path: Path) ->
         tmp_path,
     )
     assert_refused_in_one_line(result, "Error: agent 'ada'", api_base)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_ctrl_c_during_retries_stops_every_process_promptly(transport: str, tmp_path: Path) -> None:
+    """A server failing every call: Ctrl-C while the agents wait to try again ends the program and every process
+    it started within 2 s (Ray's own shutdown of its instance gets 2 s more), not when the retries are over."""
+    with OpenAIServer(["never"], failures=[500] * 1000) as server:
+        program = subprocess.Popen(
+            [sys.executable, DEBATE, "--transport", transport, "--rounds", "2", "--model-server", "openai",
+             "--model", "m", "--api-base", server.api_base, "--log-dir", str(tmp_path / "logs")],
+            cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert program.stdout is not None
+            for line in program.stdout:  # the agents are in the longest wait of their retries
+                if "retry 4 of 5" in line:
+                    break
+            started = [child for child in psutil.Process(program.pid).children(recursive=True)]
+            interrupted = time.monotonic()
+            program.send_signal(signal.SIGINT)
+            program.communicate(timeout=30)
+            exited = time.monotonic() - interrupted
+            _, alive = psutil.wait_procs(started, timeout=10)
+            gone = time.monotonic() - interrupted
+        finally:
+            if program.poll() is None:
+                program.kill()
+                program.wait()
+    assert exited < (4.0 if transport == "ray" else 2.0), f"the program exited {exited:.1f} s after Ctrl-C"
+    assert not alive and gone < (4.0 if transport == "ray" else 2.5), f"its processes were gone {gone:.1f} s after"
+    run = read_run(find_run(tmp_path / "logs", "latest"))
+    assert run.ending == "interrupted"

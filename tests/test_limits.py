@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +134,18 @@ class TestLimitsInARun:
             roles = [f"bee_{n}" for n in range(12)]
             center.add_agents([make(RolePlay, role, llm=server_llm(server, max_concurrency=3)) for role in roles])
             center.send_task_request(TASK)
-            assert texts_by_role(center.step()) == dict.fromkeys(roles, "Up we go.")
+            before = center.runtime.model_traffic()
+            frames, seen = [], []
+            for frame in center.step():
+                frames.append(frame)
+                seen.append(center.runtime.model_traffic())
+            assert texts_by_role(frames) == dict.fromkeys(roles, "Up we go.")
         assert server.throttled_at == [] and server.most_in_flight <= 3
+        # What a progress line shows: calls in flight and waiting as the step goes, tokens once it is done.
+        assert all(traffic.in_flight <= 3 for traffic in seen) and seen[0].waiting >= 1
+        after = center.runtime.model_traffic()
+        assert (after.in_flight, after.waiting, after.tokens - before.tokens) == (0, 0, 12 * (7 + 3))
+        assert "model calls in flight" in str(seen[0]) and "tokens" in str(seen[0])
         assert len(server.requests) == 12
         assert [m.sent_from for m in center.environment.history()].count("bee_0") == 1
 
@@ -157,8 +169,11 @@ class TestLimitsInARun:
         assert throttled and all(e["status"] == 429 and e["retry_after_s"] == 0.1 for e in throttled)
         cuts = of_kind(events, "llm.limit.cut")
         assert cuts and cuts[-1]["allowed"] <= 2
-        shown = [r.getMessage() for r in caplog.records if "429" in r.getMessage()]
-        assert 1 <= len(shown) < len(throttled), "one notice for the server, not one per throttled call"
+        said = [r.getMessage() for r in caplog.records]
+        shown = [line for line in said if "answered 429 Too Many Requests; retry" in line]
+        assert 1 <= len(shown) < len(throttled), "a few notices a second for the server, not one per throttled call"
+        assert any("their notices are held back for a second" in line for line in said)
+        assert any(f"model server at {server.api_base.rstrip('/')} (m): at most" in line for line in said)
 
     def test_different_limits_for_one_server_are_refused_naming_both_agents(self, make: Make) -> None:
         with OpenAIServer(["x"]) as server:
@@ -194,3 +209,35 @@ def test_a_server_that_always_throttles_ends_the_step_in_bounded_time(make: Make
     [letter] = center.environment.dead_letters()
     assert (letter.message.message_id, letter.role) == (task.message_id, "ann")
     assert len(of_kind(events, "actor.crashed")) == 2
+
+
+@pytest.mark.parametrize("hosted_mode", ["thespian", "ray"], indirect=True)
+def test_a_host_killed_while_its_agents_hold_permits_loses_none(make_hosted: Make, log_dir: Path) -> None:
+    """Agents on hosts, two permits for the server: a host SIGKILLed mid-call. Its agents are restarted and
+    answer once; no permit is lost (the next step, needing every permit, goes through) and none is doubled."""
+    with logged_events(log_dir) as events, OpenAIServer(["Up we go."], call_seconds=0.3, keep_alive=True) as server:
+        center = make_hosted(TaskCenter, "hosted_limits")
+        roles = [f"wasp_{n}" for n in range(6)]
+        policy = Supervision(backoff_initial=0.01, backoff_jitter=0.0)
+        center.add_agents([make_hosted(RolePlay, role, llm=server_llm(server, max_concurrency=2),
+                                       supervision=policy) for role in roles])
+        limiter = center.runtime.limits.server_of("wasp_0")
+        assert limiter is not None
+        center.send_task_request(TASK)
+        frames = []
+        killed = None
+        for frame in center.step():
+            frames.append(frame)
+            if killed is None:  # the first words are streaming: permits are held
+                holder = next(iter(limiter.in_flight))
+                killed = center.runtime.supervisor.current(holder).pid
+                assert killed is not None
+                os.kill(killed, signal.SIGKILL)
+        assert texts_by_role(frames) == dict.fromkeys(roles, "Up we go.")
+        assert limiter.in_flight == set() and limiter.waiting == {}, "every permit came back"
+        assert limiter.most_in_flight <= 2
+        center.send_task_request("Again?")
+        assert texts_by_role(center.step()) == dict.fromkeys(roles, "Up we go.")
+    assert of_kind(events, "actor.restarted"), "the killed host's agents were restarted"
+    replies = [m.sent_from for m in center.environment.history() if m.sent_from in roles]
+    assert sorted(replies) == sorted(roles * 2), "each agent answered each step once"

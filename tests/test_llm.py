@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import pickle
 import socket
 import time
@@ -241,14 +242,21 @@ class TestAgentsOnARealServer:
         assert [m.content for m in task_center.environment.history()][-1] == "We go with a reusable rocket."
 
 
-def test_the_run_log_holds_token_counts_and_why_each_reply_ended(make: Make) -> None:
-    """A reply cut at `max_tokens`: its call is logged with the server's counts and finish_reason "length"."""
-    with OpenAIServer(["one two three four five"]) as server:
+def test_the_run_log_holds_token_counts_and_why_each_reply_ended(
+    make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reply cut at `max_tokens`: its call is logged with the server's counts and finish_reason "length";
+    the step says so, and marks the reply's closing frame."""
+    with OpenAIServer(["one two three four five"]) as server, caplog.at_level(logging.WARNING, logger="actorsim"):
         center = make(TaskCenter, "counted")
         llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "max_tokens": 2}
         center.add_agents([make(RolePlay, "ann", llm=llm)])
         task = center.send_task_request("count to five")
-        assert texts_by_role(center.step()) == {"ann": "one two "}
+        frames = list(center.step())
+        assert texts_by_role(frames) == {"ann": "one two "}
+    assert [(f.role, f.content, f.finish_reason) for f in frames if f.finish_reason] == [("ann", "", "length")]
+    assert frames[-1].finish_reason == "length" and all(f.finish_reason is None for f in frames[:-1])
+    assert any("ann: the reply was cut at its model's token limit" in r.getMessage() for r in caplog.records)
     run = read_run(center.runtime.log_config.directory)
     [reply] = [m for m in run.messages if m.trace_id == task.trace_id and m.sent_from == "ann"]
     [call] = [e for e in run.of_type("llm.call.finished") if e.get("reply_id") == reply.message_id]

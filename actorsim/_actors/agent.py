@@ -30,7 +30,7 @@ from actorsim._protocol.registry import AgentInfo
 from actorsim._runlog import log_event, tap, traced
 from actorsim._telemetry.spans import message_span, span_id, traceparent
 from actorsim.agents import Agent, Post
-from actorsim.llm import ChatMessage, PermitRequest, RetryNotice
+from actorsim.llm import ChatMessage, CutShort, PermitRequest, RetryNotice
 from actorsim.memory import MemoryState
 from actorsim.tools import ServiceRequest
 
@@ -64,7 +64,7 @@ class AgentBehaviour:
         settings = {"settings": request.settings} if request.settings is not None else {}
         texts = agent.step(received, task=request.task, user_response=request.user_response,
                            reply_id=request.reply_id, **settings)
-        return self._drive(_Going(request, texts, turns_before, fresh, agent.tokens_used), None)
+        return self._drive(_Going(request, texts, turns_before, fresh, agent.tokens_used, agent.cost_used), None)
 
     @receive.register
     def _resume(self, request: ResumeStep) -> Iterator[Chunk | Frame | Retrying | Reply | Paused]:
@@ -91,6 +91,8 @@ class AgentBehaviour:
                 return
             if isinstance(item, RetryNotice):
                 yield Retrying(agent.role, item)
+            elif isinstance(item, CutShort):
+                yield Chunk(agent.role, "", message_id, finish_reason="length")
             else:
                 yield item if isinstance(item, Frame) else Chunk(agent.role, item, message_id)
         received = request.received
@@ -123,7 +125,7 @@ class AgentBehaviour:
             tap("message.replied", message=message.to_dict(), causes=[message_span(m) for m in received])
         remembered = MemoryState(agent.memory.turns_since(going.turns_before), going.fresh)
         yield Reply(message, publish=not agent.is_watcher, remembered=remembered, posts=posts,
-                    tokens=agent.tokens_used - going.tokens_before)
+                    tokens=agent.tokens_used - going.tokens_before, cost=agent.cost_used - going.cost_before)
 
     @receive.register
     def _remember_sent(self, request: RememberSent) -> MemoryState:
@@ -169,3 +171,4 @@ class _Going:
     turns_before: int
     fresh: tuple[str, ...]
     tokens_before: int = 0
+    cost_before: float = 0.0

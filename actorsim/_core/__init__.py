@@ -12,6 +12,7 @@ the submodules themselves; this file re-exports nothing.
     placement    where a Ray actor runs, parsed once
     options      RunOptions: a run's timeouts, log folder, cluster address, placement
     supervision  Supervision, Durable, Frozen: the values a supervisor works from
+    budget       Budget: what a run may spend on model calls
     state        RunState: a run's queues, memories and history at one point
     ref          ActorRef: the name of one actor of one transport
     context      the current reply id and the current run, behind a small protocol

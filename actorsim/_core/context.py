@@ -12,6 +12,8 @@ the runtime. autogen-core's `AgentInstantiationContext` is the model.
 from __future__ import annotations
 
 import contextvars
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -21,6 +23,31 @@ from actorsim._core.supervision import Supervision
 
 current_reply: contextvars.ContextVar[str | None] = contextvars.ContextVar("actorsim_current_reply", default=None)
 """The id of the reply a model call is made for, while the agent makes it: a model may key on it."""
+
+_this_thread = threading.local()
+
+
+def stop_waits_with(stopping: threading.Event | None) -> None:
+    """Waits on this thread (`wait_unless_stopped`) end once `stopping` is set: the actor it serves is being stopped.
+
+    Per thread, not per context: an actor's requests run in a context of their own, on its thread. Set by a
+    transport whose actors are threads (`local`, and the threads of a host), where a stop cannot end a process.
+    """
+    _this_thread.stopping = stopping
+
+
+def current_stop_event() -> threading.Event | None:
+    """What `stop_waits_with` set on this thread."""
+    return getattr(_this_thread, "stopping", None)
+
+
+def wait_unless_stopped(seconds: float) -> bool:
+    """Sleep `seconds`, or until the actor this runs in is being stopped: whether it is."""
+    stopping = current_stop_event()
+    if stopping is None:
+        time.sleep(seconds)
+        return False
+    return stopping.wait(seconds)
 
 
 class LiveRun(Protocol):

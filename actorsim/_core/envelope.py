@@ -88,16 +88,20 @@ class Frame(str):
     role: str
     content: str
     message_id: str
+    finish_reason: str | None = None
+    """Set on the frame that closes a reply its model server cut short: "length" (at its token limit)."""
 
-    def __new__(cls, role: str, content: str, message_id: str) -> Frame:
+    def __new__(cls, role: str, content: str, message_id: str, finish_reason: str | None = None) -> Frame:
         frame = super().__new__(cls, f"<{role}>: {content}")
         frame.role = role
         frame.content = content
         frame.message_id = message_id
+        if finish_reason is not None:
+            frame.finish_reason = finish_reason
         return frame
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Frame, (self.role, self.content, self.message_id))
+        return (Frame, (self.role, self.content, self.message_id, self.finish_reason))
 
 
 class ToolFrame(Frame):

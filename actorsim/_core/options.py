@@ -12,6 +12,7 @@ from pathlib import Path
 
 import attrs
 
+from actorsim._core.budget import Budget, budget_from
 from actorsim._core.placement import Placement, placement_from
 from actorsim._core.validators import positive
 
@@ -92,3 +93,5 @@ class RunOptions:
     placement: Placement | None = attrs.field(default=None, converter=placement_from)
     otel: OtelExport | None = attrs.field(factory=otel_from_environment, converter=otel_from)
     """Live export of the run's spans (see `OtelExport`); by default where the environment names a receiver."""
+    budget: Budget | None = attrs.field(default=None, converter=budget_from)
+    """What the run's model calls may spend (see `Budget`); None: no bound."""

@@ -6,15 +6,16 @@ import collections
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from actorsim._core.ref import ActorRef
-from actorsim._protocol.agent import ResumeStep
+from actorsim._protocol.agent import ResumeStep, Retrying
 from actorsim._runtime.runtime import Runtime
 from actorsim.llm import Permit, PermitRequest, Throttled
 
-NOTICE_EVERY_S = 1.0
-"""Notices of a throttling server come at most this often: a swarm's hundreds of throttled calls make one."""
+NOTICES_A_SECOND = 3
+"""Throttled calls of one server shown each second, at most: a swarm's hundreds make a few lines, not hundreds."""
 notices = logging.getLogger("actorsim")
 
 
@@ -24,16 +25,26 @@ class StepPermits:
     A step is delivered once its agent's server has room (`Runtime.limits`),
     and gives its permit back when its reply or failure comes: whatever
     happens to the agent's process, the step ends and the permit comes back.
+    A step that would call a model is not delivered at all once the run's
+    budget is spent (`Runtime.spending`): `on_blocked(name)` is told, and
+    `blocked` says what was spent.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(
+        self, runtime: Runtime, calls_model: Callable[[str], bool], on_blocked: Callable[[str], None]
+    ) -> None:
         self.runtime = runtime
         self.limits = runtime.limits
+        self.spending = runtime.spending
+        self._calls_model = calls_model
+        self._on_blocked = on_blocked
+        self.blocked: dict[str, str] = {}  # steps not delivered, for the budget: what was spent
         self.arrivals: collections.deque[tuple[ActorRef, Any]] = collections.deque()
         self._held: dict[str, tuple[ActorRef, Any]] = {}  # deliveries waiting for a permit
         self._paused: dict[str, tuple[str, float, Throttled | None]] = {}  # throttled calls: reply id, since, why
         self._names: set[str] = set()
-        self._last_notice: dict[tuple[str, str], float] = {}
+        self._last_notice: dict[tuple[str, str], float] = {}  # when each server's allowance was last shown
+        self._shown: dict[str, tuple[float, int]] = {}  # per server: this second's start, notices shown in it
         self._throttles: dict[str, Throttled] = {}
 
     def first_deliveries(self, calls: list[tuple[ActorRef, Any]]) -> list[tuple[ActorRef, Any]]:
@@ -41,6 +52,8 @@ class StepPermits:
         now = []
         for ref, request in calls:
             self._names.add(ref.name)
+            if self._over_budget(ref.name):
+                continue
             if self.limits.ask(ref.name):
                 now.append((ref, request))
             else:
@@ -58,7 +71,11 @@ class StepPermits:
             return
         for name in self.limits.grant_due(self._held.keys() | self._paused.keys()):
             if name in self._held:
-                self.arrivals.append(self._held.pop(name))
+                call = self._held.pop(name)
+                if self._over_budget(name):  # spent while it waited
+                    self.limits.release(name, succeeded=False)
+                    continue
+                self.arrivals.append(call)
             else:
                 reply_id, since, why = self._paused.pop(name)
                 self.runtime.log(
@@ -70,9 +87,23 @@ class StepPermits:
     def admitted(self, name: str) -> None:
         self.limits.admitted(name)
 
-    def throttled(self, name: str, notice: Throttled) -> None:
-        """The server refused `name`'s call: its permit comes back, and its server's limit may be cut."""
+    def throttled(self, name: str, role: str, notice: Throttled) -> None:
+        """The server refused `name`'s call: its permit comes back, and its server's limit may be cut.
+
+        People are told as they are of any retry, but of a swarm's hundreds of
+        throttled calls only the first `NOTICES_A_SECOND` each second.
+        """
         self._throttles[name] = notice
+        now = time.monotonic()
+        second, shown = self._shown.get(notice.server, (now, 0))
+        if now - second >= 1.0:
+            second, shown = now, 0
+        if shown < NOTICES_A_SECOND:
+            notices.warning("%s", Retrying(role, notice))
+        elif shown == NOTICES_A_SECOND:
+            notices.warning("model server at %s: more of its calls are throttled; their notices are held back "
+                            "for a second", notice.server)
+        self._shown[notice.server] = (second, shown + 1)
         limiter = self.limits.throttled(name, notice)
         if limiter is None:
             return
@@ -80,14 +111,11 @@ class StepPermits:
             "llm.limit.cut", flush=False, api_base=limiter.key[0], model=limiter.key[1], allowed=limiter.allowed,
             ceiling=limiter.ceiling, in_flight=len(limiter.in_flight), retry_after_s=notice.retry_after,
         )
-        now = time.monotonic()
-        if now - self._last_notice.get(limiter.key, -math.inf) >= NOTICE_EVERY_S:  # one notice, not one per agent
+        if now - self._last_notice.get(limiter.key, -math.inf) >= 1.0:
             self._last_notice[limiter.key] = now
-            resume = f"; calls resume in {notice.retry_after:g} s" if notice.retry_after else ""
-            notices.warning(
-                "model server at %s (%s) %s: at most %d calls in flight now%s",
-                limiter.key[0], limiter.key[1], notice.problem, limiter.allowed or 0, resume,
-            )
+            resume = f"; its calls resume in {notice.retry_after:g} s" if notice.retry_after else ""
+            notices.warning("model server at %s (%s): at most %d calls in flight now%s",
+                            limiter.key[0], limiter.key[1], limiter.allowed or 0, resume)
 
     def wait(
         self, name: str, reply_id: str, request: PermitRequest, resumed: collections.deque[tuple[str, Any]]
@@ -103,8 +131,25 @@ class StepPermits:
         if self._paused.pop(name, None) is not None:
             self.limits.release(name, succeeded=False)
 
-    def release(self, name: str, tokens: int = 0, succeeded: bool = True) -> None:
-        self.limits.release(name, tokens, succeeded)
+    def _over_budget(self, name: str) -> bool:
+        """Whether the budget stops `name`'s step; logged once a step, with what was spent."""
+        spent = self.spending.spent_for(name) if self._calls_model(name) else None
+        if spent is None:
+            return False
+        if not self.blocked:
+            self.runtime.log("budget.exhausted", spent=spent, spent_tokens=self.spending.tokens,
+                             spent_cost=self.spending.cost, agent=name)
+        self.blocked[name] = spent
+        self._on_blocked(name)
+        return True
+
+    def replied(self, name: str, tokens: int, cost: float) -> None:
+        """`name`'s step is answered, its calls having used `tokens` and `cost`: its permit comes back."""
+        self.limits.release(name, tokens)
+        self.spending.add(name, tokens, cost)
+
+    def release(self, name: str, succeeded: bool = True) -> None:
+        self.limits.release(name, succeeded=succeeded)
 
     def end(self) -> None:
         """The step is over, however it ended: every permit it holds or waits for goes back."""

@@ -27,7 +27,7 @@ from actorsim._engine.permits import StepPermits
 from actorsim._engine.router import Router, is_routed
 from actorsim._engine.tool_calls import answer
 from actorsim._engine.views import RegistryView
-from actorsim._errors import AgentFailedError, PoisonMessageError, RoutingError
+from actorsim._errors import AgentFailedError, BudgetExceeded, PoisonMessageError, RoutingError
 from actorsim._protocol.agent import (
     Chunk,
     GetMemory,
@@ -278,11 +278,20 @@ class Steps:
         self.runtime.log("step.finished", step=self._step)
         if state.failed:
             raise state.failed[0]
+        if state.over_budget is not None:
+            raise state.over_budget
 
     def _stream(self, state: _StepState) -> Iterator[Frame]:
         """The responders' frames as they come, each shown once however often its step is delivered."""
         text = dict.fromkeys(state.requests, "")
-        permits = StepPermits(self.runtime)
+        def not_delivered(name: str) -> None:  # for the budget: its messages wait in its queue again
+            state.replies[self._role_of[name]] = None
+            self._publish_in_order(state)
+
+        permits = StepPermits(
+            self.runtime, calls_model=lambda name: not self.agents[self._role_of[name]][1].is_human,
+            on_blocked=not_delivered,
+        )
         calls = permits.first_deliveries([(self.agents[role][0], request) for role, request in state.requests.items()])
         resumed: collections.deque[tuple[str, ResumeStep]] = collections.deque()
 
@@ -298,6 +307,10 @@ class Steps:
             yield from self._frames(state, items, text, permits, resumed)
         finally:
             permits.end()
+        if permits.blocked:
+            state.over_budget = BudgetExceeded(
+                next(iter(permits.blocked.values())), tuple(self._role_of[name] for name in permits.blocked)
+            )
 
     def _frames(
         self,
@@ -320,11 +333,16 @@ class Steps:
                 yield item
             elif isinstance(item, Retrying):
                 if isinstance(item.notice, Throttled):
-                    permits.throttled(name, item.notice)
+                    permits.throttled(name, role, item.notice)
                 else:
                     notices.warning("%s", item)
             elif isinstance(item, Chunk):
                 permits.admitted(name)
+                if item.finish_reason is not None:  # the reply was cut short: said, and marked on a closing frame
+                    notices.warning("%s: the reply was cut at its model's token limit (finish_reason %r)",
+                                    item.role, item.finish_reason)
+                    yield Frame(item.role, "", item.message_id, finish_reason=item.finish_reason)
+                    continue
                 # A step delivered again streams its reply again: show only what was not shown yet.
                 so_far = text[role] = text[role] + item.text
                 shown = state.shown.get(role, "")
@@ -332,7 +350,8 @@ class Steps:
                     state.shown[role] = so_far
                     yield Frame(item.role, so_far[max(len(shown), len(so_far) - len(item.text)):], item.message_id)
             elif isinstance(item, Reply):
-                permits.release(name, item.tokens)
+                permits.replied(name, item.tokens, item.cost)
+                permits.let_go(resumed)  # its permit goes to a step held back, at once, not at the next lull
                 state.answered.add(role)
                 self._clock = max(self._clock, item.message.clock)
                 self._remember(role, item.remembered)
@@ -504,3 +523,4 @@ class _StepState:
     shown: dict[str, str] = attrs.Factory(dict)  # what each reply has shown so far, across deliveries
     failed: list[AgentFailedError] = attrs.Factory(list)
     answered: set[str] = attrs.Factory(set)  # responders done with the step: their reply came
+    over_budget: BudgetExceeded | None = None  # responders not delivered to: the run's budget is spent

@@ -41,6 +41,7 @@ class Chunk:
     role: str
     text: str
     message_id: str
+    finish_reason: str | None = None  # "length": the reply's model call was cut at its token limit (text is "")
 
 
 @attrs.frozen
@@ -67,7 +68,8 @@ class Reply:
     publish: bool
     remembered: MemoryState = MemoryState()
     posts: tuple[Post, ...] | None = None
-    tokens: int = 0  # what the step's model calls used, as their servers counted: for tokens_per_minute
+    tokens: int = 0  # what the step's model calls used, as their servers counted: for limits and the budget
+    cost: float = 0.0  # and what they cost, where their `llm` has a price
 
 
 @attrs.frozen

@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
+import attrs
 import orjson
 
+from actorsim._core.budget import Budget, budget_from
 from actorsim._core.ids import new_id
 from actorsim._core.options import RunOptions
 from actorsim._core.placement import Placement, placement_from
@@ -31,6 +33,7 @@ from actorsim._runlog import FlushSpans, LoggedBehaviour, RunLogConfig
 from actorsim._runtime.driver_log import DriverLog
 from actorsim._runtime.interventions import Intervention, Interventions, installed_handlers
 from actorsim._runtime.limits import Limits
+from actorsim._runtime.spending import ModelTraffic, Spending
 from actorsim._runtime.stream import supervised_stream
 from actorsim._runtime.supervisor import Supervisor
 from actorsim.transport import BehaviourFactory, Transport
@@ -71,6 +74,8 @@ class Runtime:
         self.supervisor = Supervisor(transport, timeout=options.ask_timeout, log=self.log)
         self.limits = Limits()
         """One limiter per model server, for every agent of the run (see `actorsim._runtime.limits`)."""
+        self.spending = Spending(options.budget)
+        """What the run's model calls have spent, against `budget`."""
         transport.report_to(self.log)
         self.driver_log.started(transport.name, **{"replay_of": None, **self.interventions.run_started()})
 
@@ -85,6 +90,26 @@ class Runtime:
         `flush=False` leaves the write to the next event that flushes: one write a step, not two.
         """
         return self.driver_log.event(event, flush=flush, **fields)
+
+    def model_traffic(self) -> ModelTraffic:
+        """The run's model calls now: in flight, waiting for a permit, tokens and cost so far (a progress line)."""
+        servers = self.limits.servers()
+        return ModelTraffic(
+            in_flight=sum(len(server.in_flight) for server in servers), waiting=self.limits.waiting(),
+            tokens=self.spending.tokens, cost=self.spending.cost,
+        )
+
+    @property
+    def budget(self) -> Budget | None:
+        """What the run's model calls may spend (`init(budget=...)`); set it to raise or lift it and go on."""
+        return self.spending.budget
+
+    @budget.setter
+    def budget(self, budget: Budget | Mapping[str, Any] | None) -> None:
+        self.spending.budget = budget_from(budget)
+        given = self.spending.budget
+        self.log("budget.set", budget=attrs.asdict(given) if given is not None else None,
+                 spent_tokens=self.spending.tokens, spent_cost=self.spending.cost)
 
     @property
     def transport_name(self) -> str:

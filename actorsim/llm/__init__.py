@@ -18,7 +18,7 @@ from actorsim._core.chat import ChatMessage, ToolCall
 from actorsim.llm._limits import LIMIT_NAMES, Permit, PermitRequest, ServerLimits, Throttled, limits_from
 from actorsim.llm._openai import OpenAIChatModel, OpenAIConfig
 from actorsim.llm._price import Price, price_from
-from actorsim.llm._protocol import ChatModel, ModelItem, RetryNotice, stream_events, takes_tools
+from actorsim.llm._protocol import ChatModel, CutShort, ModelItem, RetryNotice, stream_events, takes_tools
 from actorsim.llm._scripted import ScriptedConfig, ScriptedModel
 from actorsim.llm._settings import SETTING_NAMES, GenerationSettings
 
@@ -108,6 +108,7 @@ def served_by(llm: Mapping[str, Any] | ChatModel) -> tuple[tuple[str, str], Serv
 __all__ = [
     "ChatMessage",
     "ChatModel",
+    "CutShort",
     "GenerationSettings",
     "LIMIT_NAMES",
     "MODEL_SERVERS",

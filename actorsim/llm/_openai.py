@@ -20,8 +20,9 @@ import tenacity
 from httpx_sse import connect_sse
 
 from actorsim._core.chat import ChatMessage
+from actorsim._core.context import wait_unless_stopped
 from actorsim._core.validators import positive
-from actorsim._errors import LLMError, TransientServerError
+from actorsim._errors import ActorStoppedError, LLMError, TransientServerError
 from actorsim.llm._limits import THROTTLE_STATUS, PermitRequest, ServerLimits, Throttled, retry_after
 from actorsim.llm._price import Price
 from actorsim.llm._protocol import ModelItem, RetryNotice
@@ -76,6 +77,12 @@ def _problem(error: BaseException | None) -> str:
     return f"failed ({error!r})"
 
 
+def _wait(seconds: float) -> None:
+    """Wait for another try; an agent stopped meanwhile (its run ends) does not wait it out."""
+    if wait_unless_stopped(seconds):
+        raise ActorStoppedError("the agent was stopped while it waited to try its model server again")
+
+
 _pools: dict[tuple[str, str | None, float], httpx.Client] = {}
 _pools_lock = threading.Lock()
 
@@ -105,7 +112,7 @@ class OpenAIChatModel:
     restartable: no retry or agent restart can cure them.
     """
 
-    def __init__(self, config: OpenAIConfig, *, sleep: Callable[[float], None] = tenacity.nap.sleep) -> None:
+    def __init__(self, config: OpenAIConfig, *, sleep: Callable[[float], None] = _wait) -> None:
         self.config = config
         self.function_calling = config.function_calling
         self.settings = GenerationSettings(config.temperature, config.top_p, config.seed, config.max_tokens)

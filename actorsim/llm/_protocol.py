@@ -52,6 +52,19 @@ class RetryNotice:
         )
 
 
+@attrs.frozen
+class CutShort:
+    """A model call's reply ended at the server's token limit (finish_reason "length"), not where the model
+    would have: news for whoever reads the reply."""
+
+    model: str
+    max_tokens: int | None
+
+    def __str__(self) -> str:
+        limit = f" of {self.max_tokens} tokens" if self.max_tokens is not None else ""
+        return f"the reply of {self.model} was cut at its token limit{limit} (finish_reason \"length\")"
+
+
 def stream_events(
     model: ChatModel, messages: Sequence[ChatMessage], **extras: Any
 ) -> Iterator[ModelItem | RetryNotice]:

@@ -7,12 +7,14 @@ them, is `HostedTransport` (`actorsim.transport._hosted`).
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
 
+from actorsim._core.context import current_stop_event, stop_waits_with
 from actorsim._errors import ActorStoppedError
 from actorsim._runlog import RunLogConfig, hosted_by, open_run_log
 from actorsim.transport._base import Behaviour, BehaviourFactory, Failure, StreamEnd
@@ -130,8 +132,9 @@ class Host:
 
     def _run_batch(self, calls: Sequence[tuple[int, str, Any]]) -> Iterator[list[tuple[int, Any]]]:
         out: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        stopping = current_stop_event()  # the host's: stopping it cuts its agents' waits short, on any thread
         for call_id, name, request in calls:
-            self._pool.submit(self._run_call, call_id, name, request, out)
+            self._pool.submit(self._run_call, call_id, name, request, out, stopping)
         open_calls = len(calls)
         while open_calls:
             ready = [out.get()]
@@ -143,7 +146,11 @@ class Host:
             open_calls -= sum(isinstance(item, StreamEnd | Failure) for _, item in ready)
             yield ready
 
-    def _run_call(self, call_id: int, name: str, request: Any, out: queue.SimpleQueue[tuple[int, Any]]) -> None:
+    def _run_call(
+        self, call_id: int, name: str, request: Any, out: queue.SimpleQueue[tuple[int, Any]],
+        stopping: threading.Event | None = None,
+    ) -> None:
+        stop_waits_with(stopping)
         try:
             for item in self._agent(name).receive(request):
                 out.put((call_id, item))

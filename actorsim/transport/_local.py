@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from actorsim._core.context import stop_waits_with
 from actorsim._core.placement import Placement
 from actorsim._core.ref import ActorRef
 from actorsim._errors import ActorStoppedError, AskTimeoutError
@@ -27,6 +28,8 @@ from actorsim.transport._base import (
 )
 
 _Sink = queue.SimpleQueue[tuple[ActorRef, Any]]
+STOP_WAIT_S = 2.0
+"""How long stopping an actor waits for the request it is handling to end."""
 
 
 @attrs.frozen
@@ -45,10 +48,12 @@ class _Mailbox:
         self.ref = ref
         self.behaviour = behaviour
         self.inbox: queue.SimpleQueue[_Delivery | _Stop] = queue.SimpleQueue()
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name=f"actorsim:{ref.name}", daemon=True)
         self.thread.start()
 
     def _loop(self) -> None:
+        stop_waits_with(self.stopping)  # a wait for another try in this actor ends when it is stopped
         while not isinstance(delivery := self.inbox.get(), _Stop):
             if delivery.streamed:
                 run_into_sink(self.behaviour, self.ref, delivery.request, delivery.sink)
@@ -112,8 +117,11 @@ class LocalTransport(Transport):
             if mailbox is None or mailbox.ref is not ref:
                 return
             del self._mailboxes[ref.name]
+        mailbox.stopping.set()
         mailbox.inbox.put(_Stop())
-        mailbox.thread.join()
+        # A request it is still handling ends at its next wait; one stuck elsewhere (a model server that does not
+        # answer) is left to its daemon thread rather than hold up the run's stop.
+        mailbox.thread.join(STOP_WAIT_S)
 
     def shutdown(self) -> None:
         for mailbox in list(self._mailboxes.values()):

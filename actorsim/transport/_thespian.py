@@ -24,6 +24,7 @@ import contextlib
 import itertools
 import os
 import pickle
+import signal
 import sys
 import tempfile
 import threading
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 
 SYSTEM_BASE = "multiprocQueueBase"
 _DRIVER_POLL_SECONDS = 1.0
+_BUSY_EXIT_SECONDS = 1.0  # what a SIGTERMed actor is given to write out its log before it is killed
 # How often a waiting driver looks at the processes it waits on. Thespian's own notice of a dead
 # child (ChildActorExited) took up to 35 s on this base (see RUNTIMES.md); a look costs ~10 us.
 _LIVENESS_POLL_SECONDS = 0.05
@@ -141,6 +143,8 @@ class ThespianShell(Actor):  # type: ignore[misc]
             self.send(sender, _Answer(message.call_id, _packed(Failure.capture(error))))
             return
         threading.Thread(target=_exit_with_driver, args=(message.driver_pid,), daemon=True).start()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _exit_now)
         self.send(sender, _Answer(message.call_id, _packed((os.getpid(), os.getppid()))))
 
     def _handle(self, message: _Request, sender: ActorAddress) -> None:
@@ -157,13 +161,22 @@ class ThespianShell(Actor):  # type: ignore[misc]
         self.send(sender, _Answer(message.call_id, answer))
 
 
+def _exit_now(signal_number: int, frame: Any) -> None:
+    """SIGTERM from the run's stop: write out this process's log and exit, whatever it was doing."""
+    flush_logs()
+    os._exit(0)
+
+
 def _exit_with_driver(driver_pid: int) -> None:
     """End this actor, its admin and the admin's other children (the logger, other actors) once the driver is gone."""
     while True:
         time.sleep(_DRIVER_POLL_SECONDS)
         try:
-            os.kill(driver_pid, 0)
-        except ProcessLookupError:
+            # A driver killed while its parent does not reap it (one reading its output to the end first) is a
+            # zombie: gone for this purpose, and its processes must go too, or that parent waits for ever.
+            if psutil.Process(driver_pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
             break
     admin_pid = os.getppid()
     if admin_pid not in (driver_pid, 1):
@@ -214,6 +227,7 @@ class _ThespianCalls(Calls):
         transport._check_not_stopped(ref)
         call_id = transport._open_call()
         self._calls[call_id] = ref
+        transport._busy[call_id] = ref.pid
         transport._send(ref, call_id, _Request(call_id, _packed(request), streamed=True))
 
     @property
@@ -233,6 +247,7 @@ class _ThespianCalls(Calls):
                 return None
             ref = self._calls[answer.call_id]
             if isinstance(answer.value, StreamEnd | Failure | _Died):
+                self._transport._busy.pop(answer.call_id, None)
                 self._end(answer.call_id)
             if isinstance(answer.value, Failure | _Died):
                 return ref, CallFailed(answer.value.error())
@@ -246,7 +261,7 @@ class _ThespianCalls(Calls):
 
     def close(self) -> None:
         for call_id in list(self._calls):
-            self._end(call_id)
+            self._end(call_id)  # given up on before its end (Ctrl-C, a failed step): it stays in `_busy`
         if self._holding:
             self._holding = False
             self._transport._lock.release()
@@ -296,6 +311,7 @@ class ThespianTransport(Transport):
         self._system_processes: dict[int, psutil.Process] = {}  # the current system's admin, logger and actors
         self._actor_pids: set[int] = set()  # which of those are actors
         self._lost_an_actor = False
+        self._busy: dict[int, int | None] = {}  # streamed calls not seen to end, by id: their actors' pids
         self._lost_with_system: dict[tuple[int, int], str] = {}  # (system, pid) ended by its system's restart: why
         self._last_heard = time.monotonic()  # when the endpoint last took a message
         self._probe_waited: float | None = None  # listened for the admin's status since asking; None: not asking
@@ -539,10 +555,32 @@ class ThespianTransport(Transport):
         own shutdown (10 s) and then live on, holding the driver's output open.
         """
         with self._lock:
-            if not self._lost_an_actor:
+            busy = self._end_busy_actors()
+            if not (self._lost_an_actor or busy):
                 self._system.shutdown()
             self._end_system_processes()
             self._refs.clear()
+
+    def _end_busy_actors(self) -> bool:
+        """SIGTERM the actors of calls not seen to end (given up on, or still going): each writes out its log
+        and exits at once.
+
+        Thespian's own shutdown waits for an actor to finish what it is doing (a model call and its retries
+        may take minutes) and gives up after 10 s; a stop must not wait for either. Whether there were any.
+        """
+        ours = {process.pid: process for process in self._system_processes.values()}
+        with contextlib.suppress(psutil.Error):
+            if self._admin is not None and _running(self._admin):
+                ours.update((child.pid, child) for child in self._admin.children(recursive=True))
+        busy = [ours[pid] for pid in set(self._busy.values()) if pid in ours and _running(ours[pid])]
+        self._busy.clear()
+        for process in busy:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.terminate()
+        deadline = time.monotonic() + _BUSY_EXIT_SECONDS
+        while any(_running(process) for process in busy) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return bool(busy)
 
     def _end_system_processes(self) -> None:
         """Kill what is left of the current system (its admin, logger and actors): by pid, never by name."""
