@@ -241,3 +241,21 @@ def test_a_host_killed_while_its_agents_hold_permits_loses_none(make_hosted: Mak
     assert of_kind(events, "actor.restarted"), "the killed host's agents were restarted"
     replies = [m.sent_from for m in center.environment.history() if m.sent_from in roles]
     assert sorted(replies) == sorted(roles * 2), "each agent answered each step once"
+
+
+@pytest.mark.parametrize("hosted_mode", ["local", "thespian"], indirect=True)
+def test_hosted_agents_wait_out_a_throttle_on_their_host(make_hosted: Make, log_dir: Path) -> None:
+    """On hosts (one batch at a time each), a throttled call waits where it is, keeping its permit, rather than
+    pausing for a new request that would queue behind its host's batch: all answer once, none crashes."""
+    with logged_events(log_dir) as events, OpenAIServer(
+        ["Up we go."], max_concurrency=2, retry_after="0.1", call_seconds=0.05, keep_alive=True
+    ) as server:
+        center = make_hosted(TaskCenter, "hosted_throttled")
+        roles = [f"moth_{n}" for n in range(10)]
+        center.add_agents([make_hosted(RolePlay, role, llm=server_llm(server, max_attempts=30)) for role in roles])
+        center.send_task_request(TASK)
+        assert texts_by_role(center.step()) == dict.fromkeys(roles, "Up we go.")
+    assert server.throttled_at and server.most_in_flight <= 2
+    assert of_kind(events, "actor.crashed") == []
+    assert {e["status"] for e in of_kind(events, "llm.call.retry")} == {429}
+    assert of_kind(events, "llm.limit.cut"), "the run learnt the server's limit for its next deliveries"

@@ -36,6 +36,20 @@ def stop_waits_with(stopping: threading.Event | None) -> None:
     _this_thread.stopping = stopping
 
 
+def wait_in_place(here: bool) -> None:
+    """Whether a step on this thread waits for its model server's permit where it is, instead of pausing.
+
+    Set on a host's threads: a paused step goes on only with a new request to its host, which runs one
+    request at a time, so it would wait for the host's whole batch to end.
+    """
+    _this_thread.in_place = here
+
+
+def waits_in_place() -> bool:
+    """What `wait_in_place` set on this thread (False if nothing)."""
+    return bool(getattr(_this_thread, "in_place", False))
+
+
 def current_stop_event() -> threading.Event | None:
     """What `stop_waits_with` set on this thread."""
     return getattr(_this_thread, "stopping", None)

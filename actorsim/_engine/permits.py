@@ -39,6 +39,10 @@ class StepPermits:
         self._calls_model = calls_model
         self._on_blocked = on_blocked
         self.blocked: dict[str, str] = {}  # steps not delivered, for the budget: what was spent
+        # Hosted agents: a host runs one batch at a time, so steps held back go out in waves, one batch per host,
+        # once the wave before has answered; a throttled call waits on its host, keeping its permit.
+        self._hosted = runtime.hosts_agents
+        self._out: set[str] = set()  # delivered, not yet answered
         self.arrivals: collections.deque[tuple[ActorRef, Any]] = collections.deque()
         self._held: dict[str, tuple[ActorRef, Any]] = {}  # deliveries waiting for a permit
         self._paused: dict[str, tuple[str, float, Throttled | None]] = {}  # throttled calls: reply id, since, why
@@ -56,6 +60,7 @@ class StepPermits:
                 continue
             if self.limits.ask(ref.name):
                 now.append((ref, request))
+                self._out.add(ref.name)
             else:
                 self._held[ref.name] = (ref, request)
         if self._held:
@@ -63,19 +68,26 @@ class StepPermits:
         return now
 
     def held_back(self) -> float | None:
-        return self.limits.next_due() if self._held or self._paused else None
+        """When to look again for steps held back (see `Limits.next_due`); None when none are."""
+        if not (self._held or self._paused):
+            return None
+        if self._hosted and self._out and not self._paused:
+            return math.inf  # the next wave goes when this one has answered: its items will say so
+        return self.limits.next_due()
 
     def let_go(self, resumed: collections.deque[tuple[str, Any]]) -> None:
         """Deliver the held-back steps and resume the paused calls whose permit has come."""
         if not (self._held or self._paused):
             return
-        for name in self.limits.grant_due(self._held.keys() | self._paused.keys()):
+        candidates = self._paused.keys() if self._hosted and self._out else self._held.keys() | self._paused.keys()
+        for name in self.limits.grant_due(candidates):
             if name in self._held:
                 call = self._held.pop(name)
                 if self._over_budget(name):  # spent while it waited
                     self.limits.release(name, succeeded=False)
                     continue
                 self.arrivals.append(call)
+                self._out.add(name)
             else:
                 reply_id, since, why = self._paused.pop(name)
                 self.runtime.log(
@@ -104,7 +116,7 @@ class StepPermits:
             notices.warning("model server at %s: more of its calls are throttled; their notices are held back "
                             "for a second", notice.server)
         self._shown[notice.server] = (second, shown + 1)
-        limiter = self.limits.throttled(name, notice)
+        limiter = self.limits.throttled(name, notice, in_place=self._hosted)
         if limiter is None:
             return
         self.runtime.log(
@@ -145,10 +157,12 @@ class StepPermits:
 
     def replied(self, name: str, tokens: int, cost: float) -> None:
         """`name`'s step is answered, its calls having used `tokens` and `cost`: its permit comes back."""
+        self._out.discard(name)
         self.limits.release(name, tokens)
         self.spending.add(name, tokens, cost)
 
     def release(self, name: str, succeeded: bool = True) -> None:
+        self._out.discard(name)
         self.limits.release(name, succeeded=succeeded)
 
     def end(self) -> None:

@@ -107,7 +107,7 @@ class ServerLimiter:
         if holder in self.in_flight:
             self._admitted.add(holder)
 
-    def throttled(self, holder: str, retry_after: float | None) -> bool:
+    def throttled(self, holder: str, retry_after: float | None, in_place: bool = False) -> bool:
         """The server refused `holder`'s call for being over its limit; True when its allowance changed.
 
         The server serves at least the calls streaming now (the most seen at
@@ -115,7 +115,8 @@ class ServerLimiter:
         flight (the fewest: the ceiling the allowance rises back to).
         """
         now = self._clock()
-        self.in_flight.discard(holder)
+        if not in_place:  # a call that waits where it is (on a host) keeps its permit
+            self.in_flight.discard(holder)
         self._admitted.discard(holder)
         if retry_after:
             self.paused_until = max(self.paused_until, now + retry_after)
@@ -250,13 +251,13 @@ class Limits:
             with self._lock:
                 limiter.release(agent, tokens, succeeded)
 
-    def throttled(self, agent: str, notice: Throttled) -> ServerLimiter | None:
+    def throttled(self, agent: str, notice: Throttled, in_place: bool = False) -> ServerLimiter | None:
         """`agent`'s call was throttled: its server's limiter, if its allowance changed."""
         limiter = self._server_of.get(agent)
         if limiter is None:
             return None
         with self._lock:
-            return limiter if limiter.throttled(agent, notice.retry_after) else None
+            return limiter if limiter.throttled(agent, notice.retry_after, in_place) else None
 
     def admitted(self, agent: str) -> None:
         if (limiter := self._server_of.get(agent)) is not None:

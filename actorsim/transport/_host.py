@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from actorsim._core.context import current_stop_event, stop_waits_with
+from actorsim._core.context import current_stop_event, stop_waits_with, wait_in_place
 from actorsim._errors import ActorStoppedError
 from actorsim._runlog import RunLogConfig, hosted_by, open_run_log
 from actorsim.transport._base import Behaviour, BehaviourFactory, Failure, StreamEnd
@@ -151,6 +151,7 @@ class Host:
         stopping: threading.Event | None = None,
     ) -> None:
         stop_waits_with(stopping)
+        wait_in_place(True)
         try:
             for item in self._agent(name).receive(request):
                 out.put((call_id, item))
