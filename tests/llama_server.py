@@ -12,16 +12,17 @@ import contextlib
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import httpx
+
+from tests.ray_cluster import free_ports
+from tests.serving import wait_until_serving
 
 PARALLEL = 2
 CONTEXT = 2048
@@ -59,9 +60,7 @@ class LlamaServer:
 
 @contextlib.contextmanager
 def running_llama(log: Path) -> Iterator[LlamaServer]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    [port] = free_ports(1)
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.llama_server", str(port)], stdout=output, stderr=subprocess.STDOUT,
@@ -69,16 +68,7 @@ def running_llama(log: Path) -> Iterator[LlamaServer]:
         )
     server = LlamaServer(port, process)
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"llama.cpp's server exited ({process.returncode}); see {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama.cpp's server was not ready within {READY_TIMEOUT_S} s; see {log}")
-            time.sleep(0.2)
+        wait_until_serving(process, f"http://127.0.0.1:{port}/health", READY_TIMEOUT_S, log, "llama.cpp's server")
         yield server
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -216,7 +216,6 @@ class _QuietServer(ThreadingHTTPServer):
     """Says nothing of a client that reset its connection: what a test resets, or a pool closing at exit."""
 
     request_queue_size = 4096  # a swarm connects by the thousand at once: a backlog of 5 would refuse them
-    daemon_threads = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.ray_cluster import free_ports
+from tests.serving import wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 180.0
@@ -79,17 +80,7 @@ def running_phoenix(workdir: Path) -> Iterator[Phoenix]:
                                    stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{http_port}"
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                log = (workdir / "phoenix.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"Phoenix exited with {process.returncode}:\n{log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Phoenix did not answer within {START_TIMEOUT_S:.0f} s (see {workdir}/phoenix.log)")
-            time.sleep(0.5)  # polls its health endpoint, with a deadline
+        wait_until_serving(process, f"{url}/healthz", START_TIMEOUT_S, workdir / "phoenix.log", "Phoenix")
         yield Phoenix(url)
     finally:
         with contextlib.suppress(ProcessLookupError):

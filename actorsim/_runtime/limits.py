@@ -25,8 +25,6 @@ import time
 from collections.abc import Callable, Container, Mapping
 from typing import Any
 
-import attrs
-
 from actorsim.llm import ChatModel, ServerLimits, Throttled, served_by
 
 ServerKey = tuple[str, str]
@@ -58,7 +56,7 @@ class ServerLimiter:
         self._successes = 0
         self._last_throttle = -math.inf
         self._admitted: set[str] = set()
-        self._serving, self._left = 1, math.inf  # bounds on what the server serves, this throttling episode
+        self._left = math.inf  # the fewest calls left in flight at a throttle, this throttling episode
         self.most_in_flight = 0
 
     def update(self, limits: ServerLimits) -> None:
@@ -110,9 +108,9 @@ class ServerLimiter:
     def throttled(self, holder: str, retry_after: float | None, in_place: bool = False) -> bool:
         """The server refused `holder`'s call for being over its limit; True when its allowance changed.
 
-        The server serves at least the calls streaming now (the most seen at
-        any throttle of one episode: the allowance) and at most those left in
-        flight (the fewest: the ceiling the allowance rises back to).
+        The server serves at least the calls streaming now (the allowance) and
+        at most those left in flight (the fewest seen at any throttle of one
+        episode: the ceiling the allowance rises back to).
         """
         now = self._clock()
         if not in_place:  # a call that waits where it is (on a host) keeps its permit
@@ -124,10 +122,9 @@ class ServerLimiter:
         self._last_throttle = now
         if fresh:
             self._left = math.inf
-        self._serving = max(1, len(self._admitted & self.in_flight))
         self._left = min(self._left, max(1, len(self.in_flight)))
-        allowed = self._serving
-        ceiling = max(self._serving, int(self._left))
+        allowed = max(1, len(self._admitted & self.in_flight))
+        ceiling = max(allowed, int(self._left))
         if self.limits.max_concurrency is not None:
             allowed, ceiling = min(allowed, self.limits.max_concurrency), min(ceiling, self.limits.max_concurrency)
         changed = (allowed, ceiling) != (self.allowed, self.ceiling)
@@ -186,14 +183,6 @@ class ServerLimiter:
             self._starts.popleft()
         while self._tokens and now - self._tokens[0][0] >= MINUTE_S:
             self._token_total -= self._tokens.popleft()[1]
-
-
-@attrs.frozen
-class Declared:
-    """Who set a server's limits first: named when another agent sets them otherwise."""
-
-    agent: str
-    limits: ServerLimits
 
 
 class Limits:

@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from actorsim._core.validators import int_at_least
 from actorsim.llm._protocol import RetryNotice
 
 LIMIT_NAMES = ("max_concurrency", "requests_per_minute", "tokens_per_minute")
@@ -25,18 +26,13 @@ THROTTLE_STATUS = frozenset({429, 503})
 """Answers that say the server is over its limit: the whole server's calls slow down, not just this one."""
 
 
-def _positive_int_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"llm config: {attribute.name} must be an int >= 1 or None, not {value!r}")
-
-
 @attrs.frozen
 class ServerLimits:
     """One model server's limits; None leaves one unlimited (a 429 still slows the server's calls down)."""
 
-    max_concurrency: int | None = attrs.field(default=None, validator=_positive_int_or_none)
-    requests_per_minute: int | None = attrs.field(default=None, validator=_positive_int_or_none)
-    tokens_per_minute: int | None = attrs.field(default=None, validator=_positive_int_or_none)
+    max_concurrency: int | None = attrs.field(default=None, validator=int_at_least(1))
+    requests_per_minute: int | None = attrs.field(default=None, validator=int_at_least(1))
+    tokens_per_minute: int | None = attrs.field(default=None, validator=int_at_least(1))
 
     def given(self) -> dict[str, int]:
         """The limits that are set."""

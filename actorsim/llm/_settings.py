@@ -6,6 +6,8 @@ from typing import Any
 
 import attrs
 
+from actorsim._core.validators import int_at_least
+
 
 def _number_in(low: float, high: float) -> Any:
     def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -17,24 +19,14 @@ def _number_in(low: float, high: float) -> Any:
     return check
 
 
-def _int_at_least(low: int) -> Any:
-    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{attribute.name} must be an int >= {low} or None, not {value!r}")
-
-    return check
-
-
 @attrs.frozen
 class GenerationSettings:
     """Sampling settings a model call is made with; None leaves the server's default."""
 
     temperature: float | None = attrs.field(default=None, validator=_number_in(0.0, 2.0))
     top_p: float | None = attrs.field(default=None, validator=_number_in(0.0, 1.0))
-    seed: int | None = attrs.field(default=None, validator=_int_at_least(-(2**63)))
-    max_tokens: int | None = attrs.field(default=None, validator=_int_at_least(1))
+    seed: int | None = attrs.field(default=None, validator=int_at_least(-(2**63)))
+    max_tokens: int | None = attrs.field(default=None, validator=int_at_least(1))
 
     def over(self, base: GenerationSettings) -> GenerationSettings:
         """These settings, with `base`'s where these leave one unset."""

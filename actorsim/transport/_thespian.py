@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -568,33 +568,35 @@ class ThespianTransport(Transport):
         Thespian's own shutdown waits for an actor to finish what it is doing (a model call and its retries
         may take minutes) and gives up after 10 s; a stop must not wait for either. Whether there were any.
         """
-        ours = {process.pid: process for process in self._system_processes.values()}
-        with contextlib.suppress(psutil.Error):
-            if self._admin is not None and _running(self._admin):
-                ours.update((child.pid, child) for child in self._admin.children(recursive=True))
+        ours = self._current_processes()
         busy = [ours[pid] for pid in set(self._busy.values()) if pid in ours and _running(ours[pid])]
         self._busy.clear()
-        for process in busy:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.terminate()
-        deadline = time.monotonic() + _BUSY_EXIT_SECONDS
-        while any(_running(process) for process in busy) and time.monotonic() < deadline:
-            time.sleep(0.005)
+        _end(busy, psutil.Process.terminate, _BUSY_EXIT_SECONDS)
         return bool(busy)
 
     def _end_system_processes(self) -> None:
         """Kill what is left of the current system (its admin, logger and actors): by pid, never by name."""
-        left = dict(self._system_processes)
+        _end(self._current_processes().values(), psutil.Process.kill, 5.0)
+
+    def _current_processes(self) -> dict[int, psutil.Process]:
+        """The current system's processes by pid: those it started with, and the admin's children now."""
+        found = dict(self._system_processes)
         with contextlib.suppress(psutil.Error):
             if self._admin is not None and _running(self._admin):
-                left.update((child.pid, child) for child in self._admin.children(recursive=True))
-        for process in left.values():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
-        # Not psutil.wait_procs: it waits for processes that are not our children to be reaped (2 s seen here).
-        deadline = time.monotonic() + 5.0
-        while any(_running(process) for process in left.values()) and time.monotonic() < deadline:
-            time.sleep(0.005)
+                found.update((child.pid, child) for child in self._admin.children(recursive=True))
+        return found
+
+
+def _end(processes: Iterable[psutil.Process], signal_them: Callable[[psutil.Process], None], wait_s: float) -> None:
+    """Signal each of `processes`, then wait at most `wait_s` for them all to be gone."""
+    processes = list(processes)
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            signal_them(process)
+    # Not psutil.wait_procs: it waits for processes that are not our children to be reaped (2 s seen here).
+    deadline = time.monotonic() + wait_s
+    while any(_running(process) for process in processes) and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _running(process: psutil.Process) -> bool:
