@@ -13,6 +13,7 @@ from actorsim.runs import TraceNode
 from actorsim.ui import ChatRoom, HumanTurn, Speaking, WatcherDirector, round_robin
 from tests.conftest import Make
 from tests.helpers import TASK, prompt_text, scripted
+from tests.openai_server import OpenAIServer
 
 
 def room(make: Make, *, director_replies: tuple[str, ...] = (), max_turns: int = 6) -> ChatRoom:
@@ -145,3 +146,26 @@ def test_without_gradio_the_app_says_what_to_install() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert "pip install 'actorsim[ui]'" in result.stdout
+
+
+def test_the_turn_line_shows_what_the_model_calls_are_doing(make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`actorsim chat` against a model server: while a reply is slow to come, the page is drawn again and its turn
+    line says how many calls are in flight; once they are done, the tokens they used."""
+    from actorsim.ui import _gradio
+
+    monkeypatch.setattr(_gradio, "TICK_S", 0.2)
+    with OpenAIServer(["Up."], piece_latency=0.5, keep_alive=True) as server:
+        llm = {"model_server": "openai", "model": "m", "api_base": server.api_base, "api_key": "k"}
+        task_center = make(TaskCenter, "served_room")
+        task_center.add_agents([make(RolePlay, "ada", llm=llm), make(RolePlay, "visitor", human_input_mode="ON")])
+        chat_room = ChatRoom(task_center, director=round_robin, max_turns=2)
+        chat_room.open(TASK)
+        session = _gradio._Session(chat_room)
+        before = task_center.runtime.model_traffic().tokens  # this mode's run may have served other tests
+        drawn = [session.turn_line(waiting=False) for event in _gradio._on_own_thread(chat_room.run(turns=1), "t")
+                 if isinstance(event, _gradio._Tick)]
+        assert any(f"is speaking… <small>(1 model call in flight, 0 waiting · {before:,} tokens)" in line
+                   for line in drawn), drawn
+        after = f"(0 model calls in flight, 0 waiting · {before + 7 + 1:,} tokens)"
+        assert after in session.turn_line(waiting=False), "the reply's usage, as the server counted it"
+        chat_room.close()

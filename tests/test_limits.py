@@ -6,14 +6,20 @@ import logging
 import math
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from actorsim import PoisonMessageError, RolePlay, Supervision, TaskCenter
-from actorsim._runtime.limits import MINUTE_S, ServerLimiter
+from actorsim._core.context import stop_waits_with
+from actorsim._errors import ActorStoppedError
+from actorsim._runtime.runtime import SLOW_START_CALLS
 from actorsim.llm import ServerLimits
+from actorsim.llm._gate import ServerGate
+from actorsim.llm._limiter import MINUTE_S, ServerLimiter
 from actorsim.llm._limits import retry_after, seconds_in
 from tests.conftest import Make
 from tests.helpers import TASK, logged_events, of_kind, texts_by_role
@@ -85,25 +91,112 @@ class TestServerLimiter:
         clock.now += 2.0
         assert server.grant_due({"d", "e", "f"}) == ["d"], "then as many as the allowance has room for"
 
-    def test_the_allowance_rises_back_as_calls_succeed_up_to_where_the_server_throttled(self) -> None:
+    def test_the_allowance_rises_back_to_what_the_server_was_seen_to_serve_and_no_further(self) -> None:
         clock = Clock()
         server = limiter(clock)
-        for name in "abcd":
+        for name in "abcde":
             server.ask(name)
         server.admitted("a")
-        server.throttled("d", None)
-        assert (server.allowed, server.ceiling) == (1, 3), "serving at least 1, at most the 3 left in flight"
-        for n in range(10):
-            assert server.ask(f"x{n}") or server.in_flight
-            server.release(f"x{n}")
+        server.throttled("e", None)
+        assert (server.allowed, server.ceiling) == (1, 1), "serving 1 when it throttled, as far as anyone knows"
+        server.admitted("b")
+        server.admitted("c")
+        assert (server.allowed, server.ceiling) == (3, 3), "3 stream at once: the server takes 3"
         for name in "abc":
             server.release(name)
-        assert server.allowed == 3, "back up to the ceiling, and no further"
+        for n in range(10):
+            assert server.ask(f"x{n}")
+            server.release(f"x{n}")
+        assert server.allowed == 3, "calls that succeed do not take it past what the server was seen to serve"
+        server.release("d")
+        clock.now += 2  # later, the server is busier: of 3 sent, 1 streams and 1 is refused
+        for name in "stu":
+            assert server.ask(name)
+        server.admitted("s")
+        server.throttled("u", None)
+        assert (server.allowed, server.ceiling) == (1, 2), "at most the 2 left in flight, however many were seen"
+        server.release("s")
+        server.release("t")
+        for n in range(4):
+            assert server.ask(f"y{n}")
+            server.release(f"y{n}")
+        assert server.allowed == 2, "calls that succeed take it back up to the ceiling, and no further"
         clock.now += 31
         for n in range(4):
-            server.ask(f"y{n}")
-            server.release(f"y{n}")
-        assert server.allowed == 4, "after a quiet half minute, one more is tried"
+            server.ask(f"z{n}")
+            server.release(f"z{n}")
+        assert server.allowed == 3, "after a quiet half minute, one more is tried"
+
+
+    def test_slow_start_lets_twice_as_many_go_each_round_until_the_server_throttles(self) -> None:
+        clock = Clock()
+        server = ServerLimiter(("http://server/v1", "m"), ServerLimits(), clock, slow_start=2)
+        assert [server.ask(name) for name in "abc"] == [True, True, False]
+        server.release("a")
+        server.release("b")
+        assert server.allowed == 4, "each call that succeeds lets one more go"
+        assert server.grant_due({"c"}) == ["c"]
+        server.admitted("c")
+        assert server.ask("d")
+        server.throttled("d", None)
+        assert server.allowed == 1, "a throttle ends the slow start"
+        assert ServerLimiter(("s", "m"), ServerLimits(max_concurrency=3), clock, slow_start=2).allowed == 3, (
+            "a limit given is kept from the first call")
+
+
+class TestServerGate:
+    """A host's gate: every try of its threads' calls to one server waits there for a place."""
+
+    def test_a_throttle_holds_the_hosts_other_tries_until_a_place_comes_back(self) -> None:
+        gate = ServerGate(("http://server/v1", "m"), ServerLimits())
+        first, second, third = gate.enter(), gate.enter(), gate.enter()
+        gate.admitted(first)
+        gate.throttled(third, retry_after=None)
+        assert gate.allowed == 1, "cut to the one try streaming"
+        entered = threading.Event()
+        waiting = threading.Thread(target=lambda: (gate.enter(), entered.set()))
+        waiting.start()
+        assert not entered.wait(0.2), "the server's place is taken: the try waits"
+        gate.leave(second, succeeded=False)  # a try that failed otherwise: still one streaming, no room
+        assert not entered.wait(0.2)
+        gate.leave(first, succeeded=True)
+        assert entered.wait(5), "a place came back: the first waiting try goes"
+        waiting.join()
+
+    def test_retry_after_holds_every_try_and_then_they_go(self) -> None:
+        gate = ServerGate(("http://server/v1", "m"), ServerLimits())
+        ticket = gate.enter()
+        gate.throttled(ticket, retry_after=0.3)
+        started = time.monotonic()
+        gate.enter()
+        assert time.monotonic() - started >= 0.25, "the try waited out the server's Retry-After"
+
+    def test_a_waiting_try_ends_when_its_host_stops(self) -> None:
+        gate = ServerGate(("http://server/v1", "m"), ServerLimits(max_concurrency=1))
+        gate.enter()
+        stopping = threading.Event()
+        failed: list[BaseException] = []
+
+        def wait_then_fail() -> None:
+            stop_waits_with(stopping)
+            try:
+                gate.enter()
+            except ActorStoppedError as error:
+                failed.append(error)
+
+        waiter = threading.Thread(target=wait_then_fail)
+        waiter.start()
+        stopping.set()
+        waiter.join(5)
+        assert not waiter.is_alive() and failed, "the stop ended the wait with ActorStoppedError"
+
+    def test_a_gate_left_idle_forgets_its_cut_and_keeps_a_limit_given(self) -> None:
+        gate = ServerGate(("http://server/v1", "m"), ServerLimits(max_concurrency=5))
+        first, second = gate.enter(), gate.enter()
+        gate.throttled(second, retry_after=None)
+        assert gate.allowed == 1
+        gate.leave(first, succeeded=True)
+        assert gate.allowed == 5, "its host's batch is over: the next starts from the limit given"
 
 
 class TestServerHeaders:
@@ -145,7 +238,7 @@ class TestLimitsInARun:
         assert all(traffic.in_flight <= 3 for traffic in seen) and seen[0].waiting >= 1
         after = center.runtime.model_traffic()
         assert (after.in_flight, after.waiting, after.tokens - before.tokens) == (0, 0, 12 * (7 + 3))
-        assert "model calls in flight" in str(seen[0]) and "tokens" in str(seen[0])
+        assert f"{seen[0].in_flight} model call" in str(seen[0]) and "tokens" in str(seen[0])
         assert len(server.requests) == 12
         assert [m.sent_from for m in center.environment.history()].count("bee_0") == 1
 
@@ -259,3 +352,20 @@ def test_hosted_agents_wait_out_a_throttle_on_their_host(make_hosted: Make, log_
     assert of_kind(events, "actor.crashed") == []
     assert {e["status"] for e in of_kind(events, "llm.call.retry")} == {429}
     assert of_kind(events, "llm.limit.cut"), "the run learnt the server's limit for its next deliveries"
+
+
+@pytest.mark.parametrize("hosted_mode", ["local", "thespian", "ray"], indirect=True)
+def test_hosted_agents_learn_an_unknown_limit_from_the_first_round_of_429s(make_hosted: Make, log_dir: Path) -> None:
+    """A server full at 4 calls, its limit not given: the run's first calls find it (slow start), the hosts'
+    gates hold their throttled calls, and the calls after keep under it: no more 429s than that first round."""
+    with OpenAIServer(
+        ["Up we go."], max_concurrency=4, retry_after="0.2", call_seconds=0.05, keep_alive=True
+    ) as server:
+        center = make_hosted(TaskCenter, "hosted_unknown")
+        roles = [f"mite_{n}" for n in range(60)]
+        center.add_agents([make_hosted(RolePlay, role, llm=server_llm(server, max_attempts=30)) for role in roles])
+        center.send_task_request(TASK)
+        assert texts_by_role(center.step()) == dict.fromkeys(roles, "Up we go.")
+    assert server.throttled_at, "the server was found full"
+    assert len(server.throttled_at) <= SLOW_START_CALLS, (
+        f"{len(server.throttled_at)} calls refused: after the first round, calls kept to what the server takes")

@@ -12,7 +12,6 @@ from typing import Any
 
 import attrs
 
-from actorsim._core.context import waits_in_place
 from actorsim._core.envelope import Frame, Message
 from actorsim._protocol.agent import (
     Chunk,
@@ -86,9 +85,6 @@ class AgentBehaviour:
                 reply: str | list[Post] = done.value
                 break
             answer = None
-            if isinstance(item, PermitRequest) and waits_in_place():
-                answer = None  # on a host: the model waits itself, and the driver hears of it from the notice
-                continue
             if isinstance(item, ServiceRequest | PermitRequest):
                 self._paused[message_id] = going
                 yield Paused(message_id, item)

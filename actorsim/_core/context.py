@@ -36,18 +36,19 @@ def stop_waits_with(stopping: threading.Event | None) -> None:
     _this_thread.stopping = stopping
 
 
-def wait_in_place(here: bool) -> None:
-    """Whether a step on this thread waits for its model server's permit where it is, instead of pausing.
+def wait_in_place(gates: Any) -> None:
+    """Calls on this thread wait for their model server where they are, through `gates` (None: they pause instead).
 
     Set on a host's threads: a paused step goes on only with a new request to its host, which runs one
-    request at a time, so it would wait for the host's whole batch to end.
+    request at a time, so it would wait for the host's whole batch to end. `gates` is the host's
+    `actorsim.llm._gate.CallGates`.
     """
-    _this_thread.in_place = here
+    _this_thread.gates = gates
 
 
-def waits_in_place() -> bool:
-    """What `wait_in_place` set on this thread (False if nothing)."""
-    return bool(getattr(_this_thread, "in_place", False))
+def gates_in_place() -> Any:
+    """What `wait_in_place` set on this thread (None if nothing)."""
+    return getattr(_this_thread, "gates", None)
 
 
 def current_stop_event() -> threading.Event | None:

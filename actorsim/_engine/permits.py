@@ -39,10 +39,13 @@ class StepPermits:
         self._calls_model = calls_model
         self._on_blocked = on_blocked
         self.blocked: dict[str, str] = {}  # steps not delivered, for the budget: what was spent
-        # Hosted agents: a host runs one batch at a time, so steps held back go out in waves, one batch per host,
-        # once the wave before has answered; a throttled call waits on its host, keeping its permit.
+        # Hosted agents: a host runs one batch at a time, so the steps held back for a host go out together once
+        # its batch before has answered; a throttled call waits on its host (`actorsim.llm._gate`), keeping its permit.
         self._hosted = runtime.hosts_agents
+        self._host_of = runtime.host_of
         self._out: set[str] = set()  # delivered, not yet answered
+        self._busy: collections.Counter[int | None] = collections.Counter()  # per host, its steps out
+        self._held_on: collections.Counter[int | None] = collections.Counter()  # per host, its steps held back
         self.arrivals: collections.deque[tuple[ActorRef, Any]] = collections.deque()
         self._held: dict[str, tuple[ActorRef, Any]] = {}  # deliveries waiting for a permit
         self._paused: dict[str, tuple[str, float, Throttled | None]] = {}  # throttled calls: reply id, since, why
@@ -60,9 +63,10 @@ class StepPermits:
                 continue
             if self.limits.ask(ref.name):
                 now.append((ref, request))
-                self._out.add(ref.name)
+                self._went(ref.name)
             else:
                 self._held[ref.name] = (ref, request)
+                self._held_on[self._host_of(ref.name)] += 1
         if self._held:
             self.runtime.log("llm.limit.waiting", flush=False, agents=len(self._held), delivered=len(now))
         return now
@@ -71,23 +75,25 @@ class StepPermits:
         """When to look again for steps held back (see `Limits.next_due`); None when none are."""
         if not (self._held or self._paused):
             return None
-        if self._hosted and self._out and not self._paused:
-            return math.inf  # the next wave goes when this one has answered: its items will say so
+        if self._hosted and not self._paused and not any(
+            self._held_on[host] and not self._busy[host] for host in self._held_on
+        ):
+            return math.inf  # each busy host's next batch goes when its batch now has answered: its items say so
         return self.limits.next_due()
 
     def let_go(self, resumed: collections.deque[tuple[str, Any]]) -> None:
-        """Deliver the held-back steps and resume the paused calls whose permit has come."""
+        """Deliver the held-back steps (of hosts not busy) and resume the paused calls whose permit has come."""
         if not (self._held or self._paused):
             return
-        candidates = self._paused.keys() if self._hosted and self._out else self._held.keys() | self._paused.keys()
-        for name in self.limits.grant_due(candidates):
+        for name in self.limits.grant_due(_MayGo(self)):
             if name in self._held:
                 call = self._held.pop(name)
+                self._held_on[self._host_of(name)] -= 1
                 if self._over_budget(name):  # spent while it waited
                     self.limits.release(name, succeeded=False)
                     continue
                 self.arrivals.append(call)
-                self._out.add(name)
+                self._went(name)
             else:
                 reply_id, since, why = self._paused.pop(name)
                 self.runtime.log(
@@ -157,15 +163,40 @@ class StepPermits:
 
     def replied(self, name: str, tokens: int, cost: float) -> None:
         """`name`'s step is answered, its calls having used `tokens` and `cost`: its permit comes back."""
-        self._out.discard(name)
+        self._back(name)
         self.limits.release(name, tokens)
         self.spending.add(name, tokens, cost)
 
     def release(self, name: str, succeeded: bool = True) -> None:
-        self._out.discard(name)
+        self._back(name)
         self.limits.release(name, succeeded=succeeded)
+
+    def _went(self, name: str) -> None:
+        self._out.add(name)
+        self._busy[self._host_of(name)] += 1
+
+    def _back(self, name: str) -> None:
+        if name in self._out:
+            self._out.discard(name)
+            self._busy[self._host_of(name)] -= 1
+
+    def may_go(self, name: str) -> bool:
+        """Whether a permit may go to `name` now: a paused call, or a step held back for a host not busy."""
+        if name in self._paused:
+            return True
+        return name in self._held and not (self._hosted and self._busy[self._host_of(name)])
 
     def end(self) -> None:
         """The step is over, however it ended: every permit it holds or waits for goes back."""
         for name in self._names:
             self.limits.release(name, succeeded=False)
+
+
+class _MayGo:
+    """The holders a permit may go to now, as `Limits.grant_due` asks: without building the set of them."""
+
+    def __init__(self, permits: StepPermits) -> None:
+        self._permits = permits
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._permits.may_go(name)

@@ -42,6 +42,8 @@ from actorsim.transport._hosted import HostedTransport
 
 SEND_SPANS_TIMEOUT_S = 5.0
 """How long a run's end waits for its processes to send their spans (live export)."""
+SLOW_START_CALLS = 16
+"""Hosted agents' calls a server whose limit is not given takes at first; twice as many each round it answers."""
 
 T = TypeVar("T")
 
@@ -72,7 +74,9 @@ class Runtime:
         self._closed = False
         self.driver_log = DriverLog(transport, options, run_id)
         self.supervisor = Supervisor(transport, timeout=options.ask_timeout, log=self.log)
-        self.limits = Limits()
+        # Hosted calls that a server throttles wait on their hosts, out of the driver's reach: a server whose
+        # limit is not given is not sent a whole swarm at once, but more calls each round (`ServerLimiter`).
+        self.limits = Limits(slow_start=SLOW_START_CALLS if self.hosts_agents else None)
         """One limiter per model server, for every agent of the run (see `actorsim._runtime.limits`)."""
         self.spending = Spending(options.budget)
         """What the run's model calls have spent, against `budget`."""
@@ -194,6 +198,10 @@ class Runtime:
     def hosts_agents(self) -> bool:
         """Whether agents are hosted many to a host actor (`init(hosts=N)`): started in batches, described lazily."""
         return isinstance(self.transport, HostedTransport)
+
+    def host_of(self, name: str) -> int | None:
+        """Which host holds agent `name` (None: none does, it is an actor of its own)."""
+        return self.transport.host_of(name) if isinstance(self.transport, HostedTransport) else None
 
     @property
     def has_actors(self) -> bool:

@@ -30,7 +30,8 @@ class ModelTraffic:
     cost: float
 
     def __str__(self) -> str:
-        shown = f"{self.in_flight} model calls in flight, {self.waiting} waiting · {self.tokens:,} tokens"
+        calls = "model call" if self.in_flight == 1 else "model calls"
+        shown = f"{self.in_flight} {calls} in flight, {self.waiting} waiting · {self.tokens:,} tokens"
         return shown + (f" · ${self.cost:.4f}" if self.cost else "")
 
 

@@ -20,9 +20,10 @@ import tenacity
 from httpx_sse import connect_sse
 
 from actorsim._core.chat import ChatMessage
-from actorsim._core.context import wait_unless_stopped
+from actorsim._core.context import gates_in_place, wait_unless_stopped
 from actorsim._core.validators import positive
 from actorsim._errors import ActorStoppedError, LLMError, TransientServerError
+from actorsim.llm._gate import ServerGate
 from actorsim.llm._limits import THROTTLE_STATUS, PermitRequest, ServerLimits, Throttled, retry_after
 from actorsim.llm._price import Price
 from actorsim.llm._protocol import ModelItem, RetryNotice
@@ -81,6 +82,28 @@ def _wait(seconds: float) -> None:
     """Wait for another try; an agent stopped meanwhile (its run ends) does not wait it out."""
     if wait_unless_stopped(seconds):
         raise ActorStoppedError("the agent was stopped while it waited to try its model server again")
+
+
+@contextlib.contextmanager
+def _try_through(gate: ServerGate | None) -> Iterator[Callable[[], None]]:
+    """One try's place at its host's gate (no gate: none), given back however the try ends; yields what to call
+    once the server has taken the try."""
+    if gate is None:
+        yield lambda: None
+        return
+    ticket = gate.enter()
+    try:
+        yield functools.partial(gate.admitted, ticket)
+    except TransientServerError as error:
+        if error.status in THROTTLE_STATUS:
+            gate.throttled(ticket, error.retry_after)
+        else:
+            gate.leave(ticket, succeeded=False)
+        raise
+    except BaseException:
+        gate.leave(ticket, succeeded=False)
+        raise
+    gate.leave(ticket, succeeded=True)
 
 
 _pools: dict[tuple[str, str | None, float], httpx.Client] = {}
@@ -183,17 +206,23 @@ class OpenAIChatModel:
         # (its actor's next request), so this copy, which serves this call alone, keeps it in one place.
         retrying._local = types.SimpleNamespace()  # type: ignore[assignment]
         server = self.config.api_base
+        gates = gates_in_place()  # on a host: every try waits for its server there (`actorsim.llm._gate`)
+        gate = None if gates is None else gates.gate((server.rstrip("/"), self.config.model), self.limits)
         try:
             for attempt in retrying:
                 if waits:
                     notice = waits.pop()
                     yield notice
-                    if not isinstance(notice, Throttled) or (yield PermitRequest(server, notice.wait_s)) is None:
+                    if isinstance(notice, Throttled) and gate is not None:
+                        pass  # its host's gate holds it back, with every call of the server the host makes
+                    elif not isinstance(notice, Throttled) or (yield PermitRequest(server, notice.wait_s)) is None:
                         self._sleep(notice.wait_s)
-                with attempt, contextlib.ExitStack() as stack:
+                with attempt, _try_through(gate) as admitted, contextlib.ExitStack() as stack:
                     text = ""
                     assembler = ToolCallAssembler()  # a retake assembles its calls afresh
-                    for piece in self._contents(self._open(stack, body), assembler):
+                    events = self._open(stack, body)
+                    admitted()
+                    for piece in self._contents(events, assembler):
                         text += piece
                         # A stream that broke off is asked again: yield only what goes past the break.
                         if len(text) > len(shown):

@@ -17,6 +17,7 @@ import attrs
 from actorsim._core.context import current_stop_event, stop_waits_with, wait_in_place
 from actorsim._errors import ActorStoppedError
 from actorsim._runlog import RunLogConfig, hosted_by, open_run_log
+from actorsim.llm._gate import CallGates
 from actorsim.transport._base import Behaviour, BehaviourFactory, Failure, StreamEnd
 
 HOST_THREADS = 512
@@ -79,8 +80,14 @@ class Host:
     for one agent's error.
     """
 
-    def __init__(self, name: str = "host", *, log: RunLogConfig | None = None, process: str = "host") -> None:
-        """`name` is the host's actor name; with a `log`, the host writes `<process>-<pid>.jsonl`, its agents too."""
+    def __init__(
+        self, name: str = "host", *, log: RunLogConfig | None = None, process: str = "host",
+        gates: CallGates | None = None,
+    ) -> None:
+        """`name` is the host's actor name; with a `log`, the host writes `<process>-<pid>.jsonl`, its agents too.
+
+        Its agents' calls wait for their servers at `gates` (`actorsim.llm._gate`): hosts in one process share them.
+        """
         self._name = name
         if log is not None:
             run_log = open_run_log(log, process=process)
@@ -89,6 +96,7 @@ class Host:
         self._agents: dict[str, Behaviour] = {}
         self._broken: dict[str, BaseException] = {}  # agents whose factory raised, with what it raised
         self._pool = ThreadPoolExecutor(max_workers=HOST_THREADS, thread_name_prefix="agent")
+        self._gates = gates or CallGates()
 
     def receive(self, request: Any) -> Any:
         """Add, remove, ask or stream the agents it hosts."""
@@ -151,7 +159,7 @@ class Host:
         stopping: threading.Event | None = None,
     ) -> None:
         stop_waits_with(stopping)
-        wait_in_place(True)
+        wait_in_place(self._gates)
         try:
             for item in self._agent(name).receive(request):
                 out.put((call_id, item))

@@ -43,6 +43,7 @@ import attrs
 
 from actorsim._core.ref import ActorRef
 from actorsim._errors import ActorDiedError, ActorStoppedError
+from actorsim.llm._gate import CallGates
 from actorsim.transport._base import BehaviourFactory, CallFailed, Calls, Failure, StreamEnd, Transport
 from actorsim.transport._host import AddAgents, Host, Hosted, RemoveAgent, RunBatch, ToAgent, ToAgents
 
@@ -87,6 +88,7 @@ class HostedTransport(Transport):
         self._slots = [_Slot() for _ in range(hosts)]
         self._placed: dict[str, ActorRef] = {}
         self._lock = threading.RLock()
+        self._gates = CallGates()  # the hosts' gates: shared by hosts that share a process (local), else each its own
 
     @property
     def hosts(self) -> list[ActorRef]:
@@ -122,7 +124,7 @@ class HostedTransport(Transport):
                 slot.incarnation += 1
                 host_name = f"host-{index}.{slot.incarnation}"
                 slot.ref = self.inner.spawn(
-                    functools.partial(Host, host_name, log=factory.log, process=f"host-{index}"),
+                    functools.partial(Host, host_name, log=factory.log, process=f"host-{index}", gates=self._gates),
                     name=host_name, timeout=timeout, placement=placement,
                 )
             host = slot.ref
@@ -156,6 +158,11 @@ class HostedTransport(Transport):
                     slot.agents.clear()
                     slot.adding.clear()
                     self.inner.stop(host)
+
+    def host_of(self, name: str) -> int | None:
+        """Which host (its slot, kept across the host's restarts) holds agent `name`; None for an actor of its own."""
+        ref = self._placed.get(name)
+        return None if ref is None else ref.address.slot
 
     def _placement(self, ref: ActorRef) -> _Placement:
         if self._placed.get(ref.name) is not ref:

@@ -108,6 +108,10 @@ def _on(ref: ActorRef) -> str:
     return f" on node {ref.node}" if ref.node else ""
 
 
+_WAIT_SLICE_S = 0.1
+"""The longest a streamed call's wait blocks in Ray at once."""
+
+
 class _RayCalls(Calls):
     """Streamed calls as Ray streaming generators, taken as their items become ready."""
 
@@ -126,8 +130,12 @@ class _RayCalls(Calls):
     def next(self, timeout: float) -> tuple[ActorRef, Any] | None:
         deadline = time.monotonic() + timeout
         while self._generators:
-            ready, _ = ray.wait(list(self._generators), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+            # In slices: Ctrl-C reaches Python only between them (a wait of a second delayed a stop by one).
+            left = deadline - time.monotonic()
+            ready, _ = ray.wait(list(self._generators), num_returns=1, timeout=max(0.0, min(left, _WAIT_SLICE_S)))
             if not ready:
+                if left > _WAIT_SLICE_S:
+                    continue
                 return None
             generator = ready[0]
             ref = self._generators[generator]

@@ -61,10 +61,16 @@ PAGE_SCRIPT = """() => {
 
 
 _END = object()
+TICK_S = 1.0
+"""How often the page is drawn again while no frame comes (a step waiting for its model servers)."""
 
 
-def _on_own_thread(events: Iterable[RoomEvent], name: str) -> Iterator[RoomEvent]:
-    """Run `events` on one thread, handing them over as they come.
+class _Tick:
+    """No event for `TICK_S`: the page is drawn again, with what the model calls are doing now."""
+
+
+def _on_own_thread(events: Iterable[RoomEvent], name: str) -> Iterator[RoomEvent | _Tick]:
+    """Run `events` on one thread, handing them over as they come, and a `_Tick` each `TICK_S` without one.
 
     Closing this generator lets the current step finish on its thread (its
     actors are owed their replies), stops before the next one, and returns
@@ -91,7 +97,14 @@ def _on_own_thread(events: Iterable[RoomEvent], name: str) -> Iterator[RoomEvent
     thread = threading.Thread(target=produce, name=f"actorsim-ui:{name}", daemon=True)
     thread.start()
     try:
-        while (item := handover.get()) is not _END:
+        while True:
+            try:
+                item = handover.get(timeout=TICK_S)
+            except queue.Empty:
+                yield _Tick()
+                continue
+            if item is _END:
+                break
             if isinstance(item, BaseException):
                 raise item
             yield item
@@ -174,9 +187,13 @@ class _Session:
         human = self.room.human
         if waiting and human is not None:
             return f"**Your turn, {html.escape(human)}**: type your answer below and press Enter."
+        line = "Waiting for the next speaker…"
         if self.room.speaking is not None:
-            return f"{self.label(self.room.speaking)} is speaking…"
-        return "Waiting for the next speaker…"
+            line = f"{self.label(self.room.speaking)} is speaking…"
+        traffic = self.room.task_center.runtime.model_traffic()
+        if traffic.in_flight or traffic.waiting or traffic.tokens:  # a model server's, not scripted replies
+            line += f" <small>({traffic})</small>"
+        return line
 
     def roles_table(self) -> str:
         """The registry's agents: kind, group and topics, what they are about, status, what each does now."""
@@ -350,7 +367,7 @@ class ChatApp:
                 session.add_frame(event)
             elif isinstance(event, HumanTurn):
                 waiting = True
-            elif not isinstance(event, Speaking):
+            elif not isinstance(event, Speaking | _Tick):
                 continue
             yield self._updates(session, waiting=waiting)
         session.refresh_agents()

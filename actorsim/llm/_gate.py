@@ -1,0 +1,133 @@
+"""A host's own limiter per model server, for the calls its threads make.
+
+A host runs hundreds of agents' steps as one batch and cannot take its
+driver's answer to a throttled call until the batch is over, so those calls
+wait for their server on the host: every try of every call goes through its
+host's gate. Unbounded while the server says nothing, a gate learns its
+share of the server from the 429s its host's calls get, as the driver's
+limiter does (`actorsim.llm._limiter`), so that hundreds of calls do not each
+retry on their own schedule into a server that is full.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable
+
+from actorsim._core.context import current_stop_event
+from actorsim._errors import ActorStoppedError
+from actorsim.llm._limiter import ServerKey, ServerLimiter
+from actorsim.llm._limits import ServerLimits
+
+_STOP_POLL_S = 0.5
+"""How often a waiting call looks whether its host is being stopped."""
+
+
+class ServerGate:
+    """Calls to one server from one host: each try holds a place while it is in flight, and waits for one."""
+
+    def __init__(self, key: ServerKey, limits: ServerLimits, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limiter = ServerLimiter(key, limits, clock)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._wakers: dict[str, threading.Event] = {}  # waiting tries: set once granted, or to take over the timer
+        self._ids = itertools.count(1)
+
+    @property
+    def allowed(self) -> int | None:
+        return self._limiter.allowed
+
+    @property
+    def most_in_flight(self) -> int:
+        return self._limiter.most_in_flight
+
+    def enter(self, wait_s: float = 0.0) -> str:
+        """A place for one try, first come first served, not before `wait_s` from now: its ticket."""
+        ticket = f"try-{next(self._ids)}"
+        with self._lock:
+            if self._limiter.ask(ticket, wait_s):
+                return ticket
+            woken = self._wakers[ticket] = threading.Event()
+        stopping = current_stop_event()
+        while True:
+            with self._lock:
+                self._grant_due()
+                if ticket in self._limiter.in_flight:
+                    return ticket
+                woken.clear()
+                timeout = self._timeout_for(ticket)
+            if stopping is not None:
+                timeout = _STOP_POLL_S if timeout is None else min(timeout, _STOP_POLL_S)
+            woken.wait(timeout)
+            if stopping is not None and stopping.is_set():
+                with self._lock:
+                    self._wakers.pop(ticket, None)
+                    self._limiter.release(ticket, succeeded=False)
+                    self._grant_due()
+                raise ActorStoppedError("the agent was stopped while its call waited for its model server")
+
+    def admitted(self, ticket: str) -> None:
+        """The server took the try: it is streaming."""
+        with self._lock:
+            self._limiter.admitted(ticket)
+
+    def throttled(self, ticket: str, retry_after: float | None) -> None:
+        """The server refused the try for being over its limit: its place comes back, and the allowance is cut."""
+        with self._lock:
+            self._limiter.throttled(ticket, retry_after)
+            self._grant_due()
+
+    def leave(self, ticket: str, succeeded: bool) -> None:
+        """The try is over, answered or failed otherwise: its place comes back."""
+        with self._lock:
+            self._limiter.release(ticket, succeeded=succeeded)
+            self._grant_due()
+
+    def _grant_due(self) -> None:
+        """Wake the tries granted a place, and the first still waiting if a time (not a release) lets it go.
+
+        A gate with no try in flight or waiting forgets what the server taught it: its host's batch is over,
+        and the next is sized by the driver's limiter, which has learned from every host.
+        """
+        if not self._limiter.in_flight and not self._limiter.waiting:
+            self._limiter.unlearn()
+            return
+        for ticket in self._limiter.grant_due(self._wakers.keys()):
+            self._wakers.pop(ticket).set()
+        due = self._limiter.next_due()
+        if due is not None and not math.isinf(due) and self._wakers:
+            self._wakers[next(iter(self._limiter.waiting))].set()
+
+    def _timeout_for(self, ticket: str) -> float | None:
+        """How long `ticket` sleeps: until the due time if it keeps the timer (the first waiting), else until woken."""
+        due = self._limiter.next_due()
+        if due is None or math.isinf(due) or next(iter(self._limiter.waiting)) != ticket:
+            return None
+        return max(0.0, due - self._clock())
+
+
+class CallGates:
+    """A host's gates, one per server its agents call; shared by the hosts of one process.
+
+    Sent to another process, it arrives empty: a host there learns its servers for itself.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._gates: dict[ServerKey, ServerGate] = {}
+
+    def gate(self, key: ServerKey, limits: ServerLimits) -> ServerGate:
+        """The gate of server `key`; `limits.max_concurrency` bounds it from the first call (the driver's bound,
+        which a host cannot pass anyway)."""
+        with self._lock:
+            gate = self._gates.get(key)
+            if gate is None:
+                gate = self._gates[key] = ServerGate(key, ServerLimits(limits.max_concurrency), self._clock)
+            return gate
+
+    def __reduce__(self) -> tuple[type[CallGates], tuple[()]]:
+        return CallGates, ()

@@ -1,0 +1,217 @@
+"""What a model server allows now: permits first come first served, and an allowance learned from its 429s.
+
+One algorithm for two places: the run's driver keeps one of these per server
+for every agent of the run (`actorsim._runtime.limits`), and a host keeps one
+per server for the calls its threads make (`actorsim.llm._gate`). A throttled
+call gives its permit back and waits for another: the server's allowance is
+cut to the calls it was still serving, its `Retry-After` holds back all its
+calls, and the allowance rises back by one for each allowance's worth of
+calls that succeed, up to where the server last throttled (and past it, a
+step at a time, after a quiet `PROBE_AFTER_S`).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Callable, Container
+
+from actorsim.llm._limits import ServerLimits
+
+ServerKey = tuple[str, str]
+"""A model server as its limits know it: (`api_base`, `model`)."""
+
+MINUTE_S = 60.0
+EPISODE_S = 1.0
+"""Throttles closer together than this are one episode: the server's answer to one burst."""
+PROBE_AFTER_S = 30.0
+"""After this long without a throttle, a learned ceiling below the configured one rises by one call."""
+
+
+class ServerLimiter:
+    """The permits of one server: who holds one, who waits, and what the server allows now."""
+
+    def __init__(
+        self, key: ServerKey, limits: ServerLimits, clock: Callable[[], float], slow_start: int | None = None
+    ) -> None:
+        """`slow_start`: with no `max_concurrency` given, the calls let go at first (None: all), one more for each
+        that succeeds (twice as many each round) until the server throttles, as TCP's slow start."""
+        self.key = key
+        self.limits = limits
+        self._clock = clock
+        self._slow_start = slow_start
+        self.allowed: int | None = limits.max_concurrency or slow_start
+        """Calls that may be in flight now: the configured limit, or less after a throttle (None: no bound)."""
+        self.ceiling: int | None = limits.max_concurrency
+        self.in_flight: set[str] = set()
+        self.waiting: dict[str, float] = {}  # holder -> when it may go at the earliest, first come first served
+        self.paused_until = 0.0
+        self._starts: collections.deque[float] = collections.deque()
+        self._tokens: collections.deque[tuple[float, int]] = collections.deque()
+        self._token_total = 0
+        self._successes = 0
+        self._last_throttle = -math.inf
+        self._admitted: set[str] = set()
+        self._refused: set[str] = set()  # throttled calls that wait where they are, keeping their permits
+        self._left = math.inf  # the fewest calls left in flight at a throttle, this throttling episode
+        self._seen = 0  # the most calls seen streaming at once
+        self.most_in_flight = 0
+
+    def update(self, limits: ServerLimits) -> None:
+        self.limits = limits
+        if limits.max_concurrency is not None:
+            if self.ceiling is None:  # slow start is for a server whose limit is not known
+                self.allowed = None
+            self.allowed = min(self.allowed or limits.max_concurrency, limits.max_concurrency)
+            self.ceiling = min(self.ceiling or limits.max_concurrency, limits.max_concurrency)
+
+    def ask(self, holder: str, wait_s: float = 0.0) -> bool:
+        """A permit for `holder` now (True), or a place in the queue, to be granted by `grant_due`."""
+        now = self._clock()
+        if wait_s <= 0 and not self.waiting and self._room(now):
+            self._grant(holder, now)
+            return True
+        self.waiting[holder] = now + wait_s
+        return False
+
+    def grant_due(self, among: Container[str]) -> list[str]:
+        """Grant the waiting holders `among` these, first come first served, as far as there is room; those granted."""
+        now = self._clock()
+        granted = []
+        for holder, not_before in list(self.waiting.items()):
+            if not self._room(now):
+                break
+            if not_before <= now and holder in among:
+                del self.waiting[holder]
+                self._grant(holder, now)
+                granted.append(holder)
+        return granted
+
+    def release(self, holder: str, tokens: int = 0, succeeded: bool = True) -> None:
+        """`holder`'s step ended (its permit comes back) after its calls used `tokens`."""
+        now = self._clock()
+        self.waiting.pop(holder, None)
+        self._admitted.discard(holder)
+        self._refused.discard(holder)
+        if holder in self.in_flight:
+            self.in_flight.discard(holder)
+            if succeeded:
+                self._succeeded(now)
+        if tokens:
+            self._tokens.append((now, tokens))
+            self._token_total += tokens
+
+    @property
+    def streaming(self) -> int:
+        """Calls in flight that the server took."""
+        return len(self._admitted & self.in_flight)
+
+    def unlearn(self) -> None:
+        """Forget what the server's throttles taught (not a pause it asked for): its allowance is as at first."""
+        self.allowed = self.limits.max_concurrency or self._slow_start
+        self.ceiling = self.limits.max_concurrency
+        self._successes = 0
+        self._left = math.inf
+        self._seen = 0
+
+    def admitted(self, holder: str) -> None:
+        """`holder`'s call is streaming: the server took it, and as many as stream now at once, it takes."""
+        if holder in self.in_flight:
+            self._admitted.add(holder)
+            self._refused.discard(holder)
+            streaming = len(self._admitted)
+            self._seen = max(self._seen, streaming)
+            if self.allowed is not None and self.ceiling is not None and streaming > self.allowed:
+                self.allowed = streaming  # after a cut made before these calls were known to stream
+                self.ceiling = max(self.ceiling, streaming)
+
+    def throttled(self, holder: str, retry_after: float | None, in_place: bool = False) -> bool:
+        """The server refused `holder`'s call for being over its limit; True when its allowance changed.
+
+        The server serves at least the calls streaming now (the allowance), and
+        the ceiling the allowance rises back to is the most seen streaming at
+        once, but no more than were left in flight at any throttle of one
+        episode. Past the ceiling, only a quiet `PROBE_AFTER_S` lets it rise:
+        a server found full is not tried again and again.
+
+        A call throttled on a host (`in_place`) keeps its permit. The driver
+        hears that a hosted call streams only as its host's batch sends the
+        call's items on, late and in bunches on a busy machine, so what it saw
+        streaming says little: the ceiling is then those left in flight.
+        """
+        now = self._clock()
+        if not in_place:  # a call that waits where it is (on a host) keeps its permit
+            self.in_flight.discard(holder)
+        elif holder in self.in_flight:
+            self._refused.add(holder)
+        self._admitted.discard(holder)
+        if retry_after:
+            self.paused_until = max(self.paused_until, now + retry_after)
+        fresh = now - self._last_throttle > EPISODE_S
+        self._last_throttle = now
+        if fresh:
+            self._left = math.inf
+        self._left = min(self._left, max(1, len(self.in_flight) - len(self._refused)))
+        allowed = max(1, self.streaming)
+        ceiling = max(allowed, int(self._left) if in_place else min(int(self._left), self._seen))
+        if self.limits.max_concurrency is not None:
+            allowed, ceiling = min(allowed, self.limits.max_concurrency), min(ceiling, self.limits.max_concurrency)
+        changed = (allowed, ceiling) != (self.allowed, self.ceiling)
+        self.allowed, self.ceiling = allowed, ceiling
+        self._successes = 0
+        return changed
+
+    def next_due(self) -> float | None:
+        """When a waiting holder may be granted without any permit coming back; inf if only a release can;
+        None when no one waits."""
+        if not self.waiting:
+            return None
+        now = self._clock()
+        if self.allowed is not None and len(self.in_flight) >= self.allowed:
+            return math.inf
+        due = max(now, self.paused_until, min(self.waiting.values()))
+        self._forget_old(now)
+        if self.limits.requests_per_minute is not None and len(self._starts) >= self.limits.requests_per_minute:
+            due = max(due, self._starts[0] + MINUTE_S)
+        if self.limits.tokens_per_minute is not None and self._token_total >= self.limits.tokens_per_minute:
+            due = max(due, self._tokens[0][0] + MINUTE_S)
+        return due
+
+    def _room(self, now: float) -> bool:
+        if now < self.paused_until:
+            return False
+        if self.allowed is not None and len(self.in_flight) >= self.allowed:
+            return False
+        self._forget_old(now)
+        if self.limits.requests_per_minute is not None and len(self._starts) >= self.limits.requests_per_minute:
+            return False
+        return self.limits.tokens_per_minute is None or self._token_total < self.limits.tokens_per_minute
+
+    def _grant(self, holder: str, now: float) -> None:
+        self.in_flight.add(holder)
+        self.most_in_flight = max(self.most_in_flight, len(self.in_flight))
+        if self.limits.requests_per_minute is not None:
+            self._starts.append(now)
+
+    def _succeeded(self, now: float) -> None:
+        """Additive increase: one more call in flight per allowance's worth of successes, up to the ceiling."""
+        if self.allowed is None:
+            return
+        if self.ceiling is None:  # slow start: nothing throttled yet, and no limit given
+            self.allowed += 1
+            return
+        if self.allowed >= self.ceiling:
+            most = self.limits.max_concurrency or math.inf
+            if now - self._last_throttle < PROBE_AFTER_S or self.allowed >= most:
+                return
+            self.ceiling = self.allowed + 1  # quiet long enough: probe one step past where it last throttled
+        self._successes += 1
+        if self._successes >= self.allowed:
+            self.allowed += 1
+            self._successes = 0
+
+    def _forget_old(self, now: float) -> None:
+        while self._starts and now - self._starts[0] >= MINUTE_S:
+            self._starts.popleft()
+        while self._tokens and now - self._tokens[0][0] >= MINUTE_S:
+            self._token_total -= self._tokens.popleft()[1]
