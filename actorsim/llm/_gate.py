@@ -40,10 +40,6 @@ class ServerGate:
     def allowed(self) -> int | None:
         return self._limiter.allowed
 
-    @property
-    def most_in_flight(self) -> int:
-        return self._limiter.most_in_flight
-
     def enter(self, wait_s: float = 0.0) -> str:
         """A place for one try, first come first served, not before `wait_s` from now: its ticket."""
         ticket = f"try-{next(self._ids)}"
