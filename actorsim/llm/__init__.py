@@ -96,13 +96,13 @@ def served_by(llm: Mapping[str, Any] | ChatModel) -> tuple[tuple[str, str], Serv
     What the run's driver keys its limiter by: every agent of one server shares it.
     """
     if isinstance(llm, OpenAIChatModel):
-        return (llm.config.api_base.rstrip("/"), llm.config.model), llm.limits
+        return llm.config.server_key, llm.limits
     if isinstance(llm, ChatModel):
         return None
     server, config = _parse(llm)
     if not isinstance(config, OpenAIConfig):
         return None
-    return (config.api_base.rstrip("/"), config.model), limits_from(llm)
+    return config.server_key, limits_from(llm)
 
 
 __all__ = [

@@ -6,8 +6,8 @@ per server for the calls its threads make (`actorsim.llm._gate`). A throttled
 call gives its permit back and waits for another: the server's allowance is
 cut to the calls it was still serving, its `Retry-After` holds back all its
 calls, and the allowance rises back by one for each allowance's worth of
-calls that succeed, up to where the server last throttled (and past it, a
-step at a time, after a quiet `PROBE_AFTER_S`).
+calls that succeed, up to the most the server was seen to serve at once (and
+past it, a step at a time, after a quiet `PROBE_AFTER_S`).
 """
 
 from __future__ import annotations
@@ -60,9 +60,9 @@ class ServerLimiter:
     def update(self, limits: ServerLimits) -> None:
         self.limits = limits
         if limits.max_concurrency is not None:
-            if self.ceiling is None:  # slow start is for a server whose limit is not known
-                self.allowed = None
-            self.allowed = min(self.allowed or limits.max_concurrency, limits.max_concurrency)
+            # Slow start (no ceiling yet) is for a server whose limit is not known: a limit given replaces it.
+            learnt = self.allowed if self.ceiling is not None else None
+            self.allowed = min(learnt or limits.max_concurrency, limits.max_concurrency)
             self.ceiling = min(self.ceiling or limits.max_concurrency, limits.max_concurrency)
 
     def ask(self, holder: str, wait_s: float = 0.0) -> bool:
@@ -103,8 +103,8 @@ class ServerLimiter:
 
     @property
     def streaming(self) -> int:
-        """Calls in flight that the server took."""
-        return len(self._admitted & self.in_flight)
+        """Calls in flight that the server took (a call leaves `_admitted` when it leaves `in_flight`)."""
+        return len(self._admitted)
 
     def unlearn(self) -> None:
         """Forget what the server's throttles taught (not a pause it asked for): its allowance is as at first."""
@@ -119,11 +119,10 @@ class ServerLimiter:
         if holder in self.in_flight:
             self._admitted.add(holder)
             self._refused.discard(holder)
-            streaming = len(self._admitted)
-            self._seen = max(self._seen, streaming)
-            if self.allowed is not None and self.ceiling is not None and streaming > self.allowed:
-                self.allowed = streaming  # after a cut made before these calls were known to stream
-                self.ceiling = max(self.ceiling, streaming)
+            self._seen = max(self._seen, self.streaming)
+            if self.allowed is not None and self.ceiling is not None and self.streaming > self.allowed:
+                self.allowed = self.streaming  # after a cut made before these calls were known to stream
+                self.ceiling = max(self.ceiling, self.streaming)
 
     def throttled(self, holder: str, retry_after: float | None, in_place: bool = False) -> bool:
         """The server refused `holder`'s call for being over its limit; True when its allowance changed.

@@ -61,6 +61,11 @@ class OpenAIConfig:
     function_calling: bool = True
     """False for a model without function calling: agents fall back to a ReAct prompt."""
 
+    @property
+    def server_key(self) -> tuple[str, str]:
+        """The server its calls go to, as limits key it: (`api_base`, `model`)."""
+        return self.api_base.rstrip("/"), self.model
+
 
 def _is_transient(error: BaseException) -> bool:
     # A refused connection is not: the server is not there, and trying again only keeps the user waiting.
@@ -207,15 +212,16 @@ class OpenAIChatModel:
         retrying._local = types.SimpleNamespace()  # type: ignore[assignment]
         server = self.config.api_base
         gates = gates_in_place()  # on a host: every try waits for its server there (`actorsim.llm._gate`)
-        gate = None if gates is None else gates.gate((server.rstrip("/"), self.config.model), self.limits)
+        gate = None if gates is None else gates.gate(self.config.server_key, self.limits)
         try:
             for attempt in retrying:
                 if waits:
                     notice = waits.pop()
                     yield notice
-                    if isinstance(notice, Throttled) and gate is not None:
-                        pass  # its host's gate holds it back, with every call of the server the host makes
-                    elif not isinstance(notice, Throttled) or (yield PermitRequest(server, notice.wait_s)) is None:
+                    if not isinstance(notice, Throttled):
+                        self._sleep(notice.wait_s)
+                    # A throttled try waits at its host's gate, with every call of the server the host makes.
+                    elif gate is None and (yield PermitRequest(server, notice.wait_s)) is None:
                         self._sleep(notice.wait_s)
                 with attempt, _try_through(gate) as admitted, contextlib.ExitStack() as stack:
                     text = ""
