@@ -15,6 +15,9 @@ the outside world:
 - faults: a delivery that crashed in the recording (its model call failed, or
   its process died) crashes again at the same point: the supervisor restarts
   the agent and delivers again, or gives up, as it did;
+- the budget: a step's later model call that the spent budget stopped in the
+  recording is stopped again, and every other goes, whatever order the
+  replayed calls end in;
 - messages: every published message is checked against the recording, sender
   by sender; `until` stops there with the run's state, and a recording that
   was interrupted (Ctrl-C) stops where it was.
@@ -224,6 +227,8 @@ class Replay(Intervention):
         self._ids = _recorded_ids(self.run.events)
         self._faults = _recorded_faults(self.run.events)
         self._inputs = {(e["input"], e["index"]): e["value"] for e in self.run.of_type("input.recorded")}
+        self._refused = {(e["reply_id"], e["call"]): e["spent"] for e in self.run.of_type("budget.call_refused")}
+        self._stopped = {reply_id for reply_id, _ in self._refused}
         self._messages: dict[str, list[Message]] = {}
         for message in recorded:
             self._messages.setdefault(message.sent_from, []).append(message)
@@ -288,6 +293,14 @@ class Replay(Intervention):
             return None
         recorded, gave_up = faults[attempt - 1]
         return ReplayedFault(recorded, restartable=not gave_up)
+
+    def budget_stops(self, reply_id: str) -> bool:
+        return reply_id in self._stopped
+
+    def spend_check(self, reply_id: str, call: int) -> RecordedInput | None:
+        if (reply_id, call) in self._refused:
+            return RecordedInput(self._refused[reply_id, call])
+        return None if self.forked else RecordedInput(None)  # past the recording, the run's tally decides
 
     def published(self, message: Message, state: Callable[[], RunState]) -> None:
         if self.matched >= self.fork_after:

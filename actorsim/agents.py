@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from actorsim._core.budget import CallUsed, SpendCheck
 from actorsim._core.context import current_reply
 from actorsim._core.envelope import Message, ToolFrame
 from actorsim._core.roles import role_list
@@ -41,9 +42,10 @@ from actorsim.tools._react import observation, parse_action, react_instructions
 HUMAN_INPUT_MODES = ("CLOSE", "ON", "TERMINAL")
 NO_SETTINGS = GenerationSettings()
 
-StepItem = str | ToolFrame | ServiceRequest | RetryNotice | PermitRequest | CutShort
-"""What an agent's step streams: reply text, tool frames, news of retries and of replies cut short, and pauses for
-a tool service or for its model server's limiter (answered by `send`)."""
+StepItem = str | ToolFrame | ServiceRequest | RetryNotice | PermitRequest | SpendCheck | CutShort | CallUsed
+"""What an agent's step streams: reply text, tool frames, news of retries, of replies cut short and of what each
+model call used, and pauses for a tool service, its model server's limiter or the run's budget (answered by
+`send`)."""
 
 
 @attrs.frozen
@@ -149,6 +151,7 @@ class Agent:
         self.cost_used = 0.0
         """What they cost, where its `llm` has a price."""
         self._own_calls: tuple[str | None, int] = (None, 0)  # calls `use_tool` made for one reply: their ids
+        self._model_calls: tuple[str | None, int] = (None, 0)  # model calls made for one reply: the budget asks
 
     def use_model(self, model: ChatModel | None) -> None:
         """Answer with `model` from now on (a replay gives every agent one that answers from its log).
@@ -302,10 +305,18 @@ class Agent:
 
     def _call_model(
         self, prompt: Sequence[ChatMessage], reply_id: str | None, settings: GenerationSettings | None, tools: bool
-    ) -> Generator[str | RetryNotice | PermitRequest | CutShort, Any, tuple[str, list[ToolCall]]]:
+    ) -> Generator[StepItem, Any, tuple[str, list[ToolCall]]]:
         """Stream the model's reply (and notices of its retries), recording the call in the run log; its text and
-        tool calls."""
+        tool calls.
+
+        A step's later calls (after its tools) first ask whether the run's
+        budget lets them go: a step whose budget is spent ends there.
+        """
         model = self._model()
+        made = self._model_calls[1] + 1 if reply_id is not None and self._model_calls[0] == reply_id else 1
+        self._model_calls = (reply_id, made)
+        if made > 1:
+            yield SpendCheck(made)
         name = getattr(getattr(model, "config", None), "model", type(model).__name__)
         extras: dict[str, Any] = {}
         logged: dict[str, Any] = {}
@@ -400,8 +411,7 @@ class Agent:
             yield CutShort(name, effective.get("max_tokens"))
         usage = getattr(model, "last_usage", None)
         if usage:
-            self.tokens_used += int(usage.get("total_tokens")
-                                    or (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0))
+            self.tokens_used += _total_tokens(usage)
         price = getattr(model, "price", None)
         # A replayed model has no price: it gives the recorded call's cost.
         cost = price.cost(usage) if price is not None else getattr(model, "last_cost", None)
@@ -420,6 +430,8 @@ class Agent:
             latency_s=time.perf_counter() - started,
             **logged,
         )
+        if usage or cost:  # counted by the budget now, not when the step replies
+            yield CallUsed(_total_tokens(usage), cost or 0.0)
         return reply, calls
 
 
@@ -431,13 +443,20 @@ def _answered_in_process(items: Generator[StepItem, Any, Any]) -> Iterator[StepI
             if isinstance(item, ServiceRequest):
                 item = items.send(ToolOutcome(error=f"tool service {item.service!r} is only reached in a step"))
                 continue
-            if isinstance(item, PermitRequest):  # no driver to wait for: the model waits itself
+            if isinstance(item, PermitRequest | SpendCheck | CallUsed):  # no driver: no budget, the model waits
                 item = next(items)
                 continue
             yield item
             item = next(items)
     except StopIteration:
         return
+
+
+def _total_tokens(usage: Mapping[str, Any] | None) -> int:
+    """A call's tokens as its server counted them: its total, else prompt and completion added up."""
+    if not usage:
+        return 0
+    return int(usage.get("total_tokens") or (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0))
 
 
 def _common_prefix(before: Sequence[ChatMessage], now: Sequence[ChatMessage]) -> int:

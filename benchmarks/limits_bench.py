@@ -23,6 +23,10 @@ calls/s and share of the ceiling, the server's most calls in flight (it must nev
 
   * budget: 200 agents, `max_concurrency=20`, `Budget(tokens=1000)` (100 calls' worth): how far the spend
     overshoots, against the calls in flight when the budget ran out (target: overshoot <= calls in flight);
+    once with one model call a step, once with agents that call a tool between two model calls;
+  * budget check: what a budget costs a swarm whose steps call a tool between two model calls (each later
+    call asks the driver first): one step of 400 agents on the hosts, with a budget far above need against
+    none, medians over rounds (calls/s with budget / without);
   * storm: one agent, the default policy, a server that answers 429 to every call: how long until the step
     ends, with `AgentFailedError` or `PoisonMessageError` (target: under 3 minutes), without and with
     `Retry-After`.
@@ -41,9 +45,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import actorsim  # noqa: E402
 from actorsim import AgentFailedError, Budget, BudgetExceeded, RolePlay, TaskCenter, create_component  # noqa: E402
-from tests.openai_server import OpenAIServer  # noqa: E402
+from tests import tools  # noqa: E402, F401 - registers the tool "weather"
+from tests.openai_server import OpenAIServer, tool_reply  # noqa: E402
 
-CALL_TOKENS = 7 + 3  # the test server's prompt tokens, and a reply of 3 words
+CALL_TOKENS = 7 + 3  # the test server's prompt tokens, and a reply of 3 words (or one tool call)
+
+
+def forecaster(body: dict[str, Any]) -> Any:
+    """A model that asks for the weather, then answers once the tool has: two calls a step."""
+    if body["messages"][-1]["role"] == "tool":
+        return "Mild and clear."
+    return tool_reply(("c1", "weather", '{"city": "Oslo"}'))
 
 
 def llm_for(server: OpenAIServer, **options: Any) -> dict[str, Any]:
@@ -98,13 +110,16 @@ def swarm_table(args: argparse.Namespace) -> None:
         print(f"{transport:<10}permit overhead: far / none calls/s = {rates['far'] / rates['none']:.2f}")
 
 
-def budget_overshoot(transport: str, log_dir: Path) -> None:
+def budget_overshoot(transport: str, log_dir: Path, with_tools: bool) -> None:
     agents, limit, budget = 200, 20, 1000
-    with OpenAIServer(["Up we go."], call_seconds=0.05, keep_alive=True) as server:
+    replies: Any = forecaster if with_tools else ["Up we go."]
+    with OpenAIServer(replies, call_seconds=0.05, keep_alive=True) as server:
         with actorsim.init(transport=transport, log_dir=log_dir, budget=Budget(tokens=budget)) as runtime:
             center = create_component(TaskCenter, name="thrifty", remote=True)
             center.add_agents([create_component(RolePlay, name=f"a{n}", remote=True,
-                                                llm=llm_for(server, max_concurrency=limit)) for n in range(agents)])
+                                                llm=llm_for(server, max_concurrency=limit),
+                                                function_list=["weather"] if with_tools else [])
+                               for n in range(agents)])
             center.send_task_request("go")
             in_flight_at_end = None
             try:
@@ -115,9 +130,32 @@ def budget_overshoot(transport: str, log_dir: Path) -> None:
                 pass
             spent = runtime.spending.tokens
     calls = spent // CALL_TOKENS
-    print(f"budget  {transport:<9} budget {budget:,} tokens ({budget // CALL_TOKENS} calls): {calls} calls made, "
-          f"{spent:,} tokens; overshoot {spent - budget:,} tokens = {(spent - budget) / CALL_TOKENS:.0f} calls, "
-          f"calls in flight when it ran out: {in_flight_at_end} (limit {limit})")
+    steps = "tool steps" if with_tools else "plain steps"
+    print(f"budget  {transport:<9} {steps}, budget {budget:,} tokens ({budget // CALL_TOKENS} calls): {calls} calls "
+          f"made ({len(server.requests)} asked), {spent:,} tokens; overshoot {spent - budget:,} tokens = "
+          f"{(spent - budget) / CALL_TOKENS:.0f} calls, calls in flight when it ran out: {in_flight_at_end} "
+          f"(limit {limit})")
+
+
+def budget_check_cost(transport: str, hosts: int, rounds: int, log_dir: Path) -> None:
+    agents = 400
+    rates: dict[str, list[float]] = {"none": [], "far": []}
+    for _ in range(rounds):
+        for name, budget in (("none", None), ("far", Budget(tokens=10**9))):
+            with OpenAIServer(forecaster, call_seconds=0.05, keep_alive=True) as server:
+                with actorsim.init(transport=transport, log_dir=log_dir, hosts=hosts, budget=budget):
+                    center = create_component(TaskCenter, name="checked", remote=True)
+                    center.add_agents([create_component(RolePlay, name=f"a{n}", remote=True, llm=llm_for(server),
+                                                        function_list=["weather"]) for n in range(agents)])
+                    center.send_task_request("go")
+                    started = time.monotonic()
+                    replied = {frame.role for frame in center.step() if frame.kind == "text"}
+                    took = time.monotonic() - started
+            assert len(replied) == agents and len(server.requests) == 2 * agents, (len(replied), len(server.requests))
+            rates[name].append(2 * agents / took)
+    none, far = (statistics.median(rates[name]) for name in ("none", "far"))
+    print(f"check   {transport:<9} {agents} hosted tool steps: {none:.0f} calls/s without a budget, {far:.0f} with "
+          f"one far above need: {far / none:.2f}")
 
 
 def storm(transport: str, retry_after: str | None, log_dir: Path) -> None:
@@ -156,7 +194,9 @@ def main() -> None:
         swarm_table(args)
     for transport in args.transports:
         if not args.skip_budget:
-            budget_overshoot(transport, args.log_dir)
+            budget_overshoot(transport, args.log_dir, with_tools=False)
+            budget_overshoot(transport, args.log_dir, with_tools=True)
+            budget_check_cost(transport, args.hosts, args.rounds, args.log_dir)
         if not args.skip_storm:
             storm(transport, None, args.log_dir)
             storm(transport, "1", args.log_dir)

@@ -241,6 +241,11 @@ def _events(model: str, reply: Any, usage: bool = True, max_tokens: int | None =
         for fragment in _tool_fragments(reply["tool_calls"], reply["shape"]):
             yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {"tool_calls": [fragment]}}]})
         yield json.dumps({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+        if usage:  # counted as a reply of 3 words per call
+            completion = 3 * len(reply["tool_calls"])
+            yield json.dumps({"model": model, "choices": [],
+                              "usage": {"prompt_tokens": 7, "completion_tokens": completion,
+                                        "total_tokens": 7 + completion}})
         return
     pieces = re.findall(r"\S+\s*|\s+", reply)
     cut = max_tokens is not None and len(pieces) > max_tokens

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from actorsim._core.budget import Allowance, CallUsed, SpendCheck, Spent
 from actorsim._core.envelope import Frame, Message
 from actorsim._protocol.agent import (
     Chunk,
@@ -25,6 +26,7 @@ from actorsim._protocol.agent import (
     ResumeStep,
     Retrying,
     RunStep,
+    Withdrawn,
 )
 from actorsim._protocol.registry import AgentInfo
 from actorsim._runlog import log_event, tap, traced
@@ -34,6 +36,9 @@ from actorsim.llm import ChatMessage, CutShort, PermitRequest, RetryNotice
 from actorsim.memory import MemoryState
 from actorsim.tools import ServiceRequest
 
+StepOut = Chunk | Frame | Retrying | CallUsed | Reply | Paused | Withdrawn
+"""What a step's stream carries back to the driver."""
+
 
 class AgentBehaviour:
     """Runs one `Agent` in an actor; built in the actor's own process by `build`."""
@@ -41,7 +46,7 @@ class AgentBehaviour:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self._clock = 0
-        self._paused: dict[str, _Going] = {}  # steps waiting for a tool service, by reply id
+        self._paused: dict[str, _Going] = {}  # by reply id: steps waiting for a tool service, a permit, the budget
 
     @classmethod
     def build(cls, agent_class: type[Agent], options: Mapping[str, Any]) -> AgentBehaviour:
@@ -52,7 +57,7 @@ class AgentBehaviour:
         raise TypeError(f"an agent does not understand {type(request).__name__}")
 
     @receive.register
-    def _run_step(self, request: RunStep) -> Iterator[Chunk | Frame | Retrying | Reply | Paused]:
+    def _run_step(self, request: RunStep) -> Iterator[StepOut]:
         agent = self.agent
         received = request.received
         turns_before = agent.memory.turn_count
@@ -64,17 +69,24 @@ class AgentBehaviour:
         settings = {"settings": request.settings} if request.settings is not None else {}
         texts = agent.step(received, task=request.task, user_response=request.user_response,
                            reply_id=request.reply_id, **settings)
-        return self._drive(_Going(request, texts, turns_before, fresh, agent.tokens_used, agent.cost_used), None)
+        return self._drive(_Going(request, texts, turns_before, fresh, request.allowance), None)
 
     @receive.register
-    def _resume(self, request: ResumeStep) -> Iterator[Chunk | Frame | Retrying | Reply | Paused]:
+    def _resume(self, request: ResumeStep) -> Iterator[StepOut]:
         going = self._paused.pop(request.reply_id, None)
         if going is None:
-            raise LookupError(f"agent {self.agent.role!r} has no step {request.reply_id} waiting for a tool service")
+            raise LookupError(f"agent {self.agent.role!r} has no step {request.reply_id} waiting for its driver")
+        if isinstance(request.outcome, Spent):  # the budget stops its next model call: the step ends unanswered
+            going.texts.close()
+            log_event("step.withdrawn", role=self.agent.role, reply_id=request.reply_id, spent=request.outcome.what)
+            return iter([Withdrawn(request.reply_id)])
+        if isinstance(request.outcome, Allowance):  # the budget lets the call go, and lends the step more
+            going.allowance, going.used_tokens, going.used_cost = request.outcome, 0, 0.0
+            return self._drive(going, None)
         return self._drive(going, request.outcome)
 
-    def _drive(self, going: _Going, answer: Any) -> Iterator[Chunk | Frame | Retrying | Reply | Paused]:
-        """Run the step on: chunks and tool frames out, until its reply, or a pause for a tool service."""
+    def _drive(self, going: _Going, answer: Any) -> Iterator[StepOut]:
+        """Run the step on: chunks and tool frames out, until its reply, or a pause for the driver to answer."""
         agent = self.agent
         request = going.request
         message_id = request.reply_id
@@ -85,10 +97,19 @@ class AgentBehaviour:
                 reply: str | list[Post] = done.value
                 break
             answer = None
-            if isinstance(item, ServiceRequest | PermitRequest):
+            if isinstance(item, SpendCheck) and (
+                going.allowance is None or going.allowance.covers(going.used_tokens, going.used_cost)
+            ):
+                continue  # no budget, or the step's allowance has room: the call goes
+            if isinstance(item, ServiceRequest | PermitRequest | SpendCheck):
                 self._paused[message_id] = going
                 yield Paused(message_id, item)
                 return
+            if isinstance(item, CallUsed):
+                going.used_tokens += item.tokens
+                going.used_cost += item.cost
+                yield item
+                continue
             if isinstance(item, RetryNotice):
                 yield Retrying(agent.role, item)
             elif isinstance(item, CutShort):
@@ -124,8 +145,7 @@ class AgentBehaviour:
             message = attrs.evolve(message, traceparent=traceparent(message.trace_id, span_id("reply", message_id)))
             tap("message.replied", message=message.to_dict(), causes=[message_span(m) for m in received])
         remembered = MemoryState(agent.memory.turns_since(going.turns_before), going.fresh)
-        yield Reply(message, publish=not agent.is_watcher, remembered=remembered, posts=posts,
-                    tokens=agent.tokens_used - going.tokens_before, cost=agent.cost_used - going.cost_before)
+        yield Reply(message, publish=not agent.is_watcher, remembered=remembered, posts=posts)
 
     @receive.register
     def _remember_sent(self, request: RememberSent) -> MemoryState:
@@ -164,11 +184,12 @@ class AgentBehaviour:
 
 @attrs.define
 class _Going:
-    """A step on its way, kept while it waits for a tool service or a permit."""
+    """A step on its way, kept while it waits for a tool service, a permit or the budget."""
 
     request: RunStep
     texts: Generator[Any, Any, str | list[Post]]
     turns_before: int
     fresh: tuple[str, ...]
-    tokens_before: int = 0
-    cost_before: float = 0.0
+    allowance: Allowance | None = None  # see `RunStep.allowance`: what its calls may use before one asks
+    used_tokens: int = 0  # of it, so far
+    used_cost: float = 0.0

@@ -9,6 +9,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
+from actorsim._core.budget import NOTHING, SpendCheck, Spent
 from actorsim._core.ref import ActorRef
 from actorsim._protocol.agent import ResumeStep, Retrying
 from actorsim._runtime.runtime import Runtime
@@ -27,7 +30,9 @@ class StepPermits:
     happens to the agent's process, the step ends and the permit comes back.
     A step that would call a model is not delivered at all once the run's
     budget is spent (`Runtime.spending`): `on_blocked(name)` is told, and
-    `blocked` says what was spent.
+    `blocked` says what was spent. A step goes with an allowance lent by
+    `Runtime.spending`; a later model call past it asks first (`spend_check`),
+    and once the budget is spent the step is withdrawn.
     """
 
     def __init__(
@@ -53,6 +58,8 @@ class StepPermits:
         self._last_notice: dict[tuple[str, str], float] = {}  # when each server's allowance was last shown
         self._shown: dict[str, tuple[float, int]] = {}  # per server: this second's start, notices shown in it
         self._throttles: dict[str, Throttled] = {}
+        self._tokens: collections.Counter[str] = collections.Counter()  # per step, what its calls used so far
+        self._checks: dict[str, tuple[str, SpendCheck]] = {}  # later calls waiting for the budget's lent share back
 
     def first_deliveries(self, calls: list[tuple[ActorRef, Any]]) -> list[tuple[ActorRef, Any]]:
         """The calls that may go now; the others are held back until `let_go` finds them a permit."""
@@ -69,10 +76,30 @@ class StepPermits:
                 self._held_on[self._host_of(ref.name)] += 1
         if self._held:
             self.runtime.log("llm.limit.waiting", flush=False, agents=len(self._held), delivered=len(now))
-        return now
+        return self._lent(now)
+
+    def _lent(self, calls: list[tuple[ActorRef, Any]]) -> list[tuple[ActorRef, Any]]:
+        """The steps about to go, each with its allowance of the budget (`Spending.lend`)."""
+        callers = [ref.name for ref, _ in calls if self._calls_model(ref.name)]
+        lent = self.spending.lend(callers) if callers else None
+        if lent is None:
+            return calls
+        # A replay asks at each call the recording stopped, whatever the run lends (`Intervention.budget_stops`).
+        stops = self.runtime.interventions.budget_stops
+        return [
+            (ref, attrs.evolve(request, allowance=NOTHING if stops(request.reply_id) else lent[ref.name]))
+            if ref.name in lent else (ref, request)
+            for ref, request in calls
+        ]
 
     def held_back(self) -> float | None:
         """When to look again for steps held back (see `Limits.next_due`); None when none are."""
+        due = self._permit_due()
+        if self._checks:  # a share of the budget comes back when a step answers: its items say so
+            return math.inf if due is None else due
+        return due
+
+    def _permit_due(self) -> float | None:
         if not (self._held or self._paused):
             return None
         if self._hosted and not self._paused and not any(
@@ -83,8 +110,10 @@ class StepPermits:
 
     def let_go(self, resumed: collections.deque[tuple[str, Any]]) -> None:
         """Deliver the held-back steps (of hosts not busy) and resume the paused calls whose permit has come."""
+        self._check_again(resumed)
         if not (self._held or self._paused):
             return
+        going = []
         for name in self.limits.grant_due(_MayGo(self)):
             if name in self._held:
                 call = self._held.pop(name)
@@ -92,7 +121,7 @@ class StepPermits:
                 if self._over_budget(name):  # spent while it waited
                     self.limits.release(name, succeeded=False)
                     continue
-                self.arrivals.append(call)
+                going.append(call)
                 self._went(name)
             else:
                 reply_id, since, why = self._paused.pop(name)
@@ -101,6 +130,7 @@ class StepPermits:
                     **({"status": why.status, "retry_after_s": why.retry_after, "api_base": why.server} if why else {}),
                 )
                 resumed.append((name, ResumeStep(reply_id, Permit())))
+        self.arrivals.extend(self._lent(going))
 
     def admitted(self, name: str) -> None:
         self.limits.admitted(name)
@@ -154,28 +184,66 @@ class StepPermits:
         spent = self.spending.spent_for(name) if self._calls_model(name) else None
         if spent is None:
             return False
+        self._spent(name, spent)
+        self._on_blocked(name)
+        return True
+
+    def _spent(self, name: str, spent: str) -> None:
         if not self.blocked:
             self.runtime.log("budget.exhausted", spent=spent, spent_tokens=self.spending.tokens,
                              spent_cost=self.spending.cost, agent=name)
         self.blocked[name] = spent
-        self._on_blocked(name)
-        return True
 
-    def replied(self, name: str, tokens: int, cost: float) -> None:
-        """`name`'s step is answered, its calls having used `tokens` and `cost`: its permit comes back."""
-        self._back(name)
-        self.limits.release(name, tokens)
+    def used(self, name: str, tokens: int, cost: float) -> None:
+        """One of `name`'s model calls ended, having used `tokens` and `cost`: the budget counts them now."""
+        self._tokens[name] += tokens
         self.spending.add(name, tokens, cost)
+
+    def spend_check(
+        self, name: str, reply_id: str, check: SpendCheck, resumed: collections.deque[tuple[str, Any]]
+    ) -> None:
+        """`name`'s step used its allowance and would call its model again: it goes on with a new one, or,
+        once the budget is spent, is withdrawn.
+
+        While all that is not spent is lent to other steps, it waits for one
+        of them to end. A replay answers as the recording did.
+        """
+        recorded = self.runtime.interventions.spend_check(reply_id, check.call)
+        if recorded is not None:
+            outcome: Any = Spent(recorded.value) if recorded.value is not None else NOTHING
+        elif (spent := self.spending.spent_for(name)) is not None:
+            outcome = Spent(spent)
+        elif lent := self.spending.lend([name], unless_spare=True):
+            outcome = lent[name]
+        else:
+            self._checks[name] = (reply_id, check)
+            return
+        if isinstance(outcome, Spent):
+            self._spent(name, outcome.what)
+            self.runtime.log("budget.call_refused", actor=name, reply_id=reply_id, call=check.call, spent=outcome.what)
+        resumed.append((name, ResumeStep(reply_id, outcome)))
+
+    def _check_again(self, resumed: collections.deque[tuple[str, Any]]) -> None:
+        """The later calls waiting for a lent share: asked again, now that a step may have given its share back."""
+        for name, (reply_id, check) in list(self._checks.items()):
+            del self._checks[name]
+            self.spend_check(name, reply_id, check, resumed)
+
+    def replied(self, name: str) -> None:
+        """`name`'s step is answered, or withdrawn: its permit comes back, with the tokens its calls used."""
+        self._back(name)
+        self.limits.release(name, self._tokens.pop(name, 0))
 
     def release(self, name: str, succeeded: bool = True) -> None:
         self._back(name)
-        self.limits.release(name, succeeded=succeeded)
+        self.limits.release(name, self._tokens.pop(name, 0), succeeded=succeeded)
 
     def _went(self, name: str) -> None:
         self._out.add(name)
         self._busy[self._host_of(name)] += 1
 
     def _back(self, name: str) -> None:
+        self.spending.end(name)
         if name in self._out:
             self._out.discard(name)
             self._busy[self._host_of(name)] -= 1
@@ -187,9 +255,10 @@ class StepPermits:
         return name in self._held and not (self._hosted and self._busy[self._host_of(name)])
 
     def end(self) -> None:
-        """The step is over, however it ended: every permit it holds or waits for goes back."""
+        """The step is over, however it ended: every permit and allowance it holds or waits for goes back."""
         for name in self._names:
             self.limits.release(name, succeeded=False)
+            self.spending.end(name)
 
 
 class _MayGo:

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from actorsim._core.budget import CallUsed, SpendCheck
 from actorsim._core.envelope import USER_REQUIREMENT, Frame, Message
 from actorsim._core.ids import post_id
 from actorsim._core.ref import ActorRef
@@ -39,6 +40,7 @@ from actorsim._protocol.agent import (
     ResumeStep,
     Retrying,
     RunStep,
+    Withdrawn,
 )
 from actorsim._protocol.environment import (
     AddRoles,
@@ -300,7 +302,8 @@ class Steps:
             permits.let_go(resumed)
 
         items = self.runtime.stream(
-            calls, final=lambda item: isinstance(item, Reply), context=lambda request: {"reply_id": request.reply_id},
+            calls, final=lambda item: isinstance(item, Reply | Withdrawn),
+            context=lambda request: {"reply_id": request.reply_id},
             follow_ups=resumed, on_idle=on_idle, arrivals=permits.arrivals, held_back=permits.held_back,
         )
         try:
@@ -308,8 +311,9 @@ class Steps:
         finally:
             permits.end()
         if permits.blocked:
+            stopped = {self._role_of[name] for name in permits.blocked}
             state.over_budget = BudgetExceeded(
-                next(iter(permits.blocked.values())), tuple(self._role_of[name] for name in permits.blocked)
+                next(iter(permits.blocked.values())), tuple(role for role in state.order if role in stopped)
             )
 
     def _frames(
@@ -325,6 +329,9 @@ class Steps:
             if isinstance(item, Paused):
                 if isinstance(item.request, PermitRequest):  # a throttled call waits for its server's limiter
                     permits.wait(name, item.reply_id, item.request, resumed)
+                    continue
+                if isinstance(item.request, SpendCheck):  # a later model call asks the budget
+                    permits.spend_check(name, item.reply_id, item.request, resumed)
                     continue
                 # The step waits for a tool service: asked here, in the driver, where its supervisor is.
                 resumed.append((name, ResumeStep(item.reply_id, answer(self.runtime, item.request))))
@@ -349,8 +356,17 @@ class Steps:
                 if len(so_far) > len(shown):
                     state.shown[role] = so_far
                     yield Frame(item.role, so_far[max(len(shown), len(so_far) - len(item.text)):], item.message_id)
+            elif isinstance(item, CallUsed):
+                permits.used(name, item.tokens, item.cost)
+            elif isinstance(item, Withdrawn):  # the budget stopped its next call: its messages wait again
+                permits.replied(name)
+                permits.let_go(resumed)
+                state.answered.add(role)
+                state.replies[role] = None
+                self._set_back([role], state.answered)
+                self._publish_in_order(state)
             elif isinstance(item, Reply):
-                permits.replied(name, item.tokens, item.cost)
+                permits.replied(name)
                 permits.let_go(resumed)  # its permit goes to a step held back, at once, not at the next lull
                 state.answered.add(role)
                 self._clock = max(self._clock, item.message.clock)

@@ -1,14 +1,17 @@
 """What an agent's actor is asked, and what its streamed step gives back.
 
 A step goes out as `RunStep` and comes back as a stream of `Chunk`s, tool
-`Frame`s and `Retrying` notices, ending with one `Reply` (or a `Paused`, when
-it waits for a tool service: the driver then sends `ResumeStep`).
+`Frame`s, `Retrying` notices and what each model call used (`CallUsed`),
+ending with one `Reply` (or a `Paused`, when it waits for a tool service, a
+permit or the budget: the driver then sends `ResumeStep`; or `Withdrawn`,
+when the budget was spent before its next model call).
 """
 
 from __future__ import annotations
 
 import attrs
 
+from actorsim._core.budget import Allowance, SpendCheck, Spent
 from actorsim._core.envelope import Message
 from actorsim.agents import Post
 from actorsim.llm import GenerationSettings, Permit, PermitRequest, RetryNotice
@@ -34,6 +37,7 @@ class RunStep:
     task: str | None = None
     user_response: str | None = None
     settings: GenerationSettings | None = None
+    allowance: Allowance | None = None  # what its calls may use before a later one asks (None: the run has no budget)
 
 
 @attrs.frozen
@@ -68,8 +72,14 @@ class Reply:
     publish: bool
     remembered: MemoryState = MemoryState()
     posts: tuple[Post, ...] | None = None
-    tokens: int = 0  # what the step's model calls used, as their servers counted: for limits and the budget
-    cost: float = 0.0  # and what they cost, where their `llm` has a price
+
+
+@attrs.frozen
+class Withdrawn:
+    """The last item of a step whose next model call the budget stopped: nothing is published, and the agent's
+    memory is as before the step."""
+
+    reply_id: str
 
 
 @attrs.frozen
@@ -103,16 +113,17 @@ class RestoreMemory:
 
 @attrs.frozen
 class Paused:
-    """The last item of a step's stream that waits for a tool service, or for its model server's limiter:
-    the driver answers `request`."""
+    """The last item of a step's stream that waits for a tool service, its model server's limiter or the
+    run's budget: the driver answers `request`."""
 
     reply_id: str
-    request: ServiceRequest | PermitRequest
+    request: ServiceRequest | PermitRequest | SpendCheck
 
 
 @attrs.frozen
 class ResumeStep:
-    """Go on with the paused step `reply_id`, the tool service's `outcome` (or its server's `Permit`) in hand."""
+    """Go on with the paused step `reply_id`, the tool service's `outcome` (a `Permit`, or the budget's next
+    `Allowance`) in hand; `Spent` withdraws it."""
 
     reply_id: str
-    outcome: ToolOutcome | Permit
+    outcome: ToolOutcome | Permit | Allowance | Spent

@@ -58,6 +58,15 @@ class Intervention:
         """The value of the program's input `name` (its `index`-th read, from 0), or None to read it now."""
         return None
 
+    def budget_stops(self, reply_id: str) -> bool:
+        """Whether the budget stopped a model call of reply `reply_id` (in a recording): each of its calls then asks."""
+        return False
+
+    def spend_check(self, reply_id: str, call: int) -> RecordedInput | None:
+        """Whether the budget stops model call `call` of reply `reply_id`: what was spent (a refusal) or None (it
+        goes), as a `RecordedInput`; None to ask the run's tally."""
+        return None
+
     def published(self, message: Message, state: Callable[[], RunState]) -> None:
         """`message` is stored; `state()` reads the run's state at this point. May raise to stop the run."""
 
@@ -115,6 +124,14 @@ class Interventions:
     def recorded_input(self, name: str, index: int) -> RecordedInput | None:
         return next(
             (given for handler in self.handlers if (given := handler.recorded_input(name, index)) is not None), None
+        )
+
+    def budget_stops(self, reply_id: str) -> bool:
+        return any(handler.budget_stops(reply_id) for handler in self.handlers)
+
+    def spend_check(self, reply_id: str, call: int) -> RecordedInput | None:
+        return next(
+            (given for handler in self.handlers if (given := handler.spend_check(reply_id, call)) is not None), None
         )
 
     def published(self, message: Message, state: Callable[[], RunState]) -> None:
