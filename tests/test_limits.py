@@ -128,6 +128,24 @@ class TestServerLimiter:
         assert server.allowed == 3, "after a quiet half minute, one more is tried"
 
 
+    def test_calls_heard_to_end_after_a_throttle_count_as_served_in_its_episode(self) -> None:
+        """The driver hears of a hosted call's end late (its host's batch sends it on): a throttle heard after
+        some calls have ended must not take them for calls the server refused."""
+        clock = Clock()
+        server = ServerLimiter(("http://server/v1", "m"), ServerLimits(), clock, slow_start=16)
+        calls = [f"a{n}" for n in range(16)]
+        assert all(server.ask(name) for name in calls)
+        server.throttled("a0", None, in_place=True)
+        assert server.ceiling == 15, "16 in flight, 1 refused"
+        for name in calls[1:4]:  # these three were served: their ends come in before the next refusal is heard
+            server.release(name)
+        clock.now += 0.1
+        server.throttled("a4", None, in_place=True)
+        assert server.ceiling == 14, "of the 16 in flight when the server began to refuse, it refused 2"
+        clock.now += 2  # a new episode: 13 in flight (a0 and a4 wait on their hosts with their permits), 1 refused
+        server.throttled("a5", None, in_place=True)
+        assert server.ceiling == 12
+
     def test_slow_start_lets_twice_as_many_go_each_round_until_the_server_throttles(self) -> None:
         clock = Clock()
         server = ServerLimiter(("http://server/v1", "m"), ServerLimits(), clock, slow_start=2)

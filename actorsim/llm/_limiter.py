@@ -52,8 +52,9 @@ class ServerLimiter:
         self._successes = 0
         self._last_throttle = -math.inf
         self._admitted: set[str] = set()
-        self._refused: set[str] = set()  # throttled calls that wait where they are, keeping their permits
-        self._left = math.inf  # the fewest calls left in flight at a throttle, this throttling episode
+        self._left = math.inf  # the calls in flight when this throttling episode began, less those it refused
+        self._episode: set[str] = set()  # the calls in flight when it began
+        self._episode_refused: set[str] = set()  # those of them the server refused since
         self._seen = 0  # the most calls seen streaming at once
         self.most_in_flight = 0
 
@@ -92,7 +93,6 @@ class ServerLimiter:
         now = self._clock()
         self.waiting.pop(holder, None)
         self._admitted.discard(holder)
-        self._refused.discard(holder)
         if holder in self.in_flight:
             self.in_flight.discard(holder)
             if succeeded:
@@ -112,13 +112,14 @@ class ServerLimiter:
         self.ceiling = self.limits.max_concurrency
         self._successes = 0
         self._left = math.inf
+        self._episode.clear()
+        self._episode_refused.clear()
         self._seen = 0
 
     def admitted(self, holder: str) -> None:
         """`holder`'s call is streaming: the server took it, and as many as stream now at once, it takes."""
         if holder in self.in_flight:
             self._admitted.add(holder)
-            self._refused.discard(holder)
             self._seen = max(self._seen, self.streaming)
             if self.allowed is not None and self.ceiling is not None and self.streaming > self.allowed:
                 self.allowed = self.streaming  # after a cut made before these calls were known to stream
@@ -129,28 +130,31 @@ class ServerLimiter:
 
         The server serves at least the calls streaming now (the allowance), and
         the ceiling the allowance rises back to is the most seen streaming at
-        once, but no more than were left in flight at any throttle of one
-        episode. Past the ceiling, only a quiet `PROBE_AFTER_S` lets it rise:
-        a server found full is not tried again and again.
+        once, but no more than the calls in flight when the episode of
+        throttles began less those it refused: a call that ended meanwhile was
+        served, however late its end is heard. Past the ceiling, only a quiet
+        `PROBE_AFTER_S` lets it rise: a server found full is not tried again
+        and again.
 
         A call throttled on a host (`in_place`) keeps its permit. The driver
         hears that a hosted call streams only as its host's batch sends the
         call's items on, late and in bunches on a busy machine, so what it saw
-        streaming says little: the ceiling is then those left in flight.
+        streaming says little: the ceiling is then the episode's count alone.
         """
         now = self._clock()
-        if not in_place:  # a call that waits where it is (on a host) keeps its permit
-            self.in_flight.discard(holder)
-        elif holder in self.in_flight:
-            self._refused.add(holder)
-        self._admitted.discard(holder)
-        if retry_after:
-            self.paused_until = max(self.paused_until, now + retry_after)
         fresh = now - self._last_throttle > EPISODE_S
         self._last_throttle = now
         if fresh:
-            self._left = math.inf
-        self._left = min(self._left, max(1, len(self.in_flight) - len(self._refused)))
+            self._episode = self.in_flight | {holder}
+            self._episode_refused = set()
+        if holder in self._episode:
+            self._episode_refused.add(holder)
+        self._left = max(1, len(self._episode) - len(self._episode_refused))
+        if not in_place:  # a call that waits where it is (on a host) keeps its permit
+            self.in_flight.discard(holder)
+        self._admitted.discard(holder)
+        if retry_after:
+            self.paused_until = max(self.paused_until, now + retry_after)
         allowed = max(1, self.streaming)
         ceiling = max(allowed, int(self._left) if in_place else min(int(self._left), self._seen))
         if self.limits.max_concurrency is not None:
