@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import signal
 import threading
 import time
@@ -18,7 +19,7 @@ from actorsim._core.context import stop_waits_with
 from actorsim._errors import ActorStoppedError
 from actorsim._runtime.runtime import SLOW_START_CALLS
 from actorsim.llm import ServerLimits
-from actorsim.llm._gate import ServerGate
+from actorsim.llm._gate import CallGates, ServerGate
 from actorsim.llm._limiter import MINUTE_S, ServerLimiter
 from actorsim.llm._limits import retry_after, seconds_in
 from tests.conftest import Make
@@ -146,6 +147,19 @@ class TestServerLimiter:
         server.throttled("a5", None, in_place=True)
         assert server.ceiling == 12
 
+    def test_a_refusal_of_a_call_sent_after_the_episode_began_starts_another(self) -> None:
+        clock = Clock()
+        server = limiter(clock)
+        assert all(server.ask(name) for name in "abcdef")
+        server.throttled("a", None, in_place=True)
+        assert server.ceiling == 5
+        for name in "abcdef":
+            server.release(name)
+        assert server.ask("g"), "the allowance after the cut: 1"
+        clock.now += 0.1
+        server.throttled("g", None, in_place=True)
+        assert server.ceiling == 1, "g was the only call in flight when the server refused it"
+
     def test_slow_start_lets_twice_as_many_go_each_round_until_the_server_throttles(self) -> None:
         clock = Clock()
         server = ServerLimiter(("http://server/v1", "m"), ServerLimits(), clock, slow_start=2)
@@ -209,12 +223,20 @@ class TestServerGate:
         assert not waiter.is_alive() and failed, "the stop ended the wait with ActorStoppedError"
 
     def test_a_gate_left_idle_forgets_its_cut_and_keeps_a_limit_given(self) -> None:
-        gate = ServerGate(("http://server/v1", "m"), ServerLimits(max_concurrency=5))
+        gate = pickle.loads(pickle.dumps(CallGates())).gate(("http://server/v1", "m"), ServerLimits(max_concurrency=5))
         first, second = gate.enter(), gate.enter()
         gate.throttled(second, retry_after=None)
         assert gate.allowed == 1
         gate.leave(first, succeeded=True)
         assert gate.allowed == 5, "its host's batch is over: the next starts from the limit given"
+
+    def test_a_gate_that_sees_every_call_of_the_run_keeps_what_it_learnt(self) -> None:
+        gate = CallGates().gate(("http://server/v1", "m"), ServerLimits())  # hosts in the driver's process share it
+        first, second = gate.enter(), gate.enter()
+        gate.admitted(first)
+        gate.throttled(second, retry_after=None)
+        gate.leave(first, succeeded=True)
+        assert gate.allowed == 1, "its hosts' batches are over, but the server is the same for the next"
 
 
 class TestServerHeaders:

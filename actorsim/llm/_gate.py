@@ -27,10 +27,20 @@ _STOP_POLL_S = 0.5
 
 
 class ServerGate:
-    """Calls to one server from one host: each try holds a place while it is in flight, and waits for one."""
+    """Calls to one server from one host: each try holds a place while it is in flight, and waits for one.
 
-    def __init__(self, key: ServerKey, limits: ServerLimits, clock: Callable[[], float] = time.monotonic) -> None:
+    `whole_run`: the gate sees every call of the run to its server (the hosts
+    share the driver's process), so what the server's 429s teach it holds for
+    all of them and it keeps it, as the driver's limiter does. A host's own
+    gate sees only its share, and forgets it when its host's batch is over.
+    """
+
+    def __init__(
+        self, key: ServerKey, limits: ServerLimits, clock: Callable[[], float] = time.monotonic, *,
+        whole_run: bool = False,
+    ) -> None:
         self._limiter = ServerLimiter(key, limits, clock)
+        self._whole_run = whole_run
         self._clock = clock
         self._lock = threading.Lock()
         self._wakers: dict[str, threading.Event] = {}  # waiting tries: set once granted, or to take over the timer
@@ -85,10 +95,10 @@ class ServerGate:
     def _grant_due(self) -> None:
         """Wake the tries granted a place, and the first still waiting if a time (not a release) lets it go.
 
-        A gate with no try in flight or waiting forgets what the server taught it: its host's batch is over,
-        and the next is sized by the driver's limiter, which has learned from every host.
+        A host's own gate with no try in flight or waiting forgets what the server taught it: its host's batch
+        is over, and the next is sized by the driver's limiter, which has learned from every host.
         """
-        if not self._limiter.in_flight and not self._limiter.waiting:
+        if not self._whole_run and not self._limiter.in_flight and not self._limiter.waiting:
             self._limiter.unlearn()
             return
         for ticket in self._limiter.grant_due(self._wakers.keys()):
@@ -106,13 +116,14 @@ class ServerGate:
 
 
 class CallGates:
-    """A host's gates, one per server its agents call; shared by the hosts of one process.
+    """A host's gates, one per server its agents call; shared by the hosts of the driver's process.
 
-    Sent to another process, it arrives empty: a host there learns its servers for itself.
+    Sent to another process, it arrives empty: a host there learns its share of its servers for itself.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, whole_run: bool = True) -> None:
         self._clock = clock
+        self._whole_run = whole_run
         self._lock = threading.Lock()
         self._gates: dict[ServerKey, ServerGate] = {}
 
@@ -122,8 +133,15 @@ class CallGates:
         with self._lock:
             gate = self._gates.get(key)
             if gate is None:
-                gate = self._gates[key] = ServerGate(key, ServerLimits(limits.max_concurrency), self._clock)
+                gate = self._gates[key] = ServerGate(
+                    key, ServerLimits(limits.max_concurrency), self._clock, whole_run=self._whole_run
+                )
             return gate
 
-    def __reduce__(self) -> tuple[type[CallGates], tuple[()]]:
-        return CallGates, ()
+    def __reduce__(self) -> tuple[Callable[[], CallGates], tuple[()]]:
+        return _arrived, ()
+
+
+def _arrived() -> CallGates:
+    """The gates of a host in a process of its own: each sees its host's calls alone."""
+    return CallGates(whole_run=False)

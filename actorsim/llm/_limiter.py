@@ -132,7 +132,9 @@ class ServerLimiter:
         the ceiling the allowance rises back to is the most seen streaming at
         once, but no more than the calls in flight when the episode of
         throttles began less those it refused: a call that ended meanwhile was
-        served, however late its end is heard. Past the ceiling, only a quiet
+        served, however late its end is heard. An episode is the refusals of
+        the calls that were in flight when it began, each heard within
+        `EPISODE_S` of the one before. Past the ceiling, only a quiet
         `PROBE_AFTER_S` lets it rise: a server found full is not tried again
         and again.
 
@@ -142,7 +144,9 @@ class ServerLimiter:
         streaming says little: the ceiling is then the episode's count alone.
         """
         now = self._clock()
-        fresh = now - self._last_throttle > EPISODE_S
+        # A refusal of a call sent after the episode began (or refused in it already) is the server full again.
+        fresh = (now - self._last_throttle > EPISODE_S or holder not in self._episode
+                 or holder in self._episode_refused)
         self._last_throttle = now
         if fresh:
             self._episode = self.in_flight | {holder}

@@ -96,7 +96,7 @@ class Host:
         self._agents: dict[str, Behaviour] = {}
         self._broken: dict[str, BaseException] = {}  # agents whose factory raised, with what it raised
         self._pool = ThreadPoolExecutor(max_workers=HOST_THREADS, thread_name_prefix="agent")
-        self._gates = gates or CallGates()
+        self._gates = gates or CallGates(whole_run=False)
 
     def receive(self, request: Any) -> Any:
         """Add, remove, ask or stream the agents it hosts."""
