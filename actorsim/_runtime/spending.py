@@ -1,4 +1,4 @@
-"""What a run's model calls have spent, against its budget: kept by the driver, from each step's reply.
+"""What a run's model calls have spent, against its budget: kept by the driver, from each call's usage as it ends.
 
 What each model call used (`CallUsed`) comes back to the driver in its
 step's stream as soon as the call ends, whatever process or node made it, so
