@@ -36,6 +36,7 @@ from actorsim.llm import (
 )
 from actorsim.memory import Memory
 from actorsim.routing import SendTo, check_send_to
+from actorsim.runs import Usage
 from actorsim.tools import ServiceRequest, ToolOutcome, ToolRunner, resolve_tools
 from actorsim.tools._react import observation, parse_action, react_instructions
 
@@ -410,8 +411,8 @@ class Agent:
         if finish_reason == "length":  # shown: a reply cut short reads like a finished one
             yield CutShort(name, effective.get("max_tokens"))
         usage = getattr(model, "last_usage", None)
-        if usage:
-            self.tokens_used += _total_tokens(usage)
+        tokens = Usage.counted(usage).total_tokens
+        self.tokens_used += tokens
         price = getattr(model, "price", None)
         # A replayed model has no price: it gives the recorded call's cost.
         cost = price.cost(usage) if price is not None else getattr(model, "last_cost", None)
@@ -431,7 +432,7 @@ class Agent:
             **logged,
         )
         if usage or cost:  # counted by the budget now, not when the step replies
-            yield CallUsed(_total_tokens(usage), cost or 0.0)
+            yield CallUsed(tokens, cost or 0.0)
         return reply, calls
 
 
@@ -450,13 +451,6 @@ def _answered_in_process(items: Generator[StepItem, Any, Any]) -> Iterator[StepI
             item = next(items)
     except StopIteration:
         return
-
-
-def _total_tokens(usage: Mapping[str, Any] | None) -> int:
-    """A call's tokens as its server counted them: its total, else prompt and completion added up."""
-    if not usage:
-        return 0
-    return int(usage.get("total_tokens") or (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0))
 
 
 def _common_prefix(before: Sequence[ChatMessage], now: Sequence[ChatMessage]) -> int:

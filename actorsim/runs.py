@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,14 @@ class Usage:
     @classmethod
     def of(cls, event: dict[str, Any]) -> Usage:
         """A `llm.call.finished` event's."""
-        counts = event.get("usage") or {}
+        return cls.counted(event.get("usage"), event.get("cost"))
+
+    @classmethod
+    def counted(cls, counts: Mapping[str, Any] | None, cost: float | None = None) -> Usage:
+        """A call's, from the counts its server sent: the total it gave, else prompt and completion added up."""
+        counts = counts or {}
         prompt, completion = int(counts.get("prompt_tokens") or 0), int(counts.get("completion_tokens") or 0)
-        return cls(prompt, completion, int(counts.get("total_tokens") or prompt + completion), event.get("cost"))
+        return cls(prompt, completion, int(counts.get("total_tokens") or prompt + completion), cost)
 
 
 @attrs.frozen

@@ -24,9 +24,9 @@ calls/s and share of the ceiling, the server's most calls in flight (it must nev
   * budget: 200 agents, `max_concurrency=20`, `Budget(tokens=1000)` (100 calls' worth): how far the spend
     overshoots, against the calls in flight when the budget ran out (target: overshoot <= calls in flight);
     once with one model call a step, once with agents that call a tool between two model calls;
-  * budget check: what a budget costs a swarm whose steps call a tool between two model calls (each later
-    call asks the driver first): one step of 400 agents on the hosts, with a budget far above need against
-    none, medians over rounds (calls/s with budget / without);
+  * budget check: what a budget costs a swarm whose steps call a tool between two model calls (a later call
+    asks the driver once its step has used its allowance): one step of 400 agents on the hosts, with a budget
+    far above need against none, medians over rounds (calls/s with budget / without);
   * storm: one agent, the default policy, a server that answers 429 to every call: how long until the step
     ends, with `AgentFailedError` or `PoisonMessageError` (target: under 3 minutes), without and with
     `Retry-After`.
@@ -46,16 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import actorsim  # noqa: E402
 from actorsim import AgentFailedError, Budget, BudgetExceeded, RolePlay, TaskCenter, create_component  # noqa: E402
 from tests import tools  # noqa: E402, F401 - registers the tool "weather"
-from tests.openai_server import OpenAIServer, tool_reply  # noqa: E402
+from tests.openai_server import OpenAIServer, weather_then_answer  # noqa: E402
 
 CALL_TOKENS = 7 + 3  # the test server's prompt tokens, and a reply of 3 words (or one tool call)
-
-
-def forecaster(body: dict[str, Any]) -> Any:
-    """A model that asks for the weather, then answers once the tool has: two calls a step."""
-    if body["messages"][-1]["role"] == "tool":
-        return "Mild and clear."
-    return tool_reply(("c1", "weather", '{"city": "Oslo"}'))
 
 
 def llm_for(server: OpenAIServer, **options: Any) -> dict[str, Any]:
@@ -112,7 +105,7 @@ def swarm_table(args: argparse.Namespace) -> None:
 
 def budget_overshoot(transport: str, log_dir: Path, with_tools: bool) -> None:
     agents, limit, budget = 200, 20, 1000
-    replies: Any = forecaster if with_tools else ["Up we go."]
+    replies: Any = weather_then_answer if with_tools else ["Up we go."]
     with OpenAIServer(replies, call_seconds=0.05, keep_alive=True) as server:
         with actorsim.init(transport=transport, log_dir=log_dir, budget=Budget(tokens=budget)) as runtime:
             center = create_component(TaskCenter, name="thrifty", remote=True)
@@ -142,7 +135,7 @@ def budget_check_cost(transport: str, hosts: int, rounds: int, log_dir: Path) ->
     rates: dict[str, list[float]] = {"none": [], "far": []}
     for _ in range(rounds):
         for name, budget in (("none", None), ("far", Budget(tokens=10**9))):
-            with OpenAIServer(forecaster, call_seconds=0.05, keep_alive=True) as server:
+            with OpenAIServer(weather_then_answer, call_seconds=0.05, keep_alive=True) as server:
                 with actorsim.init(transport=transport, log_dir=log_dir, hosts=hosts, budget=budget):
                     center = create_component(TaskCenter, name="checked", remote=True)
                     center.add_agents([create_component(RolePlay, name=f"a{n}", remote=True, llm=llm_for(server),

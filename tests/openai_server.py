@@ -25,6 +25,14 @@ SHAPES = ("standard", "reused_index", "no_index", "split_name")
 or with the function name split over two fragments."""
 
 
+def weather_then_answer(body: dict[str, Any]) -> Any:
+    """Replies of a model that asks for the weather (tool "weather"), then answers once the tool has: two calls a
+    step, of 7 + 3 tokens each."""
+    if body["messages"][-1]["role"] == "tool":
+        return "Mild and clear."
+    return tool_reply(("c1", "weather", '{"city": "Oslo"}'))
+
+
 def tool_reply(*calls: tuple[str, str, str], shape: str = "standard") -> dict[str, Any]:
     """A reply of tool calls, each `(id, name, arguments JSON)`, streamed in `shape`."""
     assert shape in SHAPES

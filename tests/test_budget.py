@@ -22,7 +22,7 @@ from actorsim.cli import main as cli_main
 from actorsim.runs import read_run
 from tests import tools  # noqa: F401 - registers the tool "weather"
 from tests.conftest import own_runtime
-from tests.openai_server import OpenAIServer, tool_reply
+from tests.openai_server import OpenAIServer, weather_then_answer
 
 CALL_TOKENS = 7 + 3
 """What each call costs on the test server: 7 prompt tokens, and a reply of 3 words."""
@@ -85,13 +85,6 @@ def test_a_replay_spends_its_budget_where_the_recording_did(tmp_path: Path) -> N
 TOOL_ROLES = ("ann", "bob", "cy", "dee")
 
 
-def forecaster(body: dict[str, Any]) -> Any:
-    """A model that asks for the weather, then answers once the tool has: two calls of 10 tokens a step."""
-    if body["messages"][-1]["role"] == "tool":
-        return "Mild and clear."
-    return tool_reply(("c1", "weather", '{"city": "Oslo"}'))
-
-
 def tool_steps(runtime: Runtime, api_base: str) -> list[tuple[str, Any]]:
     """Four agents that call a tool between two model calls: a step on a spent budget, then one with it lifted."""
     llm = {"model_server": "openai", "model": "m", "api_base": api_base, "api_key": "k"}
@@ -129,7 +122,7 @@ TOOL_EXPECTED = [
 def test_a_step_that_ran_its_tools_starts_no_model_call_once_the_budget_is_spent(
     transport: str, hosts: int | None, tmp_path: Path
 ) -> None:
-    with OpenAIServer(forecaster) as server:
+    with OpenAIServer(weather_then_answer) as server:
         with own_runtime(transport, tmp_path, budget=Budget(tokens=1), hosts=hosts) as runtime:
             assert tool_steps(runtime, server.api_base) == TOOL_EXPECTED
             directory = runtime.log_config.directory
@@ -144,7 +137,7 @@ def test_a_step_that_ran_its_tools_starts_no_model_call_once_the_budget_is_spent
 
 
 def test_a_replay_stops_the_calls_the_recording_stopped(tmp_path: Path) -> None:
-    with OpenAIServer(forecaster) as server:
+    with OpenAIServer(weather_then_answer) as server:
         with own_runtime("local", tmp_path, budget=Budget(tokens=1)) as runtime:
             assert tool_steps(runtime, server.api_base) == TOOL_EXPECTED
             recording = runtime.log_config.directory

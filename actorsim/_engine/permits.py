@@ -80,6 +80,8 @@ class StepPermits:
 
     def _lent(self, calls: list[tuple[ActorRef, Any]]) -> list[tuple[ActorRef, Any]]:
         """The steps about to go, each with its allowance of the budget (`Spending.lend`)."""
+        if self.spending.budget is None:
+            return calls
         callers = [ref.name for ref, _ in calls if self._calls_model(ref.name)]
         lent = self.spending.lend(callers) if callers else None
         if lent is None:

@@ -101,7 +101,7 @@ class Spending:
             spare_cost = budget.cost - self.cost - self._lent_cost if budget.cost is not None else None
             if unless_spare and any(spare is not None and spare <= 0 for spare in (spare_tokens, spare_cost)):
                 return {}
-            shares = 2 * (len(self._lent) + len(agents))
+            shares = 2 * max(1, len(self._lent) + len(agents))
             tokens = max(0.0, spare_tokens) / shares if spare_tokens is not None else None
             cost = max(0.0, spare_cost) / shares if spare_cost is not None else None
             lent = {}

@@ -52,8 +52,7 @@ class ServerLimiter:
         self._successes = 0
         self._last_throttle = -math.inf
         self._admitted: set[str] = set()
-        self._left = math.inf  # the calls in flight when this throttling episode began, less those it refused
-        self._episode: set[str] = set()  # the calls in flight when it began
+        self._episode: set[str] = set()  # the calls in flight when this throttling episode began
         self._episode_refused: set[str] = set()  # those of them the server refused since
         self._seen = 0  # the most calls seen streaming at once
         self.most_in_flight = 0
@@ -111,7 +110,6 @@ class ServerLimiter:
         self.allowed = self.limits.max_concurrency or self._slow_start
         self.ceiling = self.limits.max_concurrency
         self._successes = 0
-        self._left = math.inf
         self._episode.clear()
         self._episode_refused.clear()
         self._seen = 0
@@ -153,14 +151,14 @@ class ServerLimiter:
             self._episode_refused = set()
         if holder in self._episode:
             self._episode_refused.add(holder)
-        self._left = max(1, len(self._episode) - len(self._episode_refused))
+        left = max(1, len(self._episode) - len(self._episode_refused))  # what it served when it began to refuse
         if not in_place:  # a call that waits where it is (on a host) keeps its permit
             self.in_flight.discard(holder)
         self._admitted.discard(holder)
         if retry_after:
             self.paused_until = max(self.paused_until, now + retry_after)
         allowed = max(1, self.streaming)
-        ceiling = max(allowed, int(self._left) if in_place else min(int(self._left), self._seen))
+        ceiling = max(allowed, left if in_place else min(left, self._seen))
         if self.limits.max_concurrency is not None:
             allowed, ceiling = min(allowed, self.limits.max_concurrency), min(ceiling, self.limits.max_concurrency)
         changed = (allowed, ceiling) != (self.allowed, self.ceiling)
