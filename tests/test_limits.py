@@ -151,14 +151,56 @@ class TestServerLimiter:
         clock = Clock()
         server = limiter(clock)
         assert all(server.ask(name) for name in "abcdef")
-        server.throttled("a", None, in_place=True)
-        assert server.ceiling == 5
         for name in "abcdef":
+            server.admitted(name)
+        server.throttled("a", None)
+        assert server.ceiling == 5
+        for name in "bcdef":
             server.release(name)
-        assert server.ask("g"), "the allowance after the cut: 1"
+        assert server.ask("g")
+        server.admitted("g")
         clock.now += 0.1
-        server.throttled("g", None, in_place=True)
+        server.throttled("g", None)
         assert server.ceiling == 1, "g was the only call in flight when the server refused it"
+
+    def test_refusals_of_hosted_calls_make_episodes_of_a_second_at_most(self) -> None:
+        """Refusals heard 0.4 s apart: an episode a second, from the calls in flight at its first, not one
+        episode kept open for ever."""
+        clock = Clock()
+        server = limiter(clock)
+        assert all(server.ask(name) for name in "abcdef")
+        for name in "abc":
+            server.throttled(name, None, in_place=True)  # each waits on its host, keeping its permit
+            clock.now += 0.4
+        assert server.ceiling == 3, "of 6 in flight, 3 refused"
+        server.release("d")
+        server.throttled("e", None, in_place=True)
+        assert server.ceiling == 4, "1.2 s on, another episode: of 5 in flight, 1 refused"
+
+    def test_refusals_of_hosted_calls_riding_on_a_batchs_permits_count_in_the_episode(self) -> None:
+        """A host runs more of its batch's steps than the permits it was lent (`Lease`): the driver names the
+        permits' holders, not which steps the host runs, so a refused call may hold none of its own."""
+        clock = Clock()
+        server = ServerLimiter(("http://server/v1", "m"), ServerLimits(), clock, slow_start=8)
+        assert all(server.ask(f"p{n}") for n in range(8))  # 8 permits, lent to hosts with riders r0, r1, ...
+        server.throttled("r0", None, in_place=True)
+        server.throttled("p3", None, in_place=True)
+        clock.now += 0.1
+        server.throttled("r1", None, in_place=True)
+        assert (server.allowed, server.ceiling) == (5, 5), "8 in flight when the server began to refuse, 3 refused"
+        server.throttled("r1", None, in_place=True)
+        assert server.ceiling == 7, "refused again: the server full again, of the 8 in flight 1 refused"
+
+    def test_a_permit_passes_to_a_step_of_its_batch_before_any_waiting(self) -> None:
+        clock = Clock()
+        server = limiter(clock, max_concurrency=2)
+        assert [server.ask(name) for name in ("a", "b", "c")] == [True, True, False]
+        server.hand_over("a", "rider")
+        assert server.in_flight == {"b", "rider"} and "c" in server.waiting
+        server.throttled("rider", retry_after=1.0, in_place=True)
+        server.hand_over("b", "other rider")
+        assert server.in_flight == {"rider", "other rider"}, "its host goes on with what its batch was lent"
+        assert server.grant_due({"c"}) == [], "the server asked for a pause: nothing new goes"
 
     def test_slow_start_lets_twice_as_many_go_each_round_until_the_server_throttles(self) -> None:
         clock = Clock()
@@ -229,6 +271,26 @@ class TestServerGate:
         assert gate.allowed == 1
         gate.leave(first, succeeded=True)
         assert gate.allowed == 5, "its host's batch is over: the next starts from the limit given"
+
+    def test_a_hosts_gate_keeps_its_batch_to_the_permits_lent_with_it(self) -> None:
+        key = ("http://server/v1", "m")
+        gates = pickle.loads(pickle.dumps(CallGates()))  # a host's own, in its process
+        gates.lease({key: 2})
+        gate = gates.gate(key, ServerLimits(max_concurrency=5))
+        first, second = gate.enter(), gate.enter()
+        entered = threading.Event()
+        waiting = threading.Thread(target=lambda: (gate.leave(gate.enter(), succeeded=True), entered.set()))
+        waiting.start()
+        assert not entered.wait(0.2), "2 permits lent: a third try waits"
+        gate.leave(first, succeeded=True)
+        assert entered.wait(5), "one ended: the host starts the next itself"
+        waiting.join()
+        gate.leave(second, succeeded=True)
+        gates.lease({})  # a batch lent nothing: the limit its agents give
+        assert gate.allowed == 5
+        shared = CallGates()  # the hosts of the driver's process: one gate sees every call, and keeps to its limit
+        shared.lease({key: 2})
+        assert shared.gate(key, ServerLimits(max_concurrency=5)).allowed == 5
 
     def test_a_gate_that_sees_every_call_of_the_run_keeps_what_it_learnt(self) -> None:
         gate = CallGates().gate(("http://server/v1", "m"), ServerLimits())  # hosts in the driver's process share it
@@ -392,6 +454,32 @@ def test_hosted_agents_wait_out_a_throttle_on_their_host(make_hosted: Make, log_
     assert of_kind(events, "actor.crashed") == []
     assert {e["status"] for e in of_kind(events, "llm.call.retry")} == {429}
     assert of_kind(events, "llm.limit.cut"), "the run learnt the server's limit for its next deliveries"
+
+
+@pytest.mark.parametrize("hosted_mode", ["local", "thespian", "ray"], indirect=True)
+def test_hosts_run_more_steps_than_permits_lent_and_keep_the_servers_limit(make_hosted: Make, log_dir: Path) -> None:
+    """48 agents on hosts, a server that takes 3 calls at once, its limit given: each host goes with several steps
+    on each permit it is lent, the next starting on its host as one ends. The server never sees more than 3 at
+    once, none is refused, each agent answers once, and progress counts the steps on hosts as queued."""
+    with logged_events(log_dir) as events, OpenAIServer(
+        ["Up we go."], max_concurrency=3, call_seconds=0.02, keep_alive=True
+    ) as server:
+        center = make_hosted(TaskCenter, "leased")
+        roles = [f"gnat_{n}" for n in range(48)]
+        center.add_agents([make_hosted(RolePlay, role, llm=server_llm(server, max_concurrency=3)) for role in roles])
+        center.send_task_request(TASK)
+        frames, seen = [], []
+        for frame in center.step():
+            frames.append(frame)
+            seen.append(center.runtime.model_traffic())
+        assert texts_by_role(frames) == dict.fromkeys(roles, "Up we go.")
+    assert server.throttled_at == [] and server.most_in_flight <= 3 and len(server.requests) == 48
+    lent = of_kind(events, "llm.limit.lent")
+    assert sum(event["steps"] for event in lent) <= 48 and any(event["steps"] > event["permits"] for event in lent)
+    assert all(event["permits"] <= 3 for event in lent)
+    assert seen[0].in_flight <= 3 and seen[0].in_flight + seen[0].waiting == 48, "none answered at the first words"
+    replies = [m.sent_from for m in center.environment.history() if m.sent_from in roles]
+    assert sorted(replies) == sorted(roles)
 
 
 @pytest.mark.parametrize("hosted_mode", ["local", "thespian", "ray"], indirect=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import math
 import time
@@ -16,10 +17,15 @@ from actorsim._core.ref import ActorRef
 from actorsim._protocol.agent import ResumeStep, Retrying
 from actorsim._runtime.runtime import Runtime
 from actorsim.llm import Permit, PermitRequest, Throttled
+from actorsim.llm._gate import Lease
+from actorsim.llm._limiter import ServerKey, ServerLimiter
 
 NOTICES_A_SECOND = 3
 """Throttled calls of one server shown each second, at most: a swarm's hundreds make a few lines, not hundreds."""
 notices = logging.getLogger("actorsim")
+STEPS_PER_PERMIT = 8
+"""A host lent k permits of a server gets up to this many times k of its steps in one batch (`Lease`): one batch
+of many calls in turn, not a driver's round trip after each few."""
 
 
 class StepPermits:
@@ -33,6 +39,12 @@ class StepPermits:
     `blocked` says what was spent. A step goes with an allowance lent by
     `Runtime.spending`; a later model call past it asks first (`spend_check`),
     and once the budget is spent the step is withdrawn.
+
+    A host's batch takes more of its steps than the permits it is lent: the
+    others ride on them (`Lease`), and as a step ends, its permit passes to
+    one of its batch still to end. Not where a run has a budget, whose check
+    comes at delivery, nor to a server limited per minute, whose pace the
+    driver keeps, nor while a server's unknown limit is sought (slow start).
     """
 
     def __init__(
@@ -50,7 +62,9 @@ class StepPermits:
         self._host_of = runtime.host_of
         self._out: set[str] = set()  # delivered, not yet answered
         self._busy: collections.Counter[int | None] = collections.Counter()  # per host, its steps out
-        self._held_on: collections.Counter[int | None] = collections.Counter()  # per host, its steps held back
+        self._held_on: dict[int | None, dict[str, None]] = collections.defaultdict(dict)  # per host, steps held back
+        self._riders: dict[tuple[int | None, ServerKey], dict[str, None]] = {}  # per host's server, steps riding
+        self._riding: dict[str, tuple[int | None, ServerKey]] = {}
         self.arrivals: collections.deque[tuple[ActorRef, Any]] = collections.deque()
         self._held: dict[str, tuple[ActorRef, Any]] = {}  # deliveries waiting for a permit
         self._paused: dict[str, tuple[str, float, Throttled | None]] = {}  # throttled calls: reply id, since, why
@@ -73,10 +87,42 @@ class StepPermits:
                 self._went(ref.name)
             else:
                 self._held[ref.name] = (ref, request)
-                self._held_on[self._host_of(ref.name)] += 1
+                self._held_on[self._host_of(ref.name)][ref.name] = None
+        now = self._with_riders(now)
         if self._held:
             self.runtime.log("llm.limit.waiting", flush=False, agents=len(self._held), delivered=len(now))
         return self._lent(now)
+
+    def _with_riders(self, going: list[tuple[ActorRef, Any]]) -> list[tuple[ActorRef, Any]]:
+        """The steps let go, and with each host's, up to `STEPS_PER_PERMIT` times as many of its steps held back,
+        all with the `Lease` of the permits they go with."""
+        if not self._hosted or self.spending.budget is not None:
+            return going
+        holders: dict[tuple[int | None, ServerLimiter], list[str]] = collections.defaultdict(list)
+        for ref, _ in going:
+            limiter = self.limits.server_of(ref.name)
+            host = self._host_of(ref.name)
+            if limiter is not None and host is not None and _paced_by_host(limiter):
+                holders[host, limiter].append(ref.name)
+        leases: dict[str, Lease] = {}
+        for (host, limiter), names in holders.items():
+            lease = Lease(limiter.key, len(names))
+            leases.update(dict.fromkeys(names, lease))
+            same_server = (name for name in self._held_on[host] if self.limits.server_of(name) is limiter)
+            riders = self._riders.setdefault((host, limiter.key), {})
+            taken = list(itertools.islice(same_server, (STEPS_PER_PERMIT - 1) * len(names)))
+            for name in taken:
+                going.append(self._held.pop(name))
+                del self._held_on[host][name]
+                self.limits.ride(name)
+                self._went(name)
+                riders[name] = None
+                self._riding[name] = (host, limiter.key)
+                leases[name] = lease
+            self.runtime.log("llm.limit.lent", flush=False, host=host, api_base=limiter.key[0], model=limiter.key[1],
+                             permits=len(names), steps=len(names) + len(taken))
+        return [(ref, attrs.evolve(request, lease=leases[ref.name]) if ref.name in leases else request)
+                for ref, request in going]
 
     def _lent(self, calls: list[tuple[ActorRef, Any]]) -> list[tuple[ActorRef, Any]]:
         """The steps about to go, each with its allowance of the budget (`Spending.lend`)."""
@@ -105,7 +151,7 @@ class StepPermits:
         if not (self._held or self._paused):
             return None
         if self._hosted and not self._paused and not any(
-            self._held_on[host] and not self._busy[host] for host in self._held_on
+            held and not self._busy[host] for host, held in self._held_on.items()
         ):
             return math.inf  # each busy host's next batch goes when its batch now has answered: its items say so
         return self.limits.next_due()
@@ -119,7 +165,7 @@ class StepPermits:
         for name in self.limits.grant_due(_MayGo(self)):
             if name in self._held:
                 call = self._held.pop(name)
-                self._held_on[self._host_of(name)] -= 1
+                del self._held_on[self._host_of(name)][name]
                 if self._over_budget(name):  # spent while it waited
                     self.limits.release(name, succeeded=False)
                     continue
@@ -132,7 +178,7 @@ class StepPermits:
                     **({"status": why.status, "retry_after_s": why.retry_after, "api_base": why.server} if why else {}),
                 )
                 resumed.append((name, ResumeStep(reply_id, Permit())))
-        self.arrivals.extend(self._lent(going))
+        self.arrivals.extend(self._lent(self._with_riders(going)))
 
     def admitted(self, name: str) -> None:
         self.limits.admitted(name)
@@ -233,12 +279,22 @@ class StepPermits:
 
     def replied(self, name: str) -> None:
         """`name`'s step is answered, or withdrawn: its permit comes back, with the tokens its calls used."""
-        self._back(name)
-        self.limits.release(name, self._tokens.pop(name, 0))
+        self.release(name)
 
     def release(self, name: str, succeeded: bool = True) -> None:
+        """`name`'s step ended: its permit passes to a step riding in its batch, or comes back to its server."""
         self._back(name)
-        self.limits.release(name, self._tokens.pop(name, 0), succeeded=succeeded)
+        tokens = self._tokens.pop(name, 0)
+        if (group := self._riding.pop(name, None)) is not None:  # it ran on another's permit, none of its own
+            del self._riders[group][name]
+        elif (limiter := self.limits.server_of(name)) is not None and (
+            riders := self._riders.get((self._host_of(name), limiter.key))
+        ):
+            rider = next(iter(riders))
+            del riders[rider], self._riding[rider]
+            self.limits.hand_over(name, rider, tokens, succeeded)
+            return
+        self.limits.release(name, tokens, succeeded=succeeded)
 
     def _went(self, name: str) -> None:
         self._out.add(name)
@@ -261,6 +317,14 @@ class StepPermits:
         for name in self._names:
             self.limits.release(name, succeeded=False)
             self.spending.end(name)
+
+
+def _paced_by_host(limiter: ServerLimiter) -> bool:
+    """Whether a host may start its batch's calls to this server as permits pass on, without the driver: once
+    the server's limit is given or learnt (in slow start, the permits double each round, and a batch's lease
+    would hold them back), and not where calls a minute are limited, which only the driver counts."""
+    return (limiter.ceiling is not None and limiter.limits.requests_per_minute is None
+            and limiter.limits.tokens_per_minute is None)
 
 
 class _MayGo:

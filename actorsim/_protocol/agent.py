@@ -15,6 +15,7 @@ from actorsim._core.budget import Allowance, SpendCheck, Spent
 from actorsim._core.envelope import Message
 from actorsim.agents import Post
 from actorsim.llm import GenerationSettings, Permit, PermitRequest, RetryNotice
+from actorsim.llm._gate import Lease
 from actorsim.memory import MemoryState
 from actorsim.tools import ServiceRequest, ToolOutcome
 
@@ -38,6 +39,7 @@ class RunStep:
     user_response: str | None = None
     settings: GenerationSettings | None = None
     allowance: Allowance | None = None  # what its calls may use before a later one asks (None: the run has no budget)
+    lease: Lease | None = None  # its host's share of its server's permits, for the batch it goes in (hosted agents)
 
 
 @attrs.frozen

@@ -7,6 +7,9 @@ its reply (or failure) comes back. No call pays a round trip for its permit,
 the limit holds across processes and nodes, and a permit held by a killed
 host comes back when its step ends, as every step does. A step's calls are
 made one after another, so a permit per step is a permit per call in flight.
+Hosts are lent permits for a batch of more steps than that (`Lease`): as
+one ends, its permit passes to a step of its batch still to end
+(`hand_over`), which its host starts without waiting for the driver.
 
 A throttled call (429, 503) gives its permit back and waits for another
 (`PermitRequest`); how the server's allowance falls and rises again is
@@ -81,6 +84,17 @@ class Limits:
             with self._lock:
                 limiter.release(agent, tokens, succeeded)
 
+    def hand_over(self, agent: str, to: str, tokens: int = 0, succeeded: bool = True) -> None:
+        """`agent`'s step ended: its permit goes to `to`'s, which calls the same server (`ServerLimiter.hand_over`)."""
+        if (limiter := self._server_of.get(agent)) is not None:
+            with self._lock:
+                limiter.hand_over(agent, to, tokens, succeeded)
+
+    def ride(self, agent: str) -> None:
+        if (limiter := self._server_of.get(agent)) is not None:
+            with self._lock:
+                limiter.ride(agent)
+
     def throttled(self, agent: str, notice: Throttled, in_place: bool = False) -> ServerLimiter | None:
         """`agent`'s call was throttled: its server's limiter, if its allowance changed."""
         limiter = self._server_of.get(agent)
@@ -106,5 +120,6 @@ class Limits:
         return min(times, default=None)
 
     def waiting(self) -> int:
+        """Steps not yet holding a permit: held back, or gone to their host to take one of its batch's."""
         with self._lock:
-            return sum(len(limiter.waiting) for limiter in self._servers.values())
+            return sum(len(limiter.waiting) + len(limiter.riding) for limiter in self._servers.values())

@@ -3,10 +3,12 @@
 A host runs hundreds of agents' steps as one batch and cannot take its
 driver's answer to a throttled call until the batch is over, so those calls
 wait for their server on the host: every try of every call goes through its
-host's gate. Unbounded while the server says nothing, a gate learns its
-share of the server from the 429s its host's calls get, as the driver's
-limiter does (`actorsim.llm._limiter`), so that hundreds of calls do not each
-retry on their own schedule into a server that is full.
+host's gate. A batch lent a share of the server's permits (`Lease`) keeps
+its calls within it, starting the next as one ends; within that, or
+unbounded where the server's limit is unknown and nothing was lent, a gate
+learns its share of the server from the 429s its host's calls get, as the
+driver's limiter does (`actorsim.llm._limiter`), so that hundreds of calls
+do not each retry on their own schedule into a server that is full.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+
+import attrs
 
 from actorsim._core.context import current_stop_event
 from actorsim._errors import ActorStoppedError
@@ -26,13 +30,28 @@ _STOP_POLL_S = 0.5
 """How often a waiting call looks whether its host is being stopped."""
 
 
+@attrs.frozen
+class Lease:
+    """How many of a host's calls to `server` may be in flight at once while it runs its present batch.
+
+    The driver's limiter lends a host a share of a server's permits and sends
+    it more steps than that share (`actorsim._engine.permits`): as one call
+    ends, the host starts the next itself, without waiting for the driver.
+    """
+
+    server: tuple[str, str]
+    permits: int
+
+
 class ServerGate:
     """Calls to one server from one host: each try holds a place while it is in flight, and waits for one.
 
     `whole_run`: the gate sees every call of the run to its server (the hosts
     share the driver's process), so what the server's 429s teach it holds for
     all of them and it keeps it, as the driver's limiter does. A host's own
-    gate sees only its share, and forgets it when its host's batch is over.
+    gate sees only its share, and forgets it when its host's batch is over:
+    the next batch is sized, or lent its permits, by the driver's limiter,
+    which has learnt from every host.
     """
 
     def __init__(
@@ -40,6 +59,7 @@ class ServerGate:
         whole_run: bool = False,
     ) -> None:
         self._limiter = ServerLimiter(key, limits, clock)
+        self.given = limits  # the bound its agents' config gives, when no lease is
         self._whole_run = whole_run
         self._clock = clock
         self._lock = threading.Lock()
@@ -75,6 +95,18 @@ class ServerGate:
                     self._grant_due()
                 raise ActorStoppedError("the agent was stopped while its call waited for its model server")
 
+    def lease(self, permits: int | None) -> None:
+        """Bound the next batch's tries to `permits` at once (None: to the configured bound); what the server's
+        throttles taught the gate goes with the bound it was learnt under, a pause it asked for stays."""
+        with self._lock:
+            if self._limiter.in_flight or self._limiter.waiting:
+                return  # a host's batches come one at a time: not while one runs
+            given = self.given.max_concurrency
+            bound = given if permits is None else min(permits, given or permits)
+            paused_until = self._limiter.paused_until
+            self._limiter = ServerLimiter(self._limiter.key, ServerLimits(bound), self._clock)
+            self._limiter.paused_until = paused_until
+
     def admitted(self, ticket: str) -> None:
         """The server took the try: it is streaming."""
         with self._lock:
@@ -93,11 +125,8 @@ class ServerGate:
             self._grant_due()
 
     def _grant_due(self) -> None:
-        """Wake the tries granted a place, and the first still waiting if a time (not a release) lets it go.
-
-        A host's own gate with no try in flight or waiting forgets what the server taught it: its host's batch
-        is over, and the next is sized by the driver's limiter, which has learned from every host.
-        """
+        """Wake the tries granted a place, and the first still waiting if a time (not a release) lets it go;
+        a host's own gate with none in flight or waiting forgets what the server taught (its batch is over)."""
         if not self._whole_run and not self._limiter.in_flight and not self._limiter.waiting:
             self._limiter.unlearn()
             return
@@ -132,11 +161,24 @@ class CallGates:
         which a host cannot pass anyway)."""
         with self._lock:
             gate = self._gates.get(key)
+            given = ServerLimits(limits.max_concurrency)
             if gate is None:
-                gate = self._gates[key] = ServerGate(
-                    key, ServerLimits(limits.max_concurrency), self._clock, whole_run=self._whole_run
-                )
+                gate = self._gates[key] = ServerGate(key, given, self._clock, whole_run=self._whole_run)
+            gate.given = given
             return gate
+
+    def lease(self, leases: Mapping[tuple[str, str], int]) -> None:
+        """A batch begins: each server's gate bounds its calls to the share lent with the batch, or to the
+        configured bound. Gates shared by the hosts of the driver's process see every call of the run already,
+        and keep to the server's whole limit, not to one host's lease."""
+        if self._whole_run:
+            return
+        with self._lock:
+            for key in leases.keys() - self._gates.keys():
+                self._gates[key] = ServerGate(key, ServerLimits(), self._clock)
+            gates = list(self._gates.items())
+        for key, gate in gates:
+            gate.lease(leases.get(key))
 
     def __reduce__(self) -> tuple[Callable[[], CallGates], tuple[()]]:
         return _arrived, ()

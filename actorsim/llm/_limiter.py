@@ -45,12 +45,14 @@ class ServerLimiter:
         self.ceiling: int | None = limits.max_concurrency
         self.in_flight: set[str] = set()
         self.waiting: dict[str, float] = {}  # holder -> when it may go at the earliest, first come first served
+        self.riding: set[str] = set()  # delivered with a batch lent permits, to run on one of them (`hand_over`)
         self.paused_until = 0.0
         self._starts: collections.deque[float] = collections.deque()
         self._tokens: collections.deque[tuple[float, int]] = collections.deque()
         self._token_total = 0
         self._successes = 0
         self._last_throttle = -math.inf
+        self._episode_began = -math.inf
         self._admitted: set[str] = set()
         self._episode: set[str] = set()  # the calls in flight when this throttling episode began
         self._episode_refused: set[str] = set()  # those of them the server refused since
@@ -91,6 +93,7 @@ class ServerLimiter:
         """`holder`'s step ended (its permit comes back) after its calls used `tokens`."""
         now = self._clock()
         self.waiting.pop(holder, None)
+        self.riding.discard(holder)
         self._admitted.discard(holder)
         if holder in self.in_flight:
             self.in_flight.discard(holder)
@@ -99,6 +102,18 @@ class ServerLimiter:
         if tokens:
             self._tokens.append((now, tokens))
             self._token_total += tokens
+
+    def hand_over(self, holder: str, to: str, tokens: int = 0, succeeded: bool = True) -> None:
+        """`holder`'s step ended and `to`, a step delivered with it, takes its permit, before any holder waiting
+        and whatever the allowance is now: its host goes on with the permits its batch was lent (`Lease`)."""
+        self.release(holder, tokens, succeeded)
+        self.riding.discard(to)
+        self._grant(to, self._clock())
+
+    def ride(self, holder: str) -> None:
+        """`holder` no longer waits for a permit of its own: it goes with a batch, to take one of the batch's."""
+        self.waiting.pop(holder, None)
+        self.riding.add(holder)
 
     @property
     def streaming(self) -> int:
@@ -139,17 +154,24 @@ class ServerLimiter:
         A call throttled on a host (`in_place`) keeps its permit. The driver
         hears that a hosted call streams only as its host's batch sends the
         call's items on, late and in bunches on a busy machine, so what it saw
-        streaming says little: the ceiling is then the episode's count alone.
+        streaming says little: the allowance and the ceiling are then the
+        episode's count alone (each host's gate cuts its own share at once).
+        Nor does it know which of a batch's steps run on the permits lent to it
+        (`Lease`): an episode of hosted calls is the refusals heard within
+        `EPISODE_S` of its first, one call's twice ending it.
         """
         now = self._clock()
-        # A refusal of a call sent after the episode began (or refused in it already) is the server full again.
-        fresh = (now - self._last_throttle > EPISODE_S or holder not in self._episode
-                 or holder in self._episode_refused)
+        if in_place:  # the permits are its batch's, whichever of its steps the driver names as holding them
+            fresh = now - self._episode_began > EPISODE_S or holder in self._episode_refused
+        else:  # a refusal of a call sent after the episode began, or refused in it already: the server full again
+            fresh = (now - self._last_throttle > EPISODE_S or holder not in self._episode
+                     or holder in self._episode_refused)
         self._last_throttle = now
         if fresh:
-            self._episode = self.in_flight | {holder}
+            self._episode = set(self.in_flight) if in_place else self.in_flight | {holder}
+            self._episode_began = now
             self._episode_refused = set()
-        if holder in self._episode:
+        if holder in self._episode or in_place:
             self._episode_refused.add(holder)
         left = max(1, len(self._episode) - len(self._episode_refused))  # what it served when it began to refuse
         if not in_place:  # a call that waits where it is (on a host) keeps its permit
@@ -157,7 +179,7 @@ class ServerLimiter:
         self._admitted.discard(holder)
         if retry_after:
             self.paused_until = max(self.paused_until, now + retry_after)
-        allowed = max(1, self.streaming)
+        allowed = left if in_place else max(1, self.streaming)
         ceiling = max(allowed, left if in_place else min(left, self._seen))
         if self.limits.max_concurrency is not None:
             allowed, ceiling = min(allowed, self.limits.max_concurrency), min(ceiling, self.limits.max_concurrency)

@@ -17,7 +17,7 @@ import attrs
 from actorsim._core.context import current_stop_event, stop_waits_with, wait_in_place
 from actorsim._errors import ActorStoppedError
 from actorsim._runlog import RunLogConfig, hosted_by, open_run_log
-from actorsim.llm._gate import CallGates
+from actorsim.llm._gate import CallGates, Lease
 from actorsim.transport._base import Behaviour, BehaviourFactory, Failure, StreamEnd
 
 HOST_THREADS = 512
@@ -140,6 +140,9 @@ class Host:
 
     def _run_batch(self, calls: Sequence[tuple[int, str, Any]]) -> Iterator[list[tuple[int, Any]]]:
         out: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        # Steps lent a share of their server's permits say so (`Lease`): the batch's calls keep within it.
+        leases = [lease for _, _, request in calls if isinstance(lease := getattr(request, "lease", None), Lease)]
+        self._gates.lease({lease.server: lease.permits for lease in leases})
         stopping = current_stop_event()  # the host's: stopping it cuts its agents' waits short, on any thread
         for call_id, name, request in calls:
             self._pool.submit(self._run_call, call_id, name, request, out, stopping)
