@@ -91,6 +91,7 @@ class Limits:
                 limiter.hand_over(agent, to, tokens, succeeded)
 
     def ride(self, agent: str) -> None:
+        """`agent`'s step goes with a batch lent permits, to take one of them (`ServerLimiter.ride`)."""
         if (limiter := self._server_of.get(agent)) is not None:
             with self._lock:
                 limiter.ride(agent)

@@ -39,7 +39,7 @@ class Lease:
     ends, the host starts the next itself, without waiting for the driver.
     """
 
-    server: tuple[str, str]
+    server: ServerKey
     permits: int
 
 
@@ -167,7 +167,7 @@ class CallGates:
             gate.given = given
             return gate
 
-    def lease(self, leases: Mapping[tuple[str, str], int]) -> None:
+    def lease(self, leases: Mapping[ServerKey, int]) -> None:
         """A batch begins: each server's gate bounds its calls to the share lent with the batch, or to the
         configured bound. Gates shared by the hosts of the driver's process see every call of the run already,
         and keep to the server's whole limit, not to one host's lease."""
