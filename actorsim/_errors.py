@@ -189,20 +189,24 @@ class TransientServerError(LLMError):
 
     `problem` is what the retry notice says went wrong ("answered 503");
     `status` the HTTP status, if the server answered, and `retry_after` the
-    seconds it asked the caller to wait, if it said.
+    seconds it asked the caller to wait, if it said; `window`, when the try
+    was sent and answered (wall clock), if it was.
     """
 
     def __init__(
-        self, message: str, *, problem: str = "failed", status: int | None = None, retry_after: float | None = None
+        self, message: str, *, problem: str = "failed", status: int | None = None, retry_after: float | None = None,
+        window: tuple[float, float] | None = None,
     ) -> None:
         super().__init__(message)
         self.problem = problem
         self.status = status
         self.retry_after = retry_after
+        self.window = window
 
     def __reduce__(self) -> tuple[Any, ...]:
         again = functools.partial(
-            TransientServerError, problem=self.problem, status=self.status, retry_after=self.retry_after
+            TransientServerError, problem=self.problem, status=self.status, retry_after=self.retry_after,
+            window=self.window,
         )
         return (again, (str(self),))
 

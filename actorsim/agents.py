@@ -431,8 +431,9 @@ class Agent:
             latency_s=time.perf_counter() - started,
             **logged,
         )
-        if usage or cost:  # counted by the budget now, not when the step replies
-            yield CallUsed(tokens, cost or 0.0)
+        served = getattr(model, "last_served", None)
+        if usage or cost or served:  # counted by the budget and the server's limiter now, not when the step replies
+            yield CallUsed(tokens, cost or 0.0, served)
         return reply, calls
 
 

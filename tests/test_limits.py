@@ -191,6 +191,48 @@ class TestServerLimiter:
         server.throttled("r1", None, in_place=True)
         assert server.ceiling == 7, "refused again: the server full again, of the 8 in flight 1 refused"
 
+    def test_what_the_server_served_when_it_refused_is_counted_from_the_calls_times_once_all_are_heard(
+        self
+    ) -> None:
+        """A first burst of 16 whose calls do not all reach the server at once: it refused 4 only, because 2
+        came after others had ended. The episode's count says 12; the calls' own times say 10."""
+        clock = Clock()
+        server = ServerLimiter(("http://server/v1", "m"), ServerLimits(), clock, slow_start=16)
+        calls = [f"a{n}" for n in range(16)]
+        assert all(server.ask(name) for name in calls)
+        for name in calls[:4]:  # refused at 100.010 s (wall clock), each try sent 1 ms before
+            server.throttled(name, 1.0, in_place=True, window=(100.009, 100.010))
+        assert server.ceiling == 12
+        for n, name in enumerate(calls[4:14]):  # at the server when it refused: sent before, ended after
+            server.served((100.0 + n / 1000, 100.06))
+            server.release(name)
+        assert server.ceiling == 12, "two steps still out may have had calls at the server then"
+        server.served((100.0, 100.005))  # a14 ended before the refusals: not served at that time
+        server.release("a14")
+        server.served((100.02, 100.07))  # a15 reached the server after them
+        assert server.release("a15"), "the allowance changed: logged as a cut"
+        assert server.ceiling == 10 and server.allowed is not None and server.allowed <= 10
+        for name in calls[:4]:  # the refused calls go again and are served, one at a time
+            server.admitted(name)
+        assert server.ceiling == 10, "calls seen streaming at once do not lift it past the count"
+        clock.now += 1.0
+        server.throttled("a0", 1.0, in_place=True, window=(101.5, 101.5))
+        assert server.ceiling <= 10, "a later episode is held to the count too"
+
+    def test_a_count_never_raises_what_the_server_was_found_to_take(self) -> None:
+        clock = Clock()
+        server = limiter(clock)
+        assert all(server.ask(name) for name in "abc")
+        for name in "abc":
+            server.admitted(name)
+        server.throttled("c", None, window=(100.0, 100.001))
+        assert server.ceiling == 2
+        for name in "ab":
+            server.served((99.0, 101.0))
+            server.served((99.5, 100.5))  # another of the step's calls: three in all counted
+            assert not server.release(name)
+        assert server.ceiling == 2
+
     def test_a_permit_passes_to_a_step_of_its_batch_before_any_waiting(self) -> None:
         clock = Clock()
         server = limiter(clock, max_concurrency=2)

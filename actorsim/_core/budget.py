@@ -46,11 +46,14 @@ class CallUsed:
     """What one model call used, as its server counted: sent on to the driver as soon as the call ends.
 
     The budget then counts it before its step replies, and counts it even if
-    the step crashes afterwards and is delivered again.
+    the step crashes afterwards and is delivered again. `served`: when the
+    call's answered try was sent and ended (wall clock), for its server's
+    limiter (`actorsim.llm._limiter`).
     """
 
     tokens: int
     cost: float = 0.0
+    served: tuple[float, float] | None = None
 
 
 @attrs.frozen

@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from actorsim._core.budget import NOTHING, SpendCheck, Spent
+from actorsim._core.budget import NOTHING, CallUsed, SpendCheck, Spent
 from actorsim._core.ref import ActorRef
 from actorsim._protocol.agent import ResumeStep, Retrying
 from actorsim._runtime.runtime import Runtime
@@ -167,7 +167,7 @@ class StepPermits:
                 call = self._held.pop(name)
                 del self._held_on[self._host_of(name)][name]
                 if self._over_budget(name):  # spent while it waited
-                    self.limits.release(name, succeeded=False)
+                    self._cut(self.limits.release(name, succeeded=False))
                     continue
                 going.append(call)
                 self._went(name)
@@ -200,16 +200,20 @@ class StepPermits:
             notices.warning("model server at %s: more of its calls are throttled; their notices are held back "
                             "for a second", notice.server)
         self._shown[notice.server] = (second, shown + 1)
-        limiter = self.limits.throttled(name, notice, in_place=self._hosted)
+        self._cut(self.limits.throttled(name, notice, in_place=self._hosted), notice.retry_after)
+
+    def _cut(self, limiter: ServerLimiter | None, retry_after: float | None = None) -> None:
+        """The server's allowance changed: logged, and shown once a second at most."""
         if limiter is None:
             return
         self.runtime.log(
             "llm.limit.cut", flush=False, api_base=limiter.key[0], model=limiter.key[1], allowed=limiter.allowed,
-            ceiling=limiter.ceiling, in_flight=len(limiter.in_flight), retry_after_s=notice.retry_after,
+            ceiling=limiter.ceiling, in_flight=len(limiter.in_flight), retry_after_s=retry_after,
         )
+        now = time.monotonic()
         if now - self._last_notice.get(limiter.key, -math.inf) >= 1.0:
             self._last_notice[limiter.key] = now
-            resume = f"; its calls resume in {notice.retry_after:g} s" if notice.retry_after else ""
+            resume = f"; its calls resume in {retry_after:g} s" if retry_after else ""
             notices.warning("model server at %s (%s): at most %d calls in flight now%s",
                             limiter.key[0], limiter.key[1], limiter.allowed or 0, resume)
 
@@ -225,7 +229,7 @@ class StepPermits:
     def redelivered(self, name: str) -> None:
         """A crashed step delivered again starts afresh: a call it had paused will not be resumed."""
         if self._paused.pop(name, None) is not None:
-            self.limits.release(name, succeeded=False)
+            self._cut(self.limits.release(name, succeeded=False))
 
     def _over_budget(self, name: str) -> bool:
         """Whether the budget stops `name`'s step; logged once a step, with what was spent."""
@@ -242,10 +246,13 @@ class StepPermits:
                              spent_cost=self.spending.cost, agent=name)
         self.blocked[name] = spent
 
-    def used(self, name: str, tokens: int, cost: float) -> None:
-        """One of `name`'s model calls ended, having used `tokens` and `cost`: the budget counts them now."""
-        self._tokens[name] += tokens
-        self.spending.add(name, tokens, cost)
+    def used(self, name: str, used: CallUsed) -> None:
+        """One of `name`'s model calls ended: the budget counts what it used now, its server's limiter when it
+        was served."""
+        self._tokens[name] += used.tokens
+        self.spending.add(name, used.tokens, used.cost)
+        if used.served is not None:
+            self.limits.served(name, used.served)
 
     def spend_check(
         self, name: str, reply_id: str, check: SpendCheck, resumed: collections.deque[tuple[str, Any]]
@@ -292,9 +299,9 @@ class StepPermits:
         ):
             rider = next(iter(riders))
             del riders[rider], self._riding[rider]
-            self.limits.hand_over(name, rider, tokens, succeeded)
+            self._cut(self.limits.hand_over(name, rider, tokens, succeeded))
             return
-        self.limits.release(name, tokens, succeeded=succeeded)
+        self._cut(self.limits.release(name, tokens, succeeded=succeeded))
 
     def _went(self, name: str) -> None:
         self._out.add(name)
@@ -315,7 +322,7 @@ class StepPermits:
     def end(self) -> None:
         """The step is over, however it ended: every permit and allowance it holds or waits for goes back."""
         for name in self._names:
-            self.limits.release(name, succeeded=False)
+            self._cut(self.limits.release(name, succeeded=False))
             self.spending.end(name)
 
 

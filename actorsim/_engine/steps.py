@@ -357,7 +357,7 @@ class Steps:
                     state.shown[role] = so_far
                     yield Frame(item.role, so_far[max(len(shown), len(so_far) - len(item.text)):], item.message_id)
             elif isinstance(item, CallUsed):
-                permits.used(name, item.tokens, item.cost)
+                permits.used(name, item)
             elif isinstance(item, Withdrawn):  # the budget stopped its next call: its messages wait again
                 permits.replied(name)
                 permits.let_go(resumed)

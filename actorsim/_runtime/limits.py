@@ -24,7 +24,7 @@ from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 from actorsim.llm import ChatModel, ServerLimits, Throttled, served_by
-from actorsim.llm._limiter import ServerKey, ServerLimiter
+from actorsim.llm._limiter import ServerKey, ServerLimiter, Window
 
 
 class Limits:
@@ -79,16 +79,26 @@ class Limits:
         with self._lock:
             return limiter.ask(agent, wait_s)
 
-    def release(self, agent: str, tokens: int = 0, succeeded: bool = True) -> None:
+    def release(self, agent: str, tokens: int = 0, succeeded: bool = True) -> ServerLimiter | None:
+        """`agent`'s step ended: its server's limiter, if its allowance changed (`ServerLimiter.release`)."""
         if (limiter := self._server_of.get(agent)) is not None:
             with self._lock:
-                limiter.release(agent, tokens, succeeded)
+                return limiter if limiter.release(agent, tokens, succeeded) else None
+        return None
 
-    def hand_over(self, agent: str, to: str, tokens: int = 0, succeeded: bool = True) -> None:
-        """`agent`'s step ended: its permit goes to `to`'s, which calls the same server (`ServerLimiter.hand_over`)."""
+    def hand_over(self, agent: str, to: str, tokens: int = 0, succeeded: bool = True) -> ServerLimiter | None:
+        """`agent`'s step ended: its permit goes to `to`'s, which calls the same server (`ServerLimiter.hand_over`);
+        its server's limiter, if its allowance changed."""
         if (limiter := self._server_of.get(agent)) is not None:
             with self._lock:
-                limiter.hand_over(agent, to, tokens, succeeded)
+                return limiter if limiter.hand_over(agent, to, tokens, succeeded) else None
+        return None
+
+    def served(self, agent: str, window: Window) -> None:
+        """One of `agent`'s calls was answered, sent and ended at these times (`ServerLimiter.served`)."""
+        if (limiter := self._server_of.get(agent)) is not None:
+            with self._lock:
+                limiter.served(window)
 
     def ride(self, agent: str) -> None:
         """`agent`'s step goes with a batch lent permits, to take one of them (`ServerLimiter.ride`)."""
@@ -102,7 +112,7 @@ class Limits:
         if limiter is None:
             return None
         with self._lock:
-            return limiter if limiter.throttled(agent, notice.retry_after, in_place) else None
+            return limiter if limiter.throttled(agent, notice.retry_after, in_place, notice.window) else None
 
     def admitted(self, agent: str) -> None:
         if (limiter := self._server_of.get(agent)) is not None:

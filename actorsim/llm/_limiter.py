@@ -26,6 +26,12 @@ EPISODE_S = 1.0
 """Throttles closer together than this are one episode: the server's answer to one burst."""
 PROBE_AFTER_S = 30.0
 """After this long without a throttle, a learned ceiling below the configured one rises by one call."""
+SERVED_KEPT_S = 30.0
+"""How long the times of a served call are kept, to count what the server was serving when it refused a call."""
+
+Window = tuple[float, float]
+"""When a try was sent and when its answer ended (the 429, or the reply's last byte), in wall-clock seconds: the
+clock every process of a machine shares, and a cluster's nodes keep within milliseconds of each other."""
 
 
 class ServerLimiter:
@@ -58,6 +64,10 @@ class ServerLimiter:
         self._episode_refused: set[str] = set()  # those of them the server refused since
         self._seen = 0  # the most calls seen streaming at once
         self.most_in_flight = 0
+        self._served: collections.deque[Window] = collections.deque()  # calls the server answered, as heard
+        self._refusals: list[Window] = []  # refusals whose count of what the server was serving is still open
+        self._unheard: set[str] = set()  # the steps whose calls may still add to that count
+        self._measured: int | None = None  # the most calls it was counted serving when it refused one
 
     def update(self, limits: ServerLimits) -> None:
         self.limits = limits
@@ -89,8 +99,9 @@ class ServerLimiter:
                 granted.append(holder)
         return granted
 
-    def release(self, holder: str, tokens: int = 0, succeeded: bool = True) -> None:
-        """`holder`'s step ended (its permit comes back) after its calls used `tokens`."""
+    def release(self, holder: str, tokens: int = 0, succeeded: bool = True) -> bool:
+        """`holder`'s step ended (its permit comes back) after its calls used `tokens`; True when the allowance
+        changed, the server's refusals counted (`_count_refusals`)."""
         now = self._clock()
         self.waiting.pop(holder, None)
         self.riding.discard(holder)
@@ -102,13 +113,16 @@ class ServerLimiter:
         if tokens:
             self._tokens.append((now, tokens))
             self._token_total += tokens
+        self._unheard.discard(holder)
+        return bool(self._refusals) and not self._unheard and self._count_refusals()
 
-    def hand_over(self, holder: str, to: str, tokens: int = 0, succeeded: bool = True) -> None:
+    def hand_over(self, holder: str, to: str, tokens: int = 0, succeeded: bool = True) -> bool:
         """`holder`'s step ended and `to`, a step delivered with it, takes its permit, before any holder waiting
         and whatever the allowance is now: its host goes on with the permits its batch was lent (`Lease`)."""
-        self.release(holder, tokens, succeeded)
+        changed = self.release(holder, tokens, succeeded)
         self.riding.discard(to)
         self._grant(to, self._clock())
+        return changed
 
     def ride(self, holder: str) -> None:
         """`holder` no longer waits for a permit of its own: it goes with a batch, to take one of the batch's."""
@@ -120,6 +134,33 @@ class ServerLimiter:
         """Calls in flight that the server took (a call leaves `_admitted` when it leaves `in_flight`)."""
         return len(self._admitted)
 
+    def served(self, window: Window) -> None:
+        """A call was answered: sent and ended at these times (`Window`), for `_count_refusals`."""
+        self._served.append(window)
+        while self._served and self._served[0][1] < window[1] - SERVED_KEPT_S:
+            self._served.popleft()
+
+    def _count_refusals(self) -> bool:
+        """Every call that may have been at the server when it refused the calls of `_refusals` is heard of:
+        the most it then served is its limit (a bound on it, as the clocks go), unless a throttle taught less.
+
+        The ceiling an episode gives (`throttled`) is the calls in flight less
+        those refused; a burst whose calls do not all reach the server at once
+        makes that one or two too many, and each try past the server's limit
+        costs a refusal and its `Retry-After`.
+        """
+        most = max(sum(1 for sent, ended in self._served if sent <= refused and ended >= asked)
+                   for asked, refused in self._refusals)
+        self._refusals.clear()
+        if most < 1 or self.ceiling is None:
+            return False
+        self._measured = min(most, self._measured or most)
+        if most >= self.ceiling:
+            return False
+        self.ceiling = most
+        self.allowed = min(self.allowed or most, most)
+        return True
+
     def unlearn(self) -> None:
         """Forget what the server's throttles taught (not a pause it asked for): its allowance is as at first."""
         self.allowed = self.limits.max_concurrency or self._slow_start
@@ -128,17 +169,23 @@ class ServerLimiter:
         self._episode.clear()
         self._episode_refused.clear()
         self._seen = 0
+        self._refusals.clear()
+        self._unheard.clear()
+        self._measured = None
 
     def admitted(self, holder: str) -> None:
         """`holder`'s call is streaming: the server took it, and as many as stream now at once, it takes."""
         if holder in self.in_flight:
             self._admitted.add(holder)
             self._seen = max(self._seen, self.streaming)
-            if self.allowed is not None and self.ceiling is not None and self.streaming > self.allowed:
-                self.allowed = self.streaming  # after a cut made before these calls were known to stream
-                self.ceiling = max(self.ceiling, self.streaming)
+            streaming = min(self.streaming, self._measured or self.streaming)
+            if self.allowed is not None and self.ceiling is not None and streaming > self.allowed:
+                self.allowed = streaming  # after a cut made before these calls were known to stream
+                self.ceiling = max(self.ceiling, streaming)
 
-    def throttled(self, holder: str, retry_after: float | None, in_place: bool = False) -> bool:
+    def throttled(
+        self, holder: str, retry_after: float | None, in_place: bool = False, window: Window | None = None
+    ) -> bool:
         """The server refused `holder`'s call for being over its limit; True when its allowance changed.
 
         The server serves at least the calls streaming now (the allowance), and
@@ -160,6 +207,10 @@ class ServerLimiter:
         Nor does it know which of a batch's steps run on the permits lent to it
         (`Lease`): an episode of hosted calls is the refusals heard within
         `EPISODE_S` of its first, one call's twice ending it.
+
+        With the refused try's `window`, once every step that was in flight
+        has ended, the calls the server was then serving are counted from
+        their own times: a ceiling above that count comes down to it.
         """
         now = self._clock()
         if in_place:  # the permits are its batch's, whichever of its steps the driver names as holding them
@@ -182,11 +233,18 @@ class ServerLimiter:
             self.paused_until = max(self.paused_until, now + retry_after)
         allowed = max(1, self.streaming)
         ceiling = max(allowed, left if in_place else min(left, self._seen))
-        if self.limits.max_concurrency is not None:
-            allowed, ceiling = min(allowed, self.limits.max_concurrency), min(ceiling, self.limits.max_concurrency)
+        for bound in (self.limits.max_concurrency, self._measured):
+            if bound is not None:
+                allowed, ceiling = min(allowed, bound), min(ceiling, bound)
         changed = (allowed, ceiling) != (self.allowed, self.ceiling)
         self.allowed, self.ceiling = allowed, ceiling
         self._successes = 0
+        if window is not None:
+            self._refusals.append(window)
+            self._unheard |= (self.in_flight | self.riding) - self._episode_refused
+        self._unheard.discard(holder)  # refused: what else its step had the server serve is heard of already
+        if self._refusals and not self._unheard:
+            changed = self._count_refusals() or changed
         return changed
 
     def next_due(self) -> float | None:
@@ -233,6 +291,7 @@ class ServerLimiter:
             if now - self._last_throttle < PROBE_AFTER_S or self.allowed >= most:
                 return
             self.ceiling = self.allowed + 1  # quiet long enough: probe one step past where it last throttled
+            self._measured = None
         self._successes += 1
         if self._successes >= self.allowed:
             self.allowed += 1

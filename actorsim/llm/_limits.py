@@ -49,11 +49,14 @@ class Throttled(RetryNotice):
     """The server answered that it is over its limit; `retry_after` is what it asked for (None: it did not say).
 
     `wait_s` is at least `retry_after`. A driver holds back the server's other
-    calls too and cuts how many may be in flight (`actorsim._runtime.limits`).
+    calls too and cuts how many may be in flight (`actorsim._runtime.limits`);
+    `window`, when the refused try was sent and refused (wall clock), lets it
+    count what the server was serving then.
     """
 
     status: int = 429
     retry_after: float | None = None
+    window: tuple[float, float] | None = None
 
 
 @attrs.frozen

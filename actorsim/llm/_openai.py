@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import threading
+import time
 import types
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
@@ -152,6 +153,9 @@ class OpenAIChatModel:
         """Its server's limits (`llm={"max_concurrency": ...}`): kept by the run's driver, for all its agents."""
         self.last_finish_reason: str | None = None
         """Why the last reply ended, as the server said: "stop", "length" (cut at the token limit), "tool_calls"."""
+        self.last_served: tuple[float, float] | None = None
+        """When the last call's answered try was sent and ended (wall clock): its driver counts from such times
+        what a server that refused a call was serving then (`actorsim.llm._limiter`)."""
         self._client = shared_pool(config.api_base, config.api_key, config.timeout)
         self._sleep = sleep
         self._retrying = tenacity.Retrying(
@@ -192,7 +196,7 @@ class OpenAIChatModel:
         `PermitRequest`: sent a `Permit` back, the call goes again at once (its
         driver did the waiting); sent None, it waits here.
         """
-        self.last_usage = self.last_finish_reason = None
+        self.last_usage = self.last_finish_reason = self.last_served = None
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": [message.to_dict() for message in messages],
@@ -226,7 +230,8 @@ class OpenAIChatModel:
                 with attempt, _try_through(gate) as admitted, contextlib.ExitStack() as stack:
                     text = ""
                     assembler = ToolCallAssembler()  # a retake assembles its calls afresh
-                    events = self._open(stack, body)
+                    sent = time.time()
+                    events = self._open(stack, body, sent)
                     admitted()
                     for piece in self._contents(events, assembler):
                         text += piece
@@ -234,6 +239,7 @@ class OpenAIChatModel:
                         if len(text) > len(shown):
                             yield text[len(shown):]
                             shown = text
+                    self.last_served = (sent, time.time())
         except httpx.ConnectError as error:
             raise LLMError(f"cannot connect to the model server at {server}: {error}", restartable=False) from error
         except httpx.TransportError as error:
@@ -253,12 +259,12 @@ class OpenAIChatModel:
             asked = error.retry_after
             notice = Throttled(
                 **attrs.asdict(notice, recurse=False) | {"wait_s": max(notice.wait_s, asked or 0.0)},
-                status=error.status, retry_after=asked,
+                status=error.status, retry_after=asked, window=error.window,
             )
         waits.append(notice)
 
-    def _open(self, stack: contextlib.ExitStack, body: dict[str, Any]) -> Any:
-        """Connect and check the status; what fails here may be tried again."""
+    def _open(self, stack: contextlib.ExitStack, body: dict[str, Any], sent: float) -> Any:
+        """Connect and check the status; what fails here may be tried again. `sent`: when the try began."""
         event_source = stack.enter_context(connect_sse(self._client, "POST", "chat/completions", json=body))
         response = event_source.response
         if response.status_code != 200:
@@ -270,12 +276,12 @@ class OpenAIChatModel:
                 with _refusals_lock:
                     _refuse_stream_options.add(self.config.api_base)
                 del body["stream_options"]
-                return self._open(stack, body)
+                return self._open(stack, body, time.time())
             problem = f"model server at {self.config.api_base} answered {status}: {detail}"
             if response.status_code in _TRANSIENT_STATUS:
                 raise TransientServerError(
                     problem, problem=f"answered {status}", status=response.status_code,
-                    retry_after=retry_after(response.headers),
+                    retry_after=retry_after(response.headers), window=(sent, time.time()),
                 )
             raise LLMError(problem, restartable=False)
         return event_source.iter_sse()
