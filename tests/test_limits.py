@@ -206,6 +206,9 @@ class TestServerLimiter:
         for n, name in enumerate(calls[4:14]):  # at the server when it refused: sent before, ended after
             server.served((100.0 + n / 1000, 100.06))
             server.release(name)
+            server.admitted("a15")
+            assert server.allowed is not None and server.allowed <= n + 1, (
+                "while the count is open, no more than the calls heard to have been served then")
         assert server.ceiling == 12, "two steps still out may have had calls at the server then"
         server.served((100.0, 100.005))  # a14 ended before the refusals: not served at that time
         server.release("a14")

@@ -66,6 +66,7 @@ class ServerLimiter:
         self.most_in_flight = 0
         self._served: collections.deque[Window] = collections.deque()  # calls the server answered, as heard
         self._refusals: list[Window] = []  # refusals whose count of what the server was serving is still open
+        self._counts: list[int] = []  # for each, the calls heard so far to have been at the server then
         self._unheard: set[str] = set()  # the steps whose calls may still add to that count
         self._measured: int | None = None  # the most calls it was counted serving when it refused one
 
@@ -137,8 +138,17 @@ class ServerLimiter:
     def served(self, window: Window) -> None:
         """A call was answered: sent and ended at these times (`Window`), for `_count_refusals`."""
         self._served.append(window)
+        sent, ended = window
+        for n, (asked, refused) in enumerate(self._refusals):
+            if sent <= refused and ended >= asked:
+                self._counts[n] += 1
         while self._served and self._served[0][1] < window[1] - SERVED_KEPT_S:
             self._served.popleft()
+
+    def _counted_so_far(self) -> float:
+        """While refusals are still counted, the calls heard so far to have been at the server then: it served
+        as many at once, at least (no refusal counted: no bound)."""
+        return max(self._counts, default=math.inf)
 
     def _count_refusals(self) -> bool:
         """Every call that may have been at the server when it refused the calls of `_refusals` is heard of:
@@ -149,9 +159,9 @@ class ServerLimiter:
         makes that one or two too many, and each try past the server's limit
         costs a refusal and its `Retry-After`.
         """
-        most = max(sum(1 for sent, ended in self._served if sent <= refused and ended >= asked)
-                   for asked, refused in self._refusals)
+        most = max(self._counts)
         self._refusals.clear()
+        self._counts.clear()
         if most < 1 or self.ceiling is None:
             return False
         self._measured = min(most, self._measured or most)
@@ -170,6 +180,7 @@ class ServerLimiter:
         self._episode_refused.clear()
         self._seen = 0
         self._refusals.clear()
+        self._counts.clear()
         self._unheard.clear()
         self._measured = None
 
@@ -178,7 +189,7 @@ class ServerLimiter:
         if holder in self.in_flight:
             self._admitted.add(holder)
             self._seen = max(self._seen, self.streaming)
-            streaming = min(self.streaming, self._measured or self.streaming)
+            streaming = min(self.streaming, self._measured or self.streaming, *self._counts)
             if self.allowed is not None and self.ceiling is not None and streaming > self.allowed:
                 self.allowed = streaming  # after a cut made before these calls were known to stream
                 self.ceiling = max(self.ceiling, streaming)
@@ -240,7 +251,9 @@ class ServerLimiter:
         self.allowed, self.ceiling = allowed, ceiling
         self._successes = 0
         if window is not None:
+            asked, refused = window
             self._refusals.append(window)
+            self._counts.append(sum(1 for sent, ended in self._served if sent <= refused and ended >= asked))
             self._unheard |= (self.in_flight | self.riding) - self._episode_refused
         self._unheard.discard(holder)  # refused: what else its step had the server serve is heard of already
         if self._refusals and not self._unheard:
@@ -286,6 +299,8 @@ class ServerLimiter:
         if self.ceiling is None:  # slow start: nothing throttled yet, and no limit given
             self.allowed += 1
             return
+        if self.allowed >= self._counted_so_far():
+            return  # while its refusals are counted, no more than the server was heard to serve then
         if self.allowed >= self.ceiling:
             most = self.limits.max_concurrency or math.inf
             if now - self._last_throttle < PROBE_AFTER_S or self.allowed >= most:
