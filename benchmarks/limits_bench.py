@@ -17,7 +17,9 @@ The server is tests/openai_server.py: above `--capacity` calls in flight it answ
 
 The issue asks for a capacity of 50 (a ceiling of 1,000 calls/s); on a 2-core machine the test server and the run,
 both Python, top out near 230 calls/s without any limit, so the default capacity is 10 (200 calls/s), a
-ceiling the machine can reach. It prints, per transport and variant, medians over rounds of the step's time,
+ceiling the machine can reach. It prints first what the permits themselves cost (the driver's limiter and a
+host's gate, timed apart from any run: "far" against "none" pits the far limit's flood of calls against slow
+start's rounds as well), then, per transport and variant, medians over rounds of the step's time,
 calls/s and share of the ceiling, the server's most calls in flight (it must never pass the capacity), its
 429s (the median of all, and the most after the first second in any round), and whether every agent answered
 exactly once. Then:
@@ -46,6 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import actorsim  # noqa: E402
 from actorsim import AgentFailedError, Budget, BudgetExceeded, RolePlay, TaskCenter, create_component  # noqa: E402
+from actorsim.llm import ServerLimits  # noqa: E402
+from actorsim.llm._gate import ServerGate  # noqa: E402
+from actorsim.llm._limiter import ServerLimiter  # noqa: E402
 from tests import tools  # noqa: E402, F401 - registers the tool "weather"
 from tests.openai_server import OpenAIServer, weather_then_answer  # noqa: E402
 
@@ -152,6 +157,25 @@ def budget_check_cost(transport: str, hosts: int, rounds: int, log_dir: Path) ->
           f"one far above need: {far / none:.2f}")
 
 
+def permit_cost(call_s: float) -> None:
+    """What the permits themselves cost, apart from the traffic they shape: a step's permit at the driver's
+    limiter (asked, granted, given back) and each try's place at its host's gate (entered, streaming, left)."""
+    steps = 200_000
+    server = ServerLimiter(("http://server/v1", "m"), ServerLimits(max_concurrency=100_000), time.monotonic)
+    gate = ServerGate(("http://server/v1", "m"), ServerLimits(max_concurrency=100_000))
+    timings = {}
+    for name, one in (("driver", lambda n: (server.ask(f"a{n}"), server.admitted(f"a{n}"),
+                                             server.served((0.0, 1.0)), server.release(f"a{n}"))),
+                      ("host", lambda n: (gate.admitted(ticket := gate.enter()), gate.leave(ticket, True)))):
+        started = time.perf_counter()
+        for n in range(steps):
+            one(n)
+        timings[name] = (time.perf_counter() - started) / steps
+    print(f"permits: {timings['driver'] * 1e6:.1f} us of the driver's time a step, {timings['host'] * 1e6:.1f} us of "
+          f"its host's a try: at 1,000 calls/s, {timings['driver'] * 1000:.2%} of the driver's core and "
+          f"{timings['host'] * 1000:.2%} of the hosts'")
+
+
 def storm(transport: str, retry_after: str | None, log_dir: Path) -> None:
     with OpenAIServer(["never"], throttle_always=True, retry_after=retry_after) as server:
         with actorsim.init(transport=transport, log_dir=log_dir):
@@ -184,6 +208,7 @@ def main() -> None:
     parser.add_argument("--skip-storm", action="store_true")
     parser.add_argument("--skip-swarm", action="store_true")
     args = parser.parse_args()
+    permit_cost(args.call_ms / 1000)
     if not args.skip_swarm:
         swarm_table(args)
     for transport in args.transports:
