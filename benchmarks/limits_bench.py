@@ -157,7 +157,7 @@ def budget_check_cost(transport: str, hosts: int, rounds: int, log_dir: Path) ->
           f"one far above need: {far / none:.2f}")
 
 
-def permit_cost(call_s: float) -> None:
+def permit_cost() -> None:
     """What the permits themselves cost, apart from the traffic they shape: a step's permit at the driver's
     limiter (asked, granted, given back) and each try's place at its host's gate (entered, streaming, left)."""
     steps = 200_000
@@ -208,7 +208,7 @@ def main() -> None:
     parser.add_argument("--skip-storm", action="store_true")
     parser.add_argument("--skip-swarm", action="store_true")
     args = parser.parse_args()
-    permit_cost(args.call_ms / 1000)
+    permit_cost()
     if not args.skip_swarm:
         swarm_table(args)
     for transport in args.transports:
