@@ -138,10 +138,8 @@ class ServerLimiter:
     def served(self, window: Window) -> None:
         """A call was answered: sent and ended at these times (`Window`), for `_count_refusals`."""
         self._served.append(window)
-        sent, ended = window
-        for n, (asked, refused) in enumerate(self._refusals):
-            if sent <= refused and ended >= asked:
-                self._counts[n] += 1
+        for n, refusal in enumerate(self._refusals):
+            self._counts[n] += _was_serving(window, refusal)
         while self._served and self._served[0][1] < window[1] - SERVED_KEPT_S:
             self._served.popleft()
 
@@ -251,9 +249,8 @@ class ServerLimiter:
         self.allowed, self.ceiling = allowed, ceiling
         self._successes = 0
         if window is not None:
-            asked, refused = window
             self._refusals.append(window)
-            self._counts.append(sum(1 for sent, ended in self._served if sent <= refused and ended >= asked))
+            self._counts.append(sum(_was_serving(call, window) for call in self._served))
             self._unheard |= (self.in_flight | self.riding) - self._episode_refused
         self._unheard.discard(holder)  # refused: what else its step had the server serve is heard of already
         if self._refusals and not self._unheard:
@@ -317,3 +314,11 @@ class ServerLimiter:
             self._starts.popleft()
         while self._tokens and now - self._tokens[0][0] >= MINUTE_S:
             self._token_total -= self._tokens.popleft()[1]
+
+
+def _was_serving(call: Window, refusal: Window) -> bool:
+    """Whether the server may have been serving `call` when it refused: sent before the refusal came back, and
+    ended after the refused try was sent."""
+    sent, ended = call
+    asked, refused = refusal
+    return sent <= refused and ended >= asked
