@@ -4,8 +4,8 @@
                                       [--transports local thespian ray] [--hosts 4] [--retry-after 1]
                                       [--skip-budget] [--skip-storm]
 
-The server is tests/openai_server.py: above `--capacity` calls in flight it answers 429 (with
-`Retry-After`), and each call streams its reply over `--call-ms`. Agents live on `--hosts` host actors
+The server is tests/openai_server.py, in a process of its own: above `--capacity` calls in flight it answers 429
+(with `Retry-After`), and each call streams its reply over `--call-ms`. Agents live on `--hosts` host actors
 (`actorsim.init(hosts=...)`). Each round runs, each in a fresh run, one step of `--agents` agents four ways:
 
   * none:    no limit in the `llm` dict, the server unbounded: the ceiling of the run itself;
@@ -38,6 +38,7 @@ exactly once. Then:
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import time
@@ -57,14 +58,45 @@ from tests.openai_server import OpenAIServer, weather_then_answer  # noqa: E402
 CALL_TOKENS = 7 + 3  # the test server's prompt tokens, and a reply of 3 words (or one tool call)
 
 
-def llm_for(server: OpenAIServer, **options: Any) -> dict[str, Any]:
+def llm_for(server: OpenAIServer | ServerProcess, **options: Any) -> dict[str, Any]:
     return {"model_server": "openai", "model": "m", "api_base": server.api_base, "api_key": "k", **options}
+
+
+class ServerProcess:
+    """The swarm's server in a process of its own, as a model server is: in the run's driver, it would wait for
+    the driver's GIL between writing a reply's last bytes and counting the call as ended, and a client quick to
+    send its next call would meet a server that counts one call too many. What it counted comes back at the end."""
+
+    def __init__(self, **options: Any) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._here, there = context.Pipe()
+        self._process = context.Process(target=_serve, args=(there, options), daemon=True)
+        self.most_in_flight = 0
+        self.throttled_at: list[float] = []
+
+    def __enter__(self) -> ServerProcess:
+        self._process.start()
+        self.api_base = self._here.recv()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._here.send("stop")
+        self.most_in_flight, self.throttled_at = self._here.recv()
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+
+
+def _serve(pipe: Any, options: dict[str, Any]) -> None:
+    with OpenAIServer(["Up we go."], keep_alive=True, **options) as server:
+        pipe.send(server.api_base)
+        pipe.recv()
+        pipe.send((server.most_in_flight, server.throttled_at))
 
 
 def one_step(transport: str, hosts: int | None, agents: int, capacity: int | None, limit: int | None,
              call_s: float, retry_after: str, log_dir: Path) -> dict[str, Any]:
-    with OpenAIServer(["Up we go."], max_concurrency=capacity, retry_after=retry_after, call_seconds=call_s,
-                      keep_alive=True) as server:
+    with ServerProcess(max_concurrency=capacity, retry_after=retry_after, call_seconds=call_s) as server:
         with actorsim.init(transport=transport, log_dir=log_dir, **({"hosts": hosts} if hosts else {})):
             center = create_component(TaskCenter, name="swarm", remote=True)
             options: dict[str, Any] = {"max_attempts": 50, "max_retry_seconds": 600}

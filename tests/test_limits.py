@@ -19,7 +19,7 @@ from actorsim._core.context import stop_waits_with
 from actorsim._errors import ActorStoppedError
 from actorsim._runtime.runtime import SLOW_START_CALLS
 from actorsim.llm import ServerLimits
-from actorsim.llm._gate import CallGates, ServerGate
+from actorsim.llm._gate import CallGates, Lease, ServerGate
 from actorsim.llm._limiter import MINUTE_S, ServerLimiter
 from actorsim.llm._limits import retry_after, seconds_in
 from tests.conftest import Make
@@ -317,25 +317,43 @@ class TestServerGate:
         gate.leave(first, succeeded=True)
         assert gate.allowed == 5, "its host's batch is over: the next starts from the limit given"
 
-    def test_a_hosts_gate_keeps_its_batch_to_the_permits_lent_with_it(self) -> None:
+    def test_a_hosts_batches_each_keep_to_the_permits_lent_with_them(self) -> None:
         key = ("http://server/v1", "m")
+        limits = ServerLimits(max_concurrency=5)
         gates = pickle.loads(pickle.dumps(CallGates()))  # a host's own, in its process
-        gates.lease({key: 2})
-        gate = gates.gate(key, ServerLimits(max_concurrency=5))
+        first_batch, second_batch = Lease(key, 2, batch=1), Lease(key, 1, batch=2)
+        one, two = gates.leased(first_batch), gates.leased(first_batch)  # two calls of the first batch
+        other = gates.leased(second_batch)  # a call of a batch the host runs beside it
+        gate = one.gate(key, limits)
+        assert two.gate(key, limits) is gate and other.gate(key, limits) is not gate
         first, second = gate.enter(), gate.enter()
+        assert other.gate(key, limits).enter(), "the other batch's permit is its own"
         entered = threading.Event()
         waiting = threading.Thread(target=lambda: (gate.leave(gate.enter(), succeeded=True), entered.set()))
         waiting.start()
-        assert not entered.wait(0.2), "2 permits lent: a third try waits"
+        assert not entered.wait(0.2), "2 permits lent: a third try of the batch waits"
         gate.leave(first, succeeded=True)
         assert entered.wait(5), "one ended: the host starts the next itself"
         waiting.join()
         gate.leave(second, succeeded=True)
-        gates.lease({})  # a batch lent nothing: the limit its agents give
-        assert gate.allowed == 5
+        one.done()
+        two.done()
+        assert gates.leased(first_batch).gate(key, limits) is not gate, "the lease's gate went with its last call"
+        assert gates.gate(key, limits).allowed == 5, "a call lent nothing: the limit its agents give"
         shared = CallGates()  # the hosts of the driver's process: one gate sees every call, and keeps to its limit
-        shared.lease({key: 2})
-        assert shared.gate(key, ServerLimits(max_concurrency=5)).allowed == 5
+        assert shared.leased(first_batch).gate(key, limits) is shared.gate(key, limits)
+        assert shared.gate(key, limits).allowed == 5
+
+    def test_a_pause_the_server_asks_of_one_batch_holds_the_hosts_other_calls(self) -> None:
+        key = ("http://server/v1", "m")
+        limits = ServerLimits(max_concurrency=5)
+        gates = pickle.loads(pickle.dumps(CallGates()))
+        unleased = gates.gate(key, limits)
+        first, second = gates.leased(Lease(key, 2, batch=1)), gates.leased(Lease(key, 2, batch=2))
+        refused = first.gate(key, limits).enter()
+        first.gate(key, limits).throttled(refused, retry_after=30)
+        for gate in (second.gate(key, limits), unleased):
+            assert gate.paused_until == first.gate(key, limits).paused_until > time.monotonic() + 20
 
     def test_a_gate_that_sees_every_call_of_the_run_keeps_what_it_learnt(self) -> None:
         gate = CallGates().gate(("http://server/v1", "m"), ServerLimits())  # hosts in the driver's process share it

@@ -25,7 +25,8 @@ NOTICES_A_SECOND = 3
 notices = logging.getLogger("actorsim")
 STEPS_PER_PERMIT = 8
 """A host lent k permits of a server gets up to this many times k of its steps in one batch (`Lease`): one batch
-of many calls in turn, not a driver's round trip after each few."""
+of many calls in turn, not a driver's round trip after each few. Fewer near a step's end, where the steps held
+back are few: a permit passed on within its batch cannot go to another host's steps."""
 
 
 class StepPermits:
@@ -45,6 +46,8 @@ class StepPermits:
     one of its batch still to end. Not where a run has a budget, whose check
     comes at delivery, nor to a server limited per minute, whose pace the
     driver keeps, nor while a server's unknown limit is sought (slow start).
+    A host runs its batches side by side: a permit that comes back goes out
+    at once, to whichever host holds the next step waiting.
     """
 
     def __init__(
@@ -56,15 +59,15 @@ class StepPermits:
         self._calls_model = calls_model
         self._on_blocked = on_blocked
         self.blocked: dict[str, str] = {}  # steps not delivered, for the budget: what was spent
-        # Hosted agents: a host runs one batch at a time, so the steps held back for a host go out together once
-        # its batch before has answered; a throttled call waits on its host (`actorsim.llm._gate`), keeping its permit.
+        # Hosted agents: a throttled call waits on its host (`actorsim.llm._gate`), keeping its permit.
         self._hosted = runtime.hosts_agents
         self._host_of = runtime.host_of
-        self._out: set[str] = set()  # delivered, not yet answered
-        self._busy: collections.Counter[int | None] = collections.Counter()  # per host, its steps out
         self._held_on: dict[int | None, dict[str, None]] = collections.defaultdict(dict)  # per host, steps held back
-        self._riders: dict[tuple[int | None, ServerKey], dict[str, None]] = {}  # per host's server, steps riding
-        self._riding: dict[str, tuple[int | None, ServerKey]] = {}
+        self._waiting: collections.Counter[ServerKey] = collections.Counter()  # per server, its steps held back
+        self._leases = itertools.count(1)
+        self._riders: dict[Lease, dict[str, None]] = {}  # per batch's lease, its steps riding on it
+        self._riding: dict[str, Lease] = {}  # the steps riding, and the lease they ride on
+        self._holding: dict[str, Lease] = {}  # the steps holding a permit lent with a batch, and its lease
         self.arrivals: collections.deque[tuple[ActorRef, Any]] = collections.deque()
         self._held: dict[str, tuple[ActorRef, Any]] = {}  # deliveries waiting for a permit
         self._paused: dict[str, tuple[str, float, Throttled | None]] = {}  # throttled calls: reply id, since, why
@@ -84,10 +87,8 @@ class StepPermits:
                 continue
             if self.limits.ask(ref.name):
                 now.append((ref, request))
-                self._went(ref.name)
             else:
-                self._held[ref.name] = (ref, request)
-                self._held_on[self._host_of(ref.name)][ref.name] = None
+                self._hold(ref, request)
         now = self._with_riders(now)
         if self._held:
             self.runtime.log("llm.limit.waiting", flush=False, agents=len(self._held), delivered=len(now))
@@ -106,18 +107,20 @@ class StepPermits:
                 holders[host, limiter].append(ref.name)
         leases: dict[str, Lease] = {}
         for (host, limiter), names in holders.items():
-            lease = Lease(limiter.key, len(names))
+            lease = Lease(limiter.key, len(names), next(self._leases))
             leases.update(dict.fromkeys(names, lease))
+            self._holding.update(dict.fromkeys(names, lease))
+            # Near the step's end, a permit takes only its fair share of the steps still held for its server: the
+            # last steps spread over every permit, not queued behind a few.
+            share = self._waiting[limiter.key] // max(1, limiter.allowed or 1)
             same_server = (name for name in self._held_on[host] if self.limits.server_of(name) is limiter)
-            riders = self._riders.setdefault((host, limiter.key), {})
-            taken = list(itertools.islice(same_server, (STEPS_PER_PERMIT - 1) * len(names)))
+            taken = list(itertools.islice(same_server, min(STEPS_PER_PERMIT - 1, share) * len(names)))
+            if taken:
+                self._riders[lease] = dict.fromkeys(taken)
             for name in taken:
-                going.append(self._held.pop(name))
-                del self._held_on[host][name]
+                going.append(self._unhold(name))
                 self.limits.ride(name)
-                self._went(name)
-                riders[name] = None
-                self._riding[name] = (host, limiter.key)
+                self._riding[name] = lease
                 leases[name] = lease
             self.runtime.log("llm.limit.lent", flush=False, host=host, api_base=limiter.key[0], model=limiter.key[1],
                              permits=len(names), steps=len(names) + len(taken))
@@ -150,27 +153,21 @@ class StepPermits:
     def _permit_due(self) -> float | None:
         if not (self._held or self._paused):
             return None
-        if self._hosted and not self._paused and not any(
-            held and not self._busy[host] for host, held in self._held_on.items()
-        ):
-            return math.inf  # each busy host's next batch goes when its batch now has answered: its items say so
         return self.limits.next_due()
 
     def let_go(self, resumed: collections.deque[tuple[str, Any]]) -> None:
-        """Deliver the held-back steps (of hosts not busy) and resume the paused calls whose permit has come."""
+        """Deliver the held-back steps and resume the paused calls whose permit has come."""
         self._check_again(resumed)
         if not (self._held or self._paused):
             return
         going = []
         for name in self.limits.grant_due(_MayGo(self)):
             if name in self._held:
-                call = self._held.pop(name)
-                del self._held_on[self._host_of(name)][name]
+                call = self._unhold(name)
                 if self._over_budget(name):  # spent while it waited
                     self._cut(self.limits.release(name, succeeded=False))
                     continue
                 going.append(call)
-                self._went(name)
             else:
                 reply_id, since, why = self._paused.pop(name)
                 self.runtime.log(
@@ -290,34 +287,40 @@ class StepPermits:
 
     def release(self, name: str, succeeded: bool = True) -> None:
         """`name`'s step ended: its permit passes to a step riding in its batch, or comes back to its server."""
-        self._back(name)
+        self.spending.end(name)
         tokens = self._tokens.pop(name, 0)
-        if (group := self._riding.pop(name, None)) is not None:  # it ran on another's permit, none of its own
-            del self._riders[group][name]
-        elif (limiter := self.limits.server_of(name)) is not None and (
-            riders := self._riders.get((self._host_of(name), limiter.key))
-        ):
-            rider = next(iter(riders))
-            del riders[rider], self._riding[rider]
+        if (lease := self._riding.pop(name, None)) is not None:  # it ran on another's permit, none of its own
+            self._ridden(lease, name)
+        elif (lease := self._holding.pop(name, None)) is not None and (riders := self._riders.get(lease)):
+            rider = next(iter(riders))  # the permit is the rider's now: the host started it as this step ended
+            self._ridden(lease, rider)
+            del self._riding[rider]
+            self._holding[rider] = lease
             self._cut(self.limits.hand_over(name, rider, tokens, succeeded))
             return
         self._cut(self.limits.release(name, tokens, succeeded=succeeded))
 
-    def _went(self, name: str) -> None:
-        self._out.add(name)
-        self._busy[self._host_of(name)] += 1
+    def _ridden(self, lease: Lease, name: str) -> None:
+        riders = self._riders[lease]
+        del riders[name]
+        if not riders:
+            del self._riders[lease]
 
-    def _back(self, name: str) -> None:
-        self.spending.end(name)
-        if name in self._out:
-            self._out.discard(name)
-            self._busy[self._host_of(name)] -= 1
+    def _hold(self, ref: ActorRef, request: Any) -> None:
+        self._held[ref.name] = (ref, request)
+        self._held_on[self._host_of(ref.name)][ref.name] = None
+        if (limiter := self.limits.server_of(ref.name)) is not None:
+            self._waiting[limiter.key] += 1
+
+    def _unhold(self, name: str) -> tuple[ActorRef, Any]:
+        del self._held_on[self._host_of(name)][name]
+        if (limiter := self.limits.server_of(name)) is not None:
+            self._waiting[limiter.key] -= 1
+        return self._held.pop(name)
 
     def may_go(self, name: str) -> bool:
-        """Whether a permit may go to `name` now: a paused call, or a step held back for a host not busy."""
-        if name in self._paused:
-            return True
-        return name in self._held and not (self._hosted and self._busy[self._host_of(name)])
+        """Whether a permit may go to `name` now: a paused call, or a step held back."""
+        return name in self._paused or name in self._held
 
     def end(self) -> None:
         """The step is over, however it ended: every permit and allowance it holds or waits for goes back."""

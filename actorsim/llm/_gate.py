@@ -1,23 +1,27 @@
 """A host's own limiter per model server, for the calls its threads make.
 
-A host runs hundreds of agents' steps as one batch and cannot take its
-driver's answer to a throttled call until the batch is over, so those calls
-wait for their server on the host: every try of every call goes through its
-host's gate. A batch lent a share of the server's permits (`Lease`) keeps
-its calls within it, starting the next as one ends; within that, or
-unbounded where the server's limit is unknown and nothing was lent, a gate
-learns its share of the server from the 429s its host's calls get, as the
-driver's limiter does (`actorsim.llm._limiter`), so that hundreds of calls
-do not each retry on their own schedule into a server that is full.
+A host runs hundreds of agents' steps as batches, and the driver's answer to
+a throttled call would reach it only with a new request, so those calls wait
+for their server on the host: every try of every call goes through a gate. A
+batch lent a share of the server's permits (`Lease`) keeps its calls within
+it at a gate of its own, starting the next as one ends; a host runs several
+batches at once, each within its own lease. Calls lent nothing (the server's
+limit unknown, sought in slow start, or paced per minute by the driver) wait
+at their host's gate for the server, which learns its share of the server
+from the 429s its host's calls get, as the driver's limiter does
+(`actorsim.llm._limiter`), so that hundreds of calls do not each retry on
+their own schedule into a server that is full.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -41,24 +45,29 @@ class Lease:
 
     server: ServerKey
     permits: int
+    batch: int = 0
+    """Which of the driver's batches it was lent to: two leases of the same size are not one."""
 
 
 class ServerGate:
-    """Calls to one server from one host: each try holds a place while it is in flight, and waits for one.
+    """Calls to one server from one host, or from one lease: each try holds a place while it is in flight, and
+    waits for one.
 
     `whole_run`: the gate sees every call of the run to its server (the hosts
     share the driver's process), so what the server's 429s teach it holds for
     all of them and it keeps it, as the driver's limiter does. A host's own
-    gate sees only its share, and forgets it when its host's batch is over:
-    the next batch is sized, or lent its permits, by the driver's limiter,
-    which has learnt from every host.
+    gate sees only its share, and forgets it once its host has no call to
+    the server left: the next batches are sized, or lent their permits, by
+    the driver's limiter, which has learnt from every host.
     """
 
     def __init__(
         self, key: ServerKey, limits: ServerLimits, clock: Callable[[], float] = time.monotonic, *,
-        whole_run: bool = False,
+        whole_run: bool = False, on_pause: Callable[[float], None] | None = None,
     ) -> None:
+        """`on_pause(until)` is told of a pause the server asks for, to hold the other gates of its host to it."""
         self._limiter = ServerLimiter(key, limits, clock)
+        self._on_pause = on_pause
         self.given = limits  # the bound its agents' config gives, when no lease is
         self._whole_run = whole_run
         self._clock = clock
@@ -69,6 +78,15 @@ class ServerGate:
     @property
     def allowed(self) -> int | None:
         return self._limiter.allowed
+
+    @property
+    def paused_until(self) -> float:
+        """Until when the server asked its calls to wait (`Retry-After`)."""
+        return self._limiter.paused_until
+
+    def pause_until(self, when: float) -> None:
+        with self._lock:
+            self._limiter.paused_until = max(self._limiter.paused_until, when)
 
     def enter(self, wait_s: float = 0.0) -> str:
         """A place for one try, first come first served, not before `wait_s` from now: its ticket."""
@@ -95,18 +113,6 @@ class ServerGate:
                     self._grant_due()
                 raise ActorStoppedError("the agent was stopped while its call waited for its model server")
 
-    def lease(self, permits: int | None) -> None:
-        """Bound the next batch's tries to `permits` at once (None: to the configured bound); what the server's
-        throttles taught the gate goes with the bound it was learnt under, a pause it asked for stays."""
-        with self._lock:
-            if self._limiter.in_flight or self._limiter.waiting:
-                return  # a host's batches come one at a time: not while one runs
-            given = self.given.max_concurrency
-            bound = given if permits is None else min(permits, given or permits)
-            paused_until = self._limiter.paused_until
-            self._limiter = ServerLimiter(self._limiter.key, ServerLimits(bound), self._clock)
-            self._limiter.paused_until = paused_until
-
     def admitted(self, ticket: str) -> None:
         """The server took the try: it is streaming."""
         with self._lock:
@@ -115,8 +121,12 @@ class ServerGate:
     def throttled(self, ticket: str, retry_after: float | None) -> None:
         """The server refused the try for being over its limit: its place comes back, and the allowance is cut."""
         with self._lock:
+            paused_until = self._limiter.paused_until
             self._limiter.throttled(ticket, retry_after)
             self._grant_due()
+            paused_now = self._limiter.paused_until
+        if paused_now > paused_until and self._on_pause is not None:
+            self._on_pause(paused_now)
 
     def leave(self, ticket: str, succeeded: bool) -> None:
         """The try is over, answered or failed otherwise: its place comes back."""
@@ -126,7 +136,7 @@ class ServerGate:
 
     def _grant_due(self) -> None:
         """Wake the tries granted a place, and the first still waiting if a time (not a release) lets it go;
-        a host's own gate with none in flight or waiting forgets what the server taught (its batch is over)."""
+        a host's own gate with none in flight or waiting forgets what the server taught (its batches are over)."""
         if not self._whole_run and not self._limiter.in_flight and not self._limiter.waiting:
             self._limiter.unlearn()
             return
@@ -155,6 +165,7 @@ class CallGates:
         self._whole_run = whole_run
         self._lock = threading.Lock()
         self._gates: dict[ServerKey, ServerGate] = {}
+        self._leases: dict[Lease, list[Any]] = {}  # per lease: its gate, and its calls not over
 
     def gate(self, key: ServerKey, limits: ServerLimits) -> ServerGate:
         """The gate of server `key`; `limits.max_concurrency` bounds it from the first call (the driver's bound,
@@ -163,25 +174,66 @@ class CallGates:
             gate = self._gates.get(key)
             given = ServerLimits(limits.max_concurrency)
             if gate is None:
-                gate = self._gates[key] = ServerGate(key, given, self._clock, whole_run=self._whole_run)
+                gate = self._gates[key] = ServerGate(key, given, self._clock, whole_run=self._whole_run,
+                                                     on_pause=functools.partial(self._pause, key))
             gate.given = given
             return gate
 
-    def lease(self, leases: Mapping[ServerKey, int]) -> None:
-        """A batch begins: each server's gate bounds its calls to the share lent with the batch, or to the
-        configured bound. Gates shared by the hosts of the driver's process see every call of the run already,
-        and keep to the server's whole limit, not to one host's lease."""
-        if self._whole_run:
-            return
+    def leased(self, lease: Lease | None) -> CallGates | LeasedGates:
+        """The gates one call of a batch waits at: its `lease`'s own gate for the server lent, bounded to the
+        permits lent; its host's gates for any other server. Hand the view back with `LeasedGates.done` once the
+        call is over: the lease's gate goes with its last call.
+
+        Gates shared by the hosts of the driver's process see every call of the run already, and keep to the
+        server's whole limit, not to one batch's lease.
+        """
+        if lease is None or self._whole_run:
+            return self
         with self._lock:
-            for key in leases.keys() - self._gates.keys():
-                self._gates[key] = ServerGate(key, ServerLimits(), self._clock)
-            gates = list(self._gates.items())
-        for key, gate in gates:
-            gate.lease(leases.get(key))
+            held = self._leases.get(lease)
+            if held is None:
+                gate = ServerGate(lease.server, ServerLimits(lease.permits), self._clock,
+                                  on_pause=functools.partial(self._pause, lease.server))
+                if (host_gate := self._gates.get(lease.server)) is not None:
+                    gate.pause_until(host_gate.paused_until)  # a pause the server asked for holds for every call
+                held = self._leases[lease] = [gate, 0]
+            held[1] += 1
+        return LeasedGates(self, lease, held[0])
+
+    def _pause(self, key: ServerKey, until: float) -> None:
+        """A pause the server asked one gate for holds for every call of this host to it."""
+        with self._lock:
+            gates = [self._gates.get(key), *(held[0] for lease, held in self._leases.items() if lease.server == key)]
+        for gate in gates:
+            if gate is not None:
+                gate.pause_until(until)
+
+    def _call_over(self, lease: Lease) -> None:
+        with self._lock:
+            held = self._leases[lease]
+            held[1] -= 1
+            if not held[1]:
+                del self._leases[lease]
 
     def __reduce__(self) -> tuple[Callable[[], CallGates], tuple[()]]:
         return _arrived, ()
+
+
+class LeasedGates:
+    """The gates one call of a leased batch waits at (`CallGates.leased`)."""
+
+    def __init__(self, gates: CallGates, lease: Lease, gate: ServerGate) -> None:
+        self._gates = gates
+        self._lease = lease
+        self._gate = gate
+
+    def gate(self, key: ServerKey, limits: ServerLimits) -> ServerGate:
+        """The lease's gate for the server lent; the host's for any other."""
+        return self._gate if key == self._lease.server else self._gates.gate(key, limits)
+
+    def done(self) -> None:
+        """The call is over: the lease's gate goes once none of its calls is left."""
+        self._gates._call_over(self._lease)
 
 
 def _arrived() -> CallGates:

@@ -8,7 +8,7 @@ import pickle
 import queue
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -39,6 +39,29 @@ BehaviourFactory = Callable[[], Behaviour]
 """Builds the behaviour inside the actor's process; must pickle for multiprocess transports."""
 
 
+class Detached(Iterator[Any]):
+    """A streamed answer that runs apart from its actor's other requests: the actor takes its next request while
+    this one still streams.
+
+    For a behaviour whose streams share nothing unguarded with its other
+    requests: a host, whose batches run on threads of their own and would
+    otherwise wait for each other. Its factory says so (`streams_apart`), so
+    that a transport which must make such an actor concurrent at its start
+    (Ray's `max_concurrency`) does.
+    """
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items = items
+
+    def __next__(self) -> Any:
+        return next(self._items)
+
+
+def streams_apart(factory: BehaviourFactory) -> bool:
+    """Whether the behaviours `factory` builds answer streamed calls with `Detached`."""
+    return bool(getattr(factory, "streams_apart", False))
+
+
 class Transport(abc.ABC):
     """Runs behaviours as actors and carries requests to them; every backend subclasses it.
 
@@ -49,7 +72,8 @@ class Transport(abc.ABC):
     Threads: `spawn`, `ask`, `stream` and `stop` may be called from several
     threads at once, and the thread that iterates a stream may call them while
     the stream is open (a step publishes its replies as they end). An actor
-    still handles one request at a time, in the order they reached it. A
+    still handles one request at a time, in the order they reached it, but
+    for the streams its behaviour answers `Detached`, which run apart. A
     stream is iterated by the thread that started it. `shutdown` comes last,
     with no other call in flight. A backend that serialises calls says so in
     its docstring and names the lock (Thespian's driver endpoint: one lock, held
@@ -314,11 +338,28 @@ class SinkCalls(Calls):
 
 
 def run_into_sink(
-    behaviour: Behaviour, ref: ActorRef, request: Any, sink: queue.SimpleQueue[tuple[ActorRef, Any]]
+    behaviour: Behaviour, ref: ActorRef, request: Any, sink: queue.SimpleQueue[tuple[ActorRef, Any]],
+    *, apart: Callable[[Callable[[], None]], None] | None = None,
 ) -> None:
-    """Run one streamed request and put its items, then its end, into `sink`."""
+    """Run one streamed request and put its items, then its end, into `sink`.
+
+    An answer the behaviour `Detached` is drained by `apart` (on a thread of its own) where one is given, so
+    that the actor takes its next request at once.
+    """
     try:
-        for item in behaviour.receive(request):
+        items = behaviour.receive(request)
+    except BaseException as error:  # noqa: BLE001 - every failure must reach the caller
+        sink.put((ref, Failure.capture(error)))
+        return
+    if isinstance(items, Detached) and apart is not None:
+        apart(lambda: _drain_into_sink(items, ref, sink))
+    else:
+        _drain_into_sink(items, ref, sink)
+
+
+def _drain_into_sink(items: Iterable[Any], ref: ActorRef, sink: queue.SimpleQueue[tuple[ActorRef, Any]]) -> None:
+    try:
+        for item in items:
             sink.put((ref, item))
     except BaseException as error:  # noqa: BLE001 - every failure must reach the caller
         sink.put((ref, Failure.capture(error)))

@@ -2,6 +2,13 @@
 
 The driver's side, which places agents on hosts and batches what it sends
 them, is `HostedTransport` (`actorsim.transport._hosted`).
+
+A host runs several batches at once: each batch's calls run on threads of
+its pool, and its answer is `Detached`, so that the host takes the next
+batch while one still streams. A batch sent to a host busy with another
+would otherwise wait for all of it, the permits its steps were lent idle
+meanwhile. An agent still handles one request at a time: its calls and
+asks take its lock.
 """
 
 from __future__ import annotations
@@ -10,15 +17,15 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
 from actorsim._core.context import current_stop_event, stop_waits_with, wait_in_place
 from actorsim._errors import ActorStoppedError
 from actorsim._runlog import RunLogConfig, hosted_by, open_run_log
-from actorsim.llm._gate import CallGates, Lease
-from actorsim.transport._base import Behaviour, BehaviourFactory, Failure, StreamEnd
+from actorsim.llm._gate import CallGates, Lease, LeasedGates
+from actorsim.transport._base import Behaviour, BehaviourFactory, Detached, Failure, StreamEnd
 
 HOST_THREADS = 512
 """Streamed calls one host runs at once; threads are started only when needed."""
@@ -36,6 +43,20 @@ class Hosted:
 
     def __call__(self) -> Behaviour:
         return self.factory()
+
+
+@attrs.frozen
+class HostFactory:
+    """Builds a `Host` in its actor's process; its streams run apart (`Detached`)."""
+
+    streams_apart: ClassVar[bool] = True
+    name: str
+    log: RunLogConfig | None
+    process: str
+    gates: CallGates
+
+    def __call__(self) -> Host:
+        return Host(self.name, log=self.log, process=self.process, gates=self.gates)
 
 
 @attrs.frozen
@@ -94,6 +115,7 @@ class Host:
             run_log.write("actor.started", {"behaviour": type(self).__qualname__}, run_log.tail(actor=name))
             run_log.flush()
         self._agents: dict[str, Behaviour] = {}
+        self._locks: dict[str, threading.Lock] = {}  # per agent: one request at a time, call or ask
         self._broken: dict[str, BaseException] = {}  # agents whose factory raised, with what it raised
         self._pool = ThreadPoolExecutor(max_workers=HOST_THREADS, thread_name_prefix="agent")
         self._gates = gates or CallGates(whole_run=False)
@@ -103,7 +125,9 @@ class Host:
         if isinstance(request, RunBatch):
             return self._run_batch(request.calls)
         if isinstance(request, ToAgent):
-            return self._agent(request.name).receive(request.request)
+            agent = self._agent(request.name)
+            with self._locks[request.name]:
+                return agent.receive(request.request)
         if isinstance(request, ToAgents):
             return [self._answer(name, one) for name, one in request.asks]
         if isinstance(request, AddAgents):
@@ -112,6 +136,7 @@ class Host:
             return None
         if isinstance(request, RemoveAgent):
             self._agents.pop(request.name, None)
+            self._locks.pop(request.name, None)
             self._broken.pop(request.name, None)
             return None
         raise TypeError(f"a host does not understand {type(request).__name__}")
@@ -120,6 +145,7 @@ class Host:
         try:
             with hosted_by(self._name):  # each agent's `actor.started` says which host holds it
                 self._agents[name] = factory()
+                self._locks.setdefault(name, threading.Lock())
         except Exception as error:  # noqa: BLE001 - the agent's first request raises it, as its own actor's would
             error.add_note(f"raised while starting agent {name!r}")
             self._broken[name] = error
@@ -134,19 +160,25 @@ class Host:
 
     def _answer(self, name: str, request: Any) -> Any:
         try:
-            return self._agent(name).receive(request)
+            agent = self._agent(name)
+            with self._locks[name]:
+                return agent.receive(request)
         except Exception as error:  # noqa: BLE001 - one agent's error is its answer, not the batch's
             return Failure.capture(error)
 
-    def _run_batch(self, calls: Sequence[tuple[int, str, Any]]) -> Iterator[list[tuple[int, Any]]]:
+    def _run_batch(self, calls: Sequence[tuple[int, str, Any]]) -> Detached:
+        """Start the batch's calls, each on a thread of the pool, and stream what they produce apart from the
+        host's other requests."""
         out: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
-        # Steps lent a share of their server's permits say so (`Lease`): the batch's calls keep within it.
-        leases = [lease for _, _, request in calls if isinstance(lease := getattr(request, "lease", None), Lease)]
-        self._gates.lease({lease.server: lease.permits for lease in leases})
         stopping = current_stop_event()  # the host's: stopping it cuts its agents' waits short, on any thread
         for call_id, name, request in calls:
-            self._pool.submit(self._run_call, call_id, name, request, out, stopping)
-        open_calls = len(calls)
+            # A step lent a share of its server's permits (`Lease`) waits at its lease's gate: the batch keeps to it.
+            gates = self._gates.leased(lease if isinstance(lease := getattr(request, "lease", None), Lease) else None)
+            self._pool.submit(self._run_call, call_id, name, request, out, gates, stopping)
+        return Detached(self._answers(out, len(calls)))
+
+    @staticmethod
+    def _answers(out: queue.SimpleQueue[tuple[int, Any]], open_calls: int) -> Iterator[list[tuple[int, Any]]]:
         while open_calls:
             ready = [out.get()]
             while True:
@@ -159,14 +191,19 @@ class Host:
 
     def _run_call(
         self, call_id: int, name: str, request: Any, out: queue.SimpleQueue[tuple[int, Any]],
-        stopping: threading.Event | None = None,
+        gates: CallGates | LeasedGates, stopping: threading.Event | None = None,
     ) -> None:
         stop_waits_with(stopping)
-        wait_in_place(self._gates)
+        wait_in_place(gates)
         try:
-            for item in self._agent(name).receive(request):
-                out.put((call_id, item))
+            agent = self._agent(name)
+            with self._locks[name]:
+                for item in agent.receive(request):
+                    out.put((call_id, item))
         except BaseException as error:  # noqa: BLE001 - every failure must reach the caller
             out.put((call_id, Failure.capture(error)))
         else:
             out.put((call_id, StreamEnd()))
+        finally:
+            if isinstance(gates, LeasedGates):
+                gates.done()

@@ -33,7 +33,6 @@ need them.
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
 import threading
 from collections.abc import Callable, Sequence
@@ -45,7 +44,7 @@ from actorsim._core.ref import ActorRef
 from actorsim._errors import ActorDiedError, ActorStoppedError
 from actorsim.llm._gate import CallGates
 from actorsim.transport._base import BehaviourFactory, CallFailed, Calls, Failure, StreamEnd, Transport
-from actorsim.transport._host import AddAgents, Host, Hosted, RemoveAgent, RunBatch, ToAgent, ToAgents
+from actorsim.transport._host import AddAgents, Hosted, HostFactory, RemoveAgent, RunBatch, ToAgent, ToAgents
 
 if TYPE_CHECKING:
     from actorsim._core.placement import Placement
@@ -124,7 +123,7 @@ class HostedTransport(Transport):
                 slot.incarnation += 1
                 host_name = f"host-{index}.{slot.incarnation}"
                 slot.ref = self.inner.spawn(
-                    functools.partial(Host, host_name, log=factory.log, process=f"host-{index}", gates=self._gates),
+                    HostFactory(host_name, log=factory.log, process=f"host-{index}", gates=self._gates),
                     name=host_name, timeout=timeout, placement=placement,
                 )
             host = slot.ref
@@ -253,6 +252,9 @@ class _HostedCalls(Calls):
         self._waiting: dict[ActorRef, list[tuple[int, str, Any]]] = {}  # per host, not sent yet
         self._calls: dict[int, ActorRef] = {}  # open hosted calls: call id -> the agent's ref
         self._batches: dict[ActorRef, set[int]] = {}  # per host, its open hosted calls
+        self._batch_of: dict[int, int] = {}  # open hosted call id -> its batch
+        self._batch_left: dict[int, int] = {}  # per batch, its calls still open (a host runs batches side by side)
+        self._batch_ids = itertools.count(1)
         self._ready: collections.deque[tuple[ActorRef, Any]] = collections.deque()
 
     def add(self, ref: ActorRef, request: Any) -> None:
@@ -270,8 +272,7 @@ class _HostedCalls(Calls):
 
     @property
     def open(self) -> int:
-        hosts_open = sum(1 for calls in self._batches.values() if calls)
-        return len(self._calls) + len(self._ready) + max(0, self._inner.open - hosts_open)
+        return len(self._calls) + len(self._ready) + max(0, self._inner.open - len(self._batch_left))
 
     @property
     def ready(self) -> bool:
@@ -287,6 +288,9 @@ class _HostedCalls(Calls):
                 continue
             self._inner.add(host, RunBatch(tuple(calls)))
             self._batches.setdefault(host, set()).update(call_id for call_id, _, _ in calls)
+            batch = next(self._batch_ids)
+            self._batch_left[batch] = len(calls)
+            self._batch_of.update((call_id, batch) for call_id, _, _ in calls)
         self._waiting.clear()
 
     def next(self, timeout: float) -> tuple[ActorRef, Any] | None:
@@ -302,6 +306,7 @@ class _HostedCalls(Calls):
                 if isinstance(item.error, ActorDiedError):
                     self._transport._host_died(ref)
                 for call_id in sorted(self._batches[ref]):
+                    self._call_over(call_id)
                     agent = self._calls.pop(call_id)
                     died = ActorDiedError(f"agent {agent.name!r} died with its host {ref.name!r}")
                     self._ready.append((agent, CallFailed(died)))
@@ -312,6 +317,7 @@ class _HostedCalls(Calls):
                 if caller is None:
                     continue
                 if isinstance(value, StreamEnd | Failure):
+                    self._call_over(call_id)
                     del self._calls[call_id]
                     self._batches[ref].discard(call_id)
                     if isinstance(value, Failure):
@@ -320,8 +326,16 @@ class _HostedCalls(Calls):
                     self._ready.append((caller, value))
         return self._ready.popleft()
 
+    def _call_over(self, call_id: int) -> None:
+        batch = self._batch_of.pop(call_id)
+        self._batch_left[batch] -= 1
+        if not self._batch_left[batch]:
+            del self._batch_left[batch]
+
     def close(self) -> None:
         self._calls.clear()
+        self._batch_of.clear()
+        self._batch_left.clear()
         self._waiting.clear()
         self._ready.clear()
         self._inner.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -56,13 +57,23 @@ class _Mailbox:
         stop_waits_with(self.stopping)  # a wait for another try in this actor ends when it is stopped
         while not isinstance(delivery := self.inbox.get(), _Stop):
             if delivery.streamed:
-                run_into_sink(self.behaviour, self.ref, delivery.request, delivery.sink)
+                run_into_sink(self.behaviour, self.ref, delivery.request, delivery.sink, apart=self._apart)
                 continue
             try:
                 result: Any = self.behaviour.receive(delivery.request)
             except Exception as error:
                 result = Failure.capture(error)
             delivery.sink.put((self.ref, result))
+
+
+    def _apart(self, drain: Callable[[], None]) -> None:
+        """A stream its behaviour detached runs on a thread of its own, which a stop of the actor ends too."""
+
+        def run() -> None:
+            stop_waits_with(self.stopping)
+            drain()
+
+        threading.Thread(target=run, name=f"actorsim:{self.ref.name}:stream", daemon=True).start()
 
 
 class LocalTransport(Transport):

@@ -37,6 +37,7 @@ from actorsim.transport._base import (
     Calls,
     Transport,
     add_remote_traceback,
+    streams_apart,
 )
 from actorsim.transport._ray_join import JOIN_TIMEOUT, check_reachable, cluster_address
 from actorsim.transport._ray_nodes import NodeChooser
@@ -64,10 +65,14 @@ class RayShell:
 
     def stream(self, request: Any) -> Iterator[Any]:
         assert self._behaviour is not None, "request before start"
-        yield from self._behaviour.receive(request)
+        # Not `yield from`: Ray sends into the generator, and a plain iterator (`Detached`) has no `send`.
+        for item in self._behaviour.receive(request):  # noqa: UP028
+            yield item
 
 
 _RemoteShell: Any = ray.remote(num_cpus=0, max_restarts=0)(RayShell)
+STREAMS_APART = 64
+"""Requests one actor whose streams run apart (`Detached`: a host's batches) handles at once, each on a thread."""
 
 
 class RaySinkActor(LogSink):
@@ -238,6 +243,8 @@ class RayTransport(Transport):
             ray_name = f"{name}-{next(self._spawned)}"
         try:
             options = self._nodes.options(placement or self._placement)
+            if streams_apart(factory):  # its streams run side by side, as Ray's threads of one actor
+                options["max_concurrency"] = STREAMS_APART
             handle: Any = _RemoteShell.options(name=ray_name, **options).remote()
             try:
                 pid, node = self._get(ActorRef(name, handle), handle.start.remote(factory), timeout)
