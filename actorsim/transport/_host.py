@@ -95,8 +95,9 @@ class RunBatch:
 class Host:
     """The behaviour of a host actor: many agents' behaviours, keyed by agent name.
 
-    Its answer to a `RunBatch` is a stream of lists of `(call id, item)`: the
-    items of every call of the batch as they come, a call ending with
+    Its answer to a `RunBatch` is a stream of lists of `(call id, item)`,
+    the first empty (the host has taken the batch): the items of every call
+    of the batch as they come, a call ending with
     `StreamEnd` or with the `Failure` it raised; the batch itself never fails
     for one agent's error.
     """
@@ -179,6 +180,7 @@ class Host:
 
     @staticmethod
     def _answers(out: queue.SimpleQueue[tuple[int, Any]], open_calls: int) -> Iterator[list[tuple[int, Any]]]:
+        yield []  # the batch is taken: the driver may send the host its next (`_hosted.UNSTARTED_BATCHES`)
         while open_calls:
             ready = [out.get()]
             while True:

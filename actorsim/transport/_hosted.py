@@ -52,6 +52,16 @@ if TYPE_CHECKING:
 
 ADD_BATCH = 256
 """Agents gathered for one host before they are sent to it in one request (sooner if it is asked anything)."""
+UNSTARTED_BATCHES = 1
+"""Batches sent to a host and not yet started there, at most; calls for it meanwhile wait, and go together.
+
+A host starts a batch as soon as it takes it, so this costs a batch the
+time its host takes to say so. Without it, a driver letting steps go one
+by one (slow start) sent a host a batch each, and on Thespian, whose
+queues are bounded (an actor's holds 10 messages) and go through its
+admin, a host's queue filled while the host sent its items: the admin
+waited to pass it one more, the host to pass the admin its items.
+"""
 
 
 @attrs.frozen
@@ -255,6 +265,7 @@ class _HostedCalls(Calls):
         self._batch_of: dict[int, int] = {}  # open hosted call id -> its batch
         self._batch_left: dict[int, int] = {}  # per batch, its calls still open (a host runs batches side by side)
         self._batch_ids = itertools.count(1)
+        self._unstarted: collections.Counter[ActorRef] = collections.Counter()  # per host, batches not started
         self._ready: collections.deque[tuple[ActorRef, Any]] = collections.deque()
 
     def add(self, ref: ActorRef, request: Any) -> None:
@@ -279,19 +290,22 @@ class _HostedCalls(Calls):
         return bool(self._ready) or self._inner.ready
 
     def _send_waiting(self) -> None:
-        for host, calls in self._waiting.items():
+        for host, calls in list(self._waiting.items()):
+            if self._unstarted[host] >= UNSTARTED_BATCHES:
+                continue  # they go with the next batch, once the host has started this one
+            del self._waiting[host]
             try:
                 self._transport._send_adds(host)
             except ActorDiedError as died:
                 for call_id, _, _ in calls:
                     self._ready.append((self._calls.pop(call_id), CallFailed(died)))
                 continue
+            self._unstarted[host] += 1
             self._inner.add(host, RunBatch(tuple(calls)))
             self._batches.setdefault(host, set()).update(call_id for call_id, _, _ in calls)
             batch = next(self._batch_ids)
             self._batch_left[batch] = len(calls)
             self._batch_of.update((call_id, batch) for call_id, _, _ in calls)
-        self._waiting.clear()
 
     def next(self, timeout: float) -> tuple[ActorRef, Any] | None:
         self._send_waiting()
@@ -303,6 +317,7 @@ class _HostedCalls(Calls):
             if ref not in self._batches:
                 return got
             if isinstance(item, CallFailed):  # the host died, or failed as a whole: so did its open calls
+                self._unstarted[ref] = 0
                 if isinstance(item.error, ActorDiedError):
                     self._transport._host_died(ref)
                 for call_id in sorted(self._batches[ref]):
@@ -311,6 +326,14 @@ class _HostedCalls(Calls):
                     died = ActorDiedError(f"agent {agent.name!r} died with its host {ref.name!r}")
                     self._ready.append((agent, CallFailed(died)))
                 self._batches[ref].clear()
+                for call_id, _, _ in self._waiting.pop(ref, ()):  # calls that waited for a batch to start there
+                    agent = self._calls.pop(call_id)
+                    died = ActorDiedError(f"agent {agent.name!r} died with its host {ref.name!r}")
+                    self._ready.append((agent, CallFailed(died)))
+                continue
+            if not item:  # the host has taken a batch: the calls that waited for it go
+                self._unstarted[ref] -= 1
+                self._send_waiting()
                 continue
             for call_id, value in item:
                 caller = self._calls.get(call_id)
@@ -333,6 +356,7 @@ class _HostedCalls(Calls):
             del self._batch_left[batch]
 
     def close(self) -> None:
+        self._unstarted.clear()
         self._calls.clear()
         self._batch_of.clear()
         self._batch_left.clear()

@@ -96,6 +96,16 @@ class _Answer:
     value: Any  # pickled on the wire (see `_packed`), unpickled once the driver takes it
 
 
+@attrs.frozen
+class _Answers:
+    """Items of detached streams, each `(call id, item)`, pickled as one: what a host's batches made since its
+    last look goes in one message, not one each. Thespian routes every message through the admin, whose queue
+    and each actor's are bounded: a host sending one message an item filled the admin's, the admin then waited
+    for a host whose own queue was full of the driver's batches, and that host for the admin."""
+
+    values: bytes
+
+
 def _packed(value: Any) -> bytes:
     """What goes over Thespian: bytes pickled by us, not the object.
 
@@ -208,16 +218,19 @@ class ThespianShell(Actor):  # type: ignore[misc]
     def _pass_on(self) -> None:
         """Send what the detached streams produced so far; look again soon while one is open."""
         assert self._detached is not None
-        passed = 0
+        passed: list[tuple[ActorAddress, list[tuple[int, Any]]]] = []  # per caller (the driver, as a rule)
         while True:
             try:
                 sender, call_id, item = self._detached.get_nowait()
             except queue.Empty:
                 break
-            self.send(sender, _Answer(call_id, _packed(item)))
-            passed += 1
+            if not passed or passed[-1][0] != sender:
+                passed.append((sender, []))
+            passed[-1][1].append((call_id, item))
             if isinstance(item, StreamEnd | Failure):
                 self._detached_open -= 1
+        for sender, answers in passed:
+            self.send(sender, _Answers(_packed(answers)))
         if not self._detached_open:
             return
         soonest, longest = _PASS_ON_SECONDS
@@ -469,6 +482,8 @@ class ThespianTransport(Transport):
             call_id = self._listen(max(0.0, min(deadline, next_look) - now))
             if call_id in calls:
                 return self._pop(call_id)
+            if call_id is not None and (kept_for := self._kept_for(calls)) is not None:  # one of several taken
+                return self._pop(kept_for)
             if time.monotonic() >= next_look:
                 next_look = time.monotonic() + _LIVENESS_POLL_SECONDS
                 self._look_after(calls)  # may keep a `_Died` answer, or the answers it took while it asked the admin
@@ -491,7 +506,8 @@ class ThespianTransport(Transport):
         return kept.popleft()
 
     def _listen(self, timeout: float) -> int | None:
-        """Take the next message within `timeout`: an answer is kept for its call, whose id is returned.
+        """Take the next message within `timeout`: an answer is kept for its call, whose id is returned (of a
+        message with several, the last kept).
 
         An answer to a call given up on is dropped; the admin's status
         answers its probe. Only time spent listening counts against a probe:
@@ -508,6 +524,13 @@ class ThespianTransport(Transport):
             if message.call_id in self._waiting:
                 self._keep(_Answer(message.call_id, pickle.loads(message.value)))
                 return message.call_id
+        elif isinstance(message, _Answers):
+            kept = None
+            for call_id, value in pickle.loads(message.values):
+                if call_id in self._waiting:
+                    self._keep(_Answer(call_id, value))
+                    kept = call_id
+            return kept
         elif isinstance(message, Thespian_SystemStatus):
             self._probe_waited = None
         return None
