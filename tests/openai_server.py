@@ -182,12 +182,16 @@ class OpenAIServer:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
+                ended = [False]
                 try:
-                    self._stream(body, reply)
+                    self._stream(body, reply, ended)
                 finally:
-                    server._done()
+                    if not ended[0]:
+                        server._done()
 
-            def _stream(self, body: dict[str, Any], reply: Any) -> None:
+            def _stream(self, body: dict[str, Any], reply: Any, ended: list[bool]) -> None:
+                """Stream the reply; the call stops counting as in flight before its end is sent, as a server's slot
+                is free once its reply is made: a client that read the whole reply must not find it counted."""
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 if server.keep_alive:
@@ -209,6 +213,8 @@ class OpenAIServer:
                         time.sleep(pause)
                     self._write(f"data: {event}\n\n".encode())
                 else:
+                    ended[0] = True
+                    server._done()
                     self._write(b"data: [DONE]\n\n")
                 if server.keep_alive:
                     self.wfile.write(b"0\r\n\r\n")
