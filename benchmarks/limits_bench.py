@@ -63,9 +63,8 @@ def llm_for(server: OpenAIServer | ServerProcess, **options: Any) -> dict[str, A
 
 
 class ServerProcess:
-    """The swarm's server in a process of its own, as a model server is: in the run's driver, it would wait for
-    the driver's GIL between writing a reply's last bytes and counting the call as ended, and a client quick to
-    send its next call would meet a server that counts one call too many. What it counted comes back at the end."""
+    """The swarm's server in a process of its own, as a model server is: in the run's driver, its threads would
+    wait for the driver's GIL, and its timing would be the driver's. What it counted comes back at the end."""
 
     def __init__(self, **options: Any) -> None:
         context = multiprocessing.get_context("spawn")

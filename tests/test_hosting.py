@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from actorsim import ActorDiedError, Message, RolePlay, RoundRobin, Supervision, TaskCenter
+from actorsim._core.ref import ActorRef
 from actorsim._core.supervision import Frozen
 from actorsim._protocol.environment import Restore
 from actorsim._runtime.supervisor import COMPACT_EVERY
@@ -196,42 +199,47 @@ def test_a_long_run_restarts_its_environment_from_a_snapshot(make: Make, log_dir
     assert texts_by_role(task_center.step()) == {"reader": "read"}
 
 
+@contextlib.contextmanager
+def two_guests_on_one_host(transport: Transport) -> Iterator[tuple[HostedTransport, ActorRef, ActorRef]]:
+    """Two `Recorder`s on one host of `transport`; both, and the host, are stopped afterwards (the session's
+    transport goes on, and the host's name must be free again)."""
+    hosted = HostedTransport(transport, hosts=1)
+    first, second = (hosted.spawn(Hosted(Recorder), name=f"guest-{n}", timeout=60) for n in (1, 2))
+    try:
+        yield hosted, first, second
+    finally:
+        for ref in (first, second):
+            hosted.stop(ref)
+        for host in hosted.hosts:
+            transport.stop(host)
+
+
 @on_transports("local", "thespian", "ray")
 def test_a_host_runs_a_batch_sent_while_its_first_still_streams(transport: Transport, tmp_path: Path) -> None:
     """A second batch to a busy host (a step let go as a permit came back, a redelivery) streams beside the
     first: it does not wait for all of the first to end, as it would in a host that took one request at a time."""
-    hosted = HostedTransport(transport, hosts=1)
-    first, second = (hosted.spawn(Hosted(Recorder), name=f"guest-{n}", timeout=60) for n in (1, 2))
-    gate = Gate(tmp_path, timeout=60)
-    try:
-        with hosted.open_calls() as calls:
-            calls.add(first, Lockstep(3, gate))
-            assert calls.next(timeout=30) == (first, 0)  # the first batch streams, and waits at gate 1
-            calls.add(second, Lockstep(2, Gate(tmp_path / "open", timeout=60)))
-            (tmp_path / "open").mkdir()
-            for number in (1, 2):
-                Gate(tmp_path / "open").open(number)
-            got = [calls.next(timeout=30), calls.next(timeout=30)]
-            assert got == [(second, 0), (second, 1)], "the second batch answered while the first waits"
-            for number in (1, 2):
-                gate.open(number)
-            assert [calls.next(timeout=30) for _ in range(2)] == [(first, 1), (first, 2)]
-            assert calls.next(timeout=5) is None and not calls.open
-    finally:
-        for ref in (first, second):
-            hosted.stop(ref)
-        for host in hosted.hosts:  # the session's transport goes on: its host goes, and its name is free again
-            transport.stop(host)
+    gate, opened = Gate(tmp_path, timeout=60), Gate(tmp_path / "open", timeout=60)
+    with two_guests_on_one_host(transport) as (hosted, first, second), hosted.open_calls() as calls:
+        calls.add(first, Lockstep(3, gate))
+        assert calls.next(timeout=30) == (first, 0)  # the first batch streams, and waits at gate 1
+        calls.add(second, Lockstep(2, opened))
+        opened.folder.mkdir()
+        for number in (1, 2):
+            opened.open(number)
+        got = [calls.next(timeout=30), calls.next(timeout=30)]
+        assert got == [(second, 0), (second, 1)], "the second batch answered while the first waits"
+        for number in (1, 2):
+            gate.open(number)
+        assert [calls.next(timeout=30) for _ in range(2)] == [(first, 1), (first, 2)]
+        assert calls.next(timeout=5) is None and not calls.open
 
 
 @on_transports("thespian", "ray")
 def test_a_killed_host_ends_every_batch_sent_to_it(transport: Transport, tmp_path: Path) -> None:
     """Two batches open on one host (the second sent mid-stream, as a redelivery is): a kill ends both calls,
     not the step's timeout."""
-    hosted = HostedTransport(transport, hosts=1)
-    first, second = (hosted.spawn(Hosted(Recorder), name=f"guest-{n}", timeout=60) for n in (1, 2))
     never = Gate(tmp_path, timeout=60)
-    try:
+    with two_guests_on_one_host(transport) as (hosted, first, second):
         with hosted.open_calls() as calls:
             calls.add(first, Lockstep(100, never))
             assert calls.next(timeout=30) == (first, 0)  # sent as one batch
@@ -250,9 +258,6 @@ def test_a_killed_host_ends_every_batch_sent_to_it(transport: Transport, tmp_pat
         assert {name: type(error) for name, error in ends.items()} == {
             "guest-1": ActorDiedError, "guest-2": ActorDiedError
         }
-    finally:
-        for ref in (first, second):
-            hosted.stop(ref)
 
 
 def test_a_hosted_agent_that_cannot_start_is_refused_by_add_agents(make_hosted: Make) -> None:

@@ -21,7 +21,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 
@@ -165,7 +164,7 @@ class CallGates:
         self._whole_run = whole_run
         self._lock = threading.Lock()
         self._gates: dict[ServerKey, ServerGate] = {}
-        self._leases: dict[Lease, list[Any]] = {}  # per lease: its gate, and its calls not over
+        self._leases: dict[Lease, _LeaseGate] = {}
 
     def gate(self, key: ServerKey, limits: ServerLimits) -> ServerGate:
         """The gate of server `key`; `limits.max_concurrency` bounds it from the first call (the driver's bound,
@@ -196,14 +195,14 @@ class CallGates:
                                   on_pause=functools.partial(self._pause, lease.server))
                 if (host_gate := self._gates.get(lease.server)) is not None:
                     gate.pause_until(host_gate.paused_until)  # a pause the server asked for holds for every call
-                held = self._leases[lease] = [gate, 0]
-            held[1] += 1
-        return LeasedGates(self, lease, held[0])
+                held = self._leases[lease] = _LeaseGate(gate)
+            held.calls += 1
+        return LeasedGates(self, lease, held.gate)
 
     def _pause(self, key: ServerKey, until: float) -> None:
         """A pause the server asked one gate for holds for every call of this host to it."""
         with self._lock:
-            gates = [self._gates.get(key), *(held[0] for lease, held in self._leases.items() if lease.server == key)]
+            gates = [self._gates.get(key), *(held.gate for lease, held in self._leases.items() if lease.server == key)]
         for gate in gates:
             if gate is not None:
                 gate.pause_until(until)
@@ -211,12 +210,20 @@ class CallGates:
     def _call_over(self, lease: Lease) -> None:
         with self._lock:
             held = self._leases[lease]
-            held[1] -= 1
-            if not held[1]:
+            held.calls -= 1
+            if not held.calls:
                 del self._leases[lease]
 
     def __reduce__(self) -> tuple[Callable[[], CallGates], tuple[()]]:
         return _arrived, ()
+
+
+@attrs.define
+class _LeaseGate:
+    """A lease's gate on its host, and how many of its calls are not over."""
+
+    gate: ServerGate
+    calls: int = 0
 
 
 class LeasedGates:

@@ -10,7 +10,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
 import attrs
 
@@ -37,6 +37,7 @@ class Behaviour(Protocol):
 
 BehaviourFactory = Callable[[], Behaviour]
 """Builds the behaviour inside the actor's process; must pickle for multiprocess transports."""
+_Key = TypeVar("_Key")
 
 
 class Detached(Iterator[Any]):
@@ -352,16 +353,18 @@ def run_into_sink(
         sink.put((ref, Failure.capture(error)))
         return
     if isinstance(items, Detached) and apart is not None:
-        apart(lambda: _drain_into_sink(items, ref, sink))
+        apart(lambda: drain_into(items, ref, sink))
     else:
-        _drain_into_sink(items, ref, sink)
+        drain_into(items, ref, sink)
 
 
-def _drain_into_sink(items: Iterable[Any], ref: ActorRef, sink: queue.SimpleQueue[tuple[ActorRef, Any]]) -> None:
+def drain_into(items: Iterable[Any], key: _Key, out: queue.SimpleQueue[tuple[_Key, Any]]) -> None:
+    """Put a stream's items into `out`, each as `(key, item)`, then its end: `StreamEnd`, or the `Failure` it
+    raised."""
     try:
         for item in items:
-            sink.put((ref, item))
+            out.put((key, item))
     except BaseException as error:  # noqa: BLE001 - every failure must reach the caller
-        sink.put((ref, Failure.capture(error)))
+        out.put((key, Failure.capture(error)))
     else:
-        sink.put((ref, StreamEnd()))
+        out.put((key, StreamEnd()))

@@ -65,7 +65,6 @@ class _Mailbox:
                 result = Failure.capture(error)
             delivery.sink.put((self.ref, result))
 
-
     def _apart(self, drain: Callable[[], None]) -> None:
         """A stream its behaviour detached runs on a thread of its own, which a stop of the actor ends too."""
 

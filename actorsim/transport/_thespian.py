@@ -54,6 +54,7 @@ from actorsim.transport._base import (
     Failure,
     StreamEnd,
     Transport,
+    drain_into,
 )
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ class ThespianShell(Actor):  # type: ignore[misc]
     """
 
     behaviour: Behaviour | None = None
-    _detached: queue.SimpleQueue[tuple[ActorAddress, int, Any]] | None = None  # items of detached streams
+    _detached: queue.SimpleQueue[tuple[tuple[ActorAddress, int], Any]] | None = None  # detached streams' items
     _detached_open = 0
     _look_after = 0.0  # how long the last look for their items waited
     _wakeup_at = math.inf  # when the soonest look asked for comes
@@ -200,20 +201,10 @@ class ThespianShell(Actor):  # type: ignore[misc]
         """Run a detached stream on a thread of its own; its items wait in `_detached` for `_pass_on`."""
         if self._detached is None:
             self._detached = queue.SimpleQueue()
-        detached = self._detached
-
-        def drain() -> None:
-            try:
-                for item in items:
-                    detached.put((sender, call_id, item))
-            except BaseException as error:  # noqa: BLE001 - every failure must reach the caller
-                detached.put((sender, call_id, Failure.capture(error)))
-            else:
-                detached.put((sender, call_id, StreamEnd()))
-
         self._detached_open += 1
         self._look_after = 0.0  # its first items are looked for soon
-        threading.Thread(target=drain, name=f"actorsim:stream-{call_id}", daemon=True).start()
+        threading.Thread(target=drain_into, args=(items, (sender, call_id), self._detached),
+                         name=f"actorsim:stream-{call_id}", daemon=True).start()
 
     def _pass_on(self) -> None:
         """Send what the detached streams produced so far; look again soon while one is open."""
@@ -221,7 +212,7 @@ class ThespianShell(Actor):  # type: ignore[misc]
         passed: list[tuple[ActorAddress, list[tuple[int, Any]]]] = []  # per caller (the driver, as a rule)
         while True:
             try:
-                sender, call_id, item = self._detached.get_nowait()
+                (sender, call_id), item = self._detached.get_nowait()
             except queue.Empty:
                 break
             if not passed or passed[-1][0] != sender:
