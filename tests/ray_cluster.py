@@ -43,21 +43,32 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def free_range(size: int) -> tuple[int, int]:
-    """A run of `size` ports that are free now, for one node's workers."""
+def free_range(size: int, taken: list[tuple[int, int]]) -> tuple[int, int]:
+    """A run of `size` ports free now, for one node's workers, apart from the runs in `taken`.
+
+    Below the kernel's ephemeral range, where `free_ports` (and every other
+    `bind(0)`) finds its ports: a run drawn from anywhere may hold a port just
+    handed to another of the node's components, and `ray start` refuses it
+    (seen in CI), and above Ray's default worker ports, which other Ray
+    instances on the machine use.
+    """
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
-        start = secrets.randbelow(30000) + 20000
-        taken = False
-        for port in range(start, start + size):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    taken = True
-                    break
-        if not taken:
+        start = 20000 + secrets.randbelow(ephemeral_low - 20000 - size)
+        if any(start <= high and low <= start + size - 1 for low, high in taken):
+            continue
+        if all(_bindable(port) for port in range(start, start + size)):
             return start, start + size - 1
     raise RuntimeError(f"no run of {size} free ports found")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def tagged_pids(tag: str) -> list[int]:
@@ -147,6 +158,7 @@ class RayCluster:
     nodes: list[Node] = attrs.Factory(list)
     cluster_tag: str = attrs.Factory(lambda: secrets.token_hex(6))
     replaced: set[int] = attrs.Factory(set)  # indexes of killed workers a new node has stood in for
+    worker_ranges: list[tuple[int, int]] = attrs.Factory(list)  # every node's, so that no two share a port
 
     @classmethod
     def create(cls, temp_dir: Path) -> RayCluster:
@@ -170,20 +182,25 @@ class RayCluster:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def _start(self, head: bool) -> Node:
-        """Start a node on ports free now. A worker whose `ray start` fails is started again on new ports,
-        after what the attempt left is killed: a port found free may be taken before Ray binds it (seen in CI)."""
-        for _ in range(0 if head else 2):
+        """Start a node on ports free now. A node whose `ray start` fails is started again on new ports
+        (the head on a new GCS port too, as no worker has joined it yet), after what the attempt left is
+        killed: a port found free may be taken before Ray binds it (seen in CI)."""
+        for _ in range(2):
             try:
                 return self._start_once(head)
             except RayStartFailed:
                 kill_all(self.nodes.pop().pids, grace=None)
+                self.worker_ranges.pop()
+                if head:
+                    self.gcs_port, self.dashboard_port = free_ports(2)
         return self._start_once(head)
 
     def _start_once(self, head: bool) -> Node:
         names = ["node-manager", "object-manager", "dashboard-agent-listen", "dashboard-agent-grpc",
                  "runtime-env-agent", "metrics-export", "ray-client-server"]
         ports = dict(zip(names, free_ports(len(names)), strict=True))
-        low, high = free_range(60)
+        low, high = free_range(60, self.worker_ranges)
+        self.worker_ranges.append((low, high))
         node = Node(f"{self.cluster_tag}-{len(self.nodes)}", ports)
         args = [str(BIN / "ray"), "start", "--num-cpus=1", "--object-store-memory=100000000",
                 "--disable-usage-stats", f"--min-worker-port={low}", f"--max-worker-port={high}",
