@@ -7,6 +7,8 @@ calls), not from the exporter's own mapping."""
 from __future__ import annotations
 
 import collections
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +94,34 @@ def check_spans(spans: list[dict[str, Any]], expected: dict[str, Any]) -> None:
     assert len(tools) == len(expected["tools"]), "a span for every tool call"
 
 
-def test_an_exported_debate_reads_back_from_phoenix_as_its_log_says(make: Make, phoenix: Phoenix) -> None:
-    with OpenAIServer(["We should go by rocket.", "A rocket it is, then."]) as server:
+@contextlib.contextmanager
+def run_of_its_own(mode: str, log_dir: Path) -> Iterator[Make]:
+    """`make` with a run of its own in every mode: the session's run of a transport holds every earlier test's
+    messages, which an export of its log would send too (thousands of spans, a minute for Phoenix to take)."""
+    if mode == "plain":
+        centers: list[TaskCenter] = []
+
+        def plain(cls: type, name: str, **options: Any) -> Any:
+            made = create_component(cls, name=name, remote=False, **options,
+                                    **({"log_dir": log_dir} if issubclass(cls, TaskCenter) else {}))
+            centers.extend([made] if isinstance(made, TaskCenter) else [])
+            return made
+
+        try:
+            yield plain
+        finally:
+            for center in centers:
+                center.close()
+        return
+    with own_runtime(mode, log_dir) as run:
+        yield lambda cls, name, **options: create_component(cls, name=name, remote=True, runtime=run, **options)
+
+
+def test_an_exported_debate_reads_back_from_phoenix_as_its_log_says(
+    mode: str, log_dir: Path, phoenix: Phoenix
+) -> None:
+    with OpenAIServer(["We should go by rocket.", "A rocket it is, then."]) as server, \
+            run_of_its_own(mode, log_dir) as make:
         center = make(TaskCenter, "exported")
         traces = debate(center, make, server)
     directory = center.runtime.log_config.directory
