@@ -222,6 +222,45 @@ class TestServerLimiter:
         server.throttled("a0", 1.0, in_place=True, window=(101.5, 101.5))
         assert server.ceiling <= 10, "a later episode is held to the count too"
 
+    def test_of_a_bursts_refusals_the_one_that_counts_fewest_calls_at_the_server_gives_its_limit(self) -> None:
+        """A server full at 10 refuses 4 of a burst of 16 (the episode says 12). A call that ended at the server
+        as the first refused try came is heard to end only after that try was sent: that refusal counts 11
+        calls, the three after it 10."""
+        clock = Clock()
+        server = ServerLimiter(("http://server/v1", "m"), ServerLimits(), clock, slow_start=16)
+        calls = [f"a{n}" for n in range(16)]
+        assert all(server.ask(name) for name in calls)
+        server.throttled("a0", 1.0, in_place=True, window=(100.0100, 100.0102))
+        for name in calls[1:4]:
+            server.throttled(name, 1.0, in_place=True, window=(100.0110, 100.0112))
+        assert server.ceiling == 12
+        server.served((99.95, 100.0105))  # a4 ended between the first refused try and the others
+        server.release("a4")
+        for n, name in enumerate(calls[5:15]):  # at the server at every refusal
+            server.served((100.0 + n / 1000, 100.06))
+            server.release(name)
+        server.served((100.02, 100.07))  # a15 reached the server after them
+        assert server.release("a15"), "the allowance changed: logged as a cut"
+        assert server.ceiling == 10, "the refusals after the first count the ten the server holds"
+        assert server.allowed is not None and server.allowed <= 10
+
+    def test_a_refusal_while_nothing_was_served_bounds_nothing(self) -> None:
+        """A refusal heard while the server served none of the run's calls was not for being full (a pause, a
+        rate per minute): the count keeps to what the other refusals say."""
+        clock = Clock()
+        server = ServerLimiter(("http://server/v1", "m"), ServerLimits(), clock, slow_start=6)
+        assert all(server.ask(name) for name in "abcdef")
+        server.throttled("a", 1.0, in_place=True, window=(99.0, 99.001))
+        server.throttled("b", 1.0, in_place=True, window=(100.0, 100.001))
+        assert server.ceiling == 4, "6 in flight when the server began to refuse, 2 refused"
+        for name in "cd":  # at the server when it refused b
+            server.served((99.9, 100.1))
+            server.release(name)
+        for name in "ef":  # after
+            server.served((100.2, 100.3))
+            server.release(name)
+        assert server.ceiling == 2
+
     def test_a_count_never_raises_what_the_server_was_found_to_take(self) -> None:
         clock = Clock()
         server = limiter(clock)

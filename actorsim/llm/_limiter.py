@@ -150,23 +150,30 @@ class ServerLimiter:
 
     def _count_refusals(self) -> bool:
         """Every call that may have been at the server when it refused the calls of `_refusals` is heard of:
-        the most it then served is its limit (a bound on it, as the clocks go), unless a throttle taught less.
+        the fewest it may then have served is its limit (a bound on it, as the clocks go), unless a throttle
+        taught less.
 
         The ceiling an episode gives (`throttled`) is the calls in flight less
         those refused; a burst whose calls do not all reach the server at once
         makes that one or two too many, and each try past the server's limit
-        costs a refusal and its `Retry-After`.
+        costs a refusal and its `Retry-After`. Each refusal's count is a bound
+        from above too: a call that ended at the server just before the refused
+        try came is heard to end after it was sent. The server was full at each
+        refusal, so the smallest count is the closest bound; the largest (as
+        counted before) was one or two too high in a burst of dozens of
+        refusals, and the calls past it were refused after the first second.
         """
-        most = max(self._counts)
+        # A refusal when it was heard to serve nothing was not for being full (a pause, a rate): no bound.
+        limit = min((count for count in self._counts if count >= 1), default=None)
         self._refusals.clear()
         self._counts.clear()
-        if most < 1 or self.ceiling is None:
+        if limit is None or self.ceiling is None:
             return False
-        self._measured = min(most, self._measured or most)
-        if most >= self.ceiling:
+        self._measured = min(limit, self._measured or limit)
+        if limit >= self.ceiling:
             return False
-        self.ceiling = most
-        self.allowed = min(self.allowed or most, most)
+        self.ceiling = limit
+        self.allowed = min(self.allowed or limit, limit)
         return True
 
     def unlearn(self) -> None:
