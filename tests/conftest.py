@@ -173,7 +173,14 @@ Make = Callable[..., Any]
 @pytest.fixture
 def make(mode: str, log_dir: Path) -> Iterator[Make]:
     """`make(cls, name, **options)`: `create_component` in this test's mode."""
-    live = None if mode == "plain" else _runtime_for(mode, log_dir)
+    with maker(None if mode == "plain" else _runtime_for(mode, log_dir), log_dir) as build:
+        yield build
+
+
+@contextlib.contextmanager
+def maker(live: Runtime | None, log_dir: Path) -> Iterator[Make]:
+    """`make(cls, name, **options)`: `create_component` on `live`, or, with None, as plain components whose task
+    centers each run their own (logged under `log_dir`); what it made is stopped at the end of the block."""
     plain_runs: list[TaskCenter] = []  # each runs its own: closed here, not whenever the collector gets to it
 
     def build(cls: type, name: str, **options: Any) -> Any:
@@ -184,8 +191,10 @@ def make(mode: str, log_dir: Path) -> Iterator[Make]:
             plain_runs.append(made)
         return made
 
-    yield build
-    for center in plain_runs:
-        center.close()
-    if live is not None:
-        live.stop_all()
+    try:
+        yield build
+    finally:
+        for center in plain_runs:
+            center.close()
+        if live is not None:
+            live.stop_all()

@@ -182,16 +182,21 @@ class OpenAIServer:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
-                ended = [False]
+                self._counted = True
                 try:
-                    self._stream(body, reply, ended)
+                    self._stream(body, reply)
                 finally:
-                    if not ended[0]:
-                        server._done()
+                    self._uncount()
 
-            def _stream(self, body: dict[str, Any], reply: Any, ended: list[bool]) -> None:
-                """Stream the reply; the call stops counting as in flight before its end is sent, as a server's slot
-                is free once its reply is made: a client that read the whole reply must not find it counted."""
+            def _uncount(self) -> None:
+                """The call stops counting as in flight, once: before its end is sent, as a server's slot is free
+                once its reply is made (a client that read the whole reply must not find it counted), or as it
+                broke off."""
+                if self._counted:
+                    self._counted = False
+                    server._done()
+
+            def _stream(self, body: dict[str, Any], reply: Any) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 if server.keep_alive:
@@ -213,8 +218,7 @@ class OpenAIServer:
                         time.sleep(pause)
                     self._write(f"data: {event}\n\n".encode())
                 else:
-                    ended[0] = True
-                    server._done()
+                    self._uncount()
                     self._write(b"data: [DONE]\n\n")
                 if server.keep_alive:
                     self.wfile.write(b"0\r\n\r\n")

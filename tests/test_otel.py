@@ -20,7 +20,7 @@ from actorsim._core.options import OtelExport, RunOptions
 from actorsim.export import post_run, run_spans
 from actorsim.runs import read_run
 from examples.swarm_crawl import CrawlConfig, crawl
-from tests.conftest import Make, own_runtime
+from tests.conftest import Make, maker, own_runtime
 from tests.helpers import texts_by_role
 from tests.openai_server import OpenAIServer
 from tests.otlp_receiver import OtlpReceiver
@@ -99,22 +99,11 @@ def run_of_its_own(mode: str, log_dir: Path) -> Iterator[Make]:
     """`make` with a run of its own in every mode: the session's run of a transport holds every earlier test's
     messages, which an export of its log would send too (thousands of spans, a minute for Phoenix to take)."""
     if mode == "plain":
-        centers: list[TaskCenter] = []
-
-        def plain(cls: type, name: str, **options: Any) -> Any:
-            made = create_component(cls, name=name, remote=False, **options,
-                                    **({"log_dir": log_dir} if issubclass(cls, TaskCenter) else {}))
-            centers.extend([made] if isinstance(made, TaskCenter) else [])
-            return made
-
-        try:
-            yield plain
-        finally:
-            for center in centers:
-                center.close()
+        with maker(None, log_dir) as make:
+            yield make
         return
-    with own_runtime(mode, log_dir) as run:
-        yield lambda cls, name, **options: create_component(cls, name=name, remote=True, runtime=run, **options)
+    with own_runtime(mode, log_dir) as run, maker(run, log_dir) as make:
+        yield make
 
 
 def test_an_exported_debate_reads_back_from_phoenix_as_its_log_says(
