@@ -192,9 +192,11 @@ class TestJobOnACluster:
     @pytest.mark.parametrize("job", JOBS)
     def test_a_node_dying_mid_run_loses_no_task(self, two_nodes: RayCluster, job: Job, tmp_path: Path) -> None:
         """Killing every process of the second node during a run: the run completes, restarted on the head node."""
-        # Slower rounds, more of them: the kill must land while the run goes on.
+        # Slower rounds, more of them: the kill must land while the run goes on. Half the agents: each costs
+        # about a second to start on a node of one CPU, and a dozen still spread over both nodes.
         rounds = 8
-        job = attrs.evolve(job, entrypoint=(*job.entrypoint, "--rounds", str(rounds), "--reply-latency", "1.0"))
+        job = attrs.evolve(job, entrypoint=(*job.entrypoint, "--agents", "12", "--tasks", "12", "--rounds", str(rounds),
+                                            "--reply-latency", "1.0"))
         submitted = submit(two_nodes, job, tmp_path)
         assert wait_for(lambda: submitted.rounds_done() >= 1 or submitted.status() == "FAILED", 240, every=0.1)
         killed_at = time.monotonic()
@@ -223,7 +225,8 @@ class TestJobOnACluster:
         SIGKILLed mid-run; `actorsim run` resumes its run on the cluster, and every task is answered once."""
         logs = tmp_path / "logs"
         job = Job(TESTS, ("-m", "actorsim", "--log-dir", str(logs), "run", "--resume-on-failure", "3", "--backoff",
-                          "0.5", "cluster_job.py", "--rounds", "6", "--reply-latency", "0.5"))
+                          "0.5", "cluster_job.py", "--agents", "8", "--tasks", "8", "--rounds", "6",
+                          "--reply-latency", "0.5"))
         submitted = submit(two_nodes, job, tmp_path)
         assert wait_for(lambda: submitted.rounds_done() >= 1 or submitted.status() == "FAILED", 240, every=0.1)
         [supervisor] = [process for process in psutil.process_iter(["cmdline"])
