@@ -13,7 +13,7 @@ The server is tests/openai_server.py, in a process of its own: above `--capacity
   * known:   `max_concurrency=capacity`: the run keeps the server's limit (targets: >= 80% of the limit's
              ceiling, capacity / call time; no 429);
   * unknown: no limit in the `llm` dict: the run learns the limit from the server's 429s (target: no 429
-             after the first second).
+             after the first second of adaptation, counted from the first call the server gets).
 
 The issue asks for a capacity of 50 (a ceiling of 1,000 calls/s); on a 2-core machine the test server and the run,
 both Python, top out near 230 calls/s without any limit, so the default capacity is 10 (200 calls/s), a
@@ -72,6 +72,7 @@ class ServerProcess:
         self._process = context.Process(target=_serve, args=(there, options), daemon=True)
         self.most_in_flight = 0
         self.throttled_at: list[float] = []
+        self.first_call_at: float | None = None
 
     def __enter__(self) -> ServerProcess:
         self._process.start()
@@ -80,7 +81,7 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self._here.send("stop")
-        self.most_in_flight, self.throttled_at = self._here.recv()
+        self.most_in_flight, self.throttled_at, self.first_call_at = self._here.recv()
         self._process.join(10)
         if self._process.is_alive():
             self._process.kill()
@@ -90,7 +91,7 @@ def _serve(pipe: Any, options: dict[str, Any]) -> None:
     with OpenAIServer(["Up we go."], keep_alive=True, **options) as server:
         pipe.send(server.api_base)
         pipe.recv()
-        pipe.send((server.most_in_flight, server.throttled_at))
+        pipe.send((server.most_in_flight, server.throttled_at, server.first_call_at))
 
 
 def one_step(transport: str, hosts: int | None, agents: int, capacity: int | None, limit: int | None,
@@ -109,7 +110,8 @@ def one_step(transport: str, hosts: int | None, agents: int, capacity: int | Non
                 pass
             took = time.monotonic() - started
             senders = [m.sent_from for m in center.environment.history()[1:]]
-    late = [at for at in server.throttled_at if at - started > 1.0]
+    # The server's first second: on Ray the step's first calls reached it up to 1.8 s after the step began.
+    late = [at for at in server.throttled_at if at - (server.first_call_at or started) > 1.0]
     return {"took": took, "most": server.most_in_flight, "refused": len(server.throttled_at), "late": len(late),
             "once": sorted(senders) == sorted(f"a{n}" for n in range(agents))}
 

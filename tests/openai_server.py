@@ -72,7 +72,8 @@ class OpenAIServer:
         `refuse_stream_options`: answers 400 to a request with `stream_options`, as servers that do not know it.
 
         As a rate-limited server does: `max_concurrency` answers 429 to a call above that many in flight
-        (`in_flight`; the most ever is `most_in_flight`, the times of its 429s `throttled_at`), with a
+        (`in_flight`; the most ever is `most_in_flight`, the times of its 429s `throttled_at`, of its first call
+        `first_call_at`), with a
         `Retry-After: retry_after` header when given; `throttle_always` answers 429 to every call.
         `call_seconds`: each reply takes that long, spread over its pieces.
         """
@@ -83,6 +84,7 @@ class OpenAIServer:
         self.throttle_always = throttle_always
         self.in_flight = self.most_in_flight = 0
         self.throttled_at: list[float] = []
+        self.first_call_at: float | None = None
         self.replies = replies if callable(replies) else itertools.cycle(replies)
         self.piece_latency = piece_latency
         self.failures = list(failures or [])
@@ -131,6 +133,8 @@ class OpenAIServer:
     def _next_answer(self, headers: Any, body: dict[str, Any]) -> tuple[int, Any]:
         with self._lock:
             self.requests.append(body)
+            if self.first_call_at is None:
+                self.first_call_at = time.monotonic()
             if self.api_key is not None and headers.get("Authorization") != f"Bearer {self.api_key}":
                 status, reply = 401, ""
             elif self.refuse_stream_options and "stream_options" in body:

@@ -394,6 +394,24 @@ class TestServerGate:
         for gate in (second.gate(key, limits), unleased):
             assert gate.paused_until == first.gate(key, limits).paused_until > time.monotonic() + 20
 
+    def test_a_hosts_own_gate_stays_at_its_cut_where_a_gate_of_every_call_rises_back(self) -> None:
+        """A host's own gate sees its share of the server's calls: the hosts' gates each rising back to what
+        their share was seen to serve would together pass what the server takes. The driver's limiter, which
+        hears every host, lends the rise with its batches."""
+        for gates, rises_to in ((pickle.loads(pickle.dumps(CallGates())), 3), (CallGates(), 4)):
+            gate = gates.gate(("http://server/v1", "m"), ServerLimits())
+            tries = [gate.enter() for _ in range(5)]
+            for ticket in tries[:4]:
+                gate.admitted(ticket)  # 4 seen streaming at once
+            gate.leave(tries[3], succeeded=True)
+            later = gate.enter()
+            gate.throttled(tries[4], retry_after=None)
+            assert gate.allowed == 3, "cut to the 3 streaming"
+            for ticket in tries[:3]:
+                gate.leave(ticket, succeeded=True)
+            assert gate.allowed == rises_to
+            gate.leave(later, succeeded=True)
+
     def test_a_gate_that_sees_every_call_of_the_run_keeps_what_it_learnt(self) -> None:
         gate = CallGates().gate(("http://server/v1", "m"), ServerLimits())  # hosts in the driver's process share it
         first, second = gate.enter(), gate.enter()

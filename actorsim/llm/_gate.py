@@ -55,9 +55,12 @@ class ServerGate:
     `whole_run`: the gate sees every call of the run to its server (the hosts
     share the driver's process), so what the server's 429s teach it holds for
     all of them and it keeps it, as the driver's limiter does. A host's own
-    gate sees only its share, and forgets it once its host has no call to
-    the server left: the next batches are sized, or lent their permits, by
-    the driver's limiter, which has learnt from every host.
+    gate sees only its share: a throttle cuts it to the calls its host has
+    streaming, and it does not rise back (the hosts' shares, each rising to
+    what it saw served, came to more than the server took: a 429 on Ray right
+    after the first `Retry-After`). It forgets its cut once its host has no
+    call to the server left: the next batches are sized, or lent their
+    permits, by the driver's limiter, which has learnt from every host.
     """
 
     def __init__(
@@ -65,7 +68,7 @@ class ServerGate:
         whole_run: bool = False, on_pause: Callable[[float], None] | None = None,
     ) -> None:
         """`on_pause(until)` is told of a pause the server asks for, to hold the other gates of its host to it."""
-        self._limiter = ServerLimiter(key, limits, clock)
+        self._limiter = ServerLimiter(key, limits, clock, rises_back=whole_run)
         self._on_pause = on_pause
         self.given = limits  # the bound its agents' config gives, when no lease is
         self._whole_run = whole_run

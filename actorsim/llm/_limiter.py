@@ -38,14 +38,20 @@ class ServerLimiter:
     """The permits of one server: who holds one, who waits, and what the server allows now."""
 
     def __init__(
-        self, key: ServerKey, limits: ServerLimits, clock: Callable[[], float], slow_start: int | None = None
+        self, key: ServerKey, limits: ServerLimits, clock: Callable[[], float], slow_start: int | None = None,
+        *, rises_back: bool = True,
     ) -> None:
         """`slow_start`: with no `max_concurrency` given, the calls let go at first (None: all), one more for each
-        that succeeds (twice as many each round) until the server throttles, as TCP's slow start."""
+        that succeeds (twice as many each round) until the server throttles, as TCP's slow start.
+
+        `rises_back=False`: a throttle's cut is where the allowance stays (but for a quiet `PROBE_AFTER_S`), for
+        a limiter that sees a share of the server's calls only: each of several rising back to what it saw
+        its share serve may add up to more than the server takes."""
         self.key = key
         self.limits = limits
         self._clock = clock
         self._slow_start = slow_start
+        self._rises_back = rises_back
         self.allowed: int | None = limits.max_concurrency or slow_start
         """Calls that may be in flight now: the configured limit, or less after a throttle (None: no bound)."""
         self.ceiling: int | None = limits.max_concurrency
@@ -248,7 +254,7 @@ class ServerLimiter:
         if retry_after:
             self.paused_until = max(self.paused_until, now + retry_after)
         allowed = max(1, self.streaming)
-        ceiling = max(allowed, left if in_place else min(left, self._seen))
+        ceiling = max(allowed, left if in_place else min(left, self._seen)) if self._rises_back else allowed
         for bound in (self.limits.max_concurrency, self._measured):
             if bound is not None:
                 allowed, ceiling = min(allowed, bound), min(ceiling, bound)
