@@ -26,6 +26,7 @@ from actorsim._errors import (
     ReplayStopped,
     RoutingError,
     RunLogError,
+    TransportStartError,
     TransportUnavailableError,
 )
 from actorsim._init import init
@@ -99,6 +100,7 @@ __all__ = [
     "ToolFrame",
     "ToolService",
     "Topic",
+    "TransportStartError",
     "TransportUnavailableError",
     "USER_REQUIREMENT",
     "create_component",

@@ -9,9 +9,10 @@
     ├── AskTimeoutError (+ TimeoutError)   no answer within the timeout
     ├── RemoteError                  an actor's exception that could not travel back as itself
     ├── LLMError                     a model call failed for good
-    ├── BudgetExceeded               the run's budget of tokens or cost is spent: no new model call starts
     │   └── TransientServerError     a failure worth another try (busy server, broken stream)
+    ├── BudgetExceeded               the run's budget of tokens or cost is spent: no new model call starts
     ├── TransportUnavailableError (+ ImportError)   the transport's package is missing
+    ├── TransportStartError (+ RuntimeError)   the transport's own processes did not come up
     ├── ClusterUnreachableError (+ ConnectionError)   no Ray cluster answered at the address to join
     ├── PlacementError (+ ValueError)   a placement no live node of the cluster fits
     ├── RunLogError (+ ValueError)   a run log that cannot be read
@@ -169,6 +170,10 @@ class LLMError(ActorsimError):
 
 class TransportUnavailableError(ActorsimError, ImportError):
     """The package a transport needs is not installed."""
+
+
+class TransportStartError(ActorsimError, RuntimeError):
+    """The transport's own processes did not come up (Thespian's admin did not answer, twice)."""
 
 
 class ClusterUnreachableError(ActorsimError, ConnectionError):

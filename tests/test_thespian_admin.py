@@ -7,18 +7,21 @@ transport restarts the actor system, and the supervisor every actor in it.
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from thespian.system import multiprocCommon
 
-from actorsim import ActorDiedError, Frame, RolePlay, Supervision, TaskCenter
+from actorsim import ActorDiedError, Frame, RolePlay, Supervision, TaskCenter, TransportStartError
 from actorsim.transport import Transport, _thespian
 from tests.actors import GetPid, JamAdmin, JammingAgent, Recorder
 from tests.conftest import Make, Spawn, on_transports
@@ -128,3 +131,53 @@ def test_a_driver_whose_system_was_restarted_exits_with_its_output_piped(tmp_pat
     assert last == "exit"
     assert len(died) == 2 and "died (process" in died[0] and "lost with its Thespian actor system" in died[1]
     assert wait_until_gone([int(pid) for pid in first_line.split()], timeout=10) == []
+
+
+def admin_that_hangs(marker: Path, times: int) -> Callable[..., None]:
+    """Thespian's admin, but the first `times` started never answer: each writes its pid to `marker` and
+    sleeps, as an admin forked from a driver whose heap was bad did."""
+    real = multiprocCommon.startAdmin
+
+    def start(*args: Any) -> None:
+        hung = marker.read_text().split() if marker.exists() else []
+        if len(hung) < times:
+            marker.write_text(" ".join([*hung, str(os.getpid())]))
+            time.sleep(600)
+        real(*args)
+
+    return start
+
+
+@pytest.fixture
+def quick_admin_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thespian gives up on an admin that has not answered after 1 s, not 5."""
+    monkeypatch.setattr(multiprocCommon, "MAX_ADMIN_STARTUP_DELAY", datetime.timedelta(seconds=1))
+
+
+@pytest.mark.usefixtures("quick_admin_start")
+def test_an_admin_that_does_not_answer_is_killed_and_another_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "hung"
+    monkeypatch.setattr(multiprocCommon, "startAdmin", admin_that_hangs(marker, times=1))
+    transport = _thespian.ThespianTransport(output_path=tmp_path / "thespian.out")
+    try:
+        [hung] = map(int, marker.read_text().split())
+        assert wait_until_gone([hung], timeout=10) == [], "the admin that did not answer is left running"
+        actor = transport.spawn(Recorder, name="after", timeout=60)
+        assert transport.ask(actor, GetPid(), timeout=60) == actor.pid
+    finally:
+        transport.shutdown()
+
+
+@pytest.mark.usefixtures("quick_admin_start")
+def test_an_admin_that_never_answers_ends_the_start_with_an_error_and_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "hung"
+    monkeypatch.setattr(multiprocCommon, "startAdmin", admin_that_hangs(marker, times=10))
+    with pytest.raises(TransportStartError, match=r"Thespian's admin did not start .*2 times; its output is in"):
+        _thespian.ThespianTransport(output_path=tmp_path / "thespian.out")
+    hung = [int(pid) for pid in marker.read_text().split()]
+    assert len(hung) == 2
+    assert wait_until_gone(hung, timeout=10) == []

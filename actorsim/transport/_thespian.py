@@ -38,12 +38,20 @@ from typing import TYPE_CHECKING, Any, Self
 
 import attrs
 import psutil
-from thespian.actors import Actor, ActorAddress, ActorExitRequest, ActorSystem, ActorSystemFailure, WakeupMessage
+from thespian.actors import (
+    Actor,
+    ActorAddress,
+    ActorExitRequest,
+    ActorSystem,
+    ActorSystemFailure,
+    InvalidActorAddress,
+    WakeupMessage,
+)
 from thespian.system.messages.status import Thespian_StatusReq, Thespian_SystemStatus
 
 from actorsim._core.placement import Placement
 from actorsim._core.ref import ActorRef
-from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError
+from actorsim._errors import ActorDiedError, ActorStoppedError, AskTimeoutError, TransportStartError
 from actorsim._runlog import flush_logs
 from actorsim.transport._base import (
     Behaviour,
@@ -71,6 +79,8 @@ _FIRST_LOOK_SECONDS = 0.002  # the first look comes sooner: a request to a dead 
 # It answers in about 1 ms; one that has not answered after _PROBE_TIMEOUT of listening is taken for stuck.
 _PROBE_AFTER_SECONDS = 1.0
 _PROBE_TIMEOUT_SECONDS = 5.0
+_START_TRIES = 2
+"""An actor system whose admin does not answer is started again, once."""
 # How soon an actor with a detached stream open looks again for its items: soon after items came, twice as long
 # after each look that found none, up to the longest. A look costs the actor ~0.35 ms (Thespian's wakeup): looking
 # every 2 ms took 5.5% of a core while the stream waited on its model, every 10 ms 3.5%.
@@ -389,8 +399,21 @@ class ThespianTransport(Transport):
         self._report: Callable[..., object] = lambda event, **fields: None
 
     def _start_system(self) -> ActorSystem:
-        with _standard_streams_to(self._output_path):
-            return ActorSystem(SYSTEM_BASE, transientUnique=True)
+        """A new actor system. An admin that does not answer within Thespian's 5 s is killed with what it
+        started, and one more is tried: a driver forked while its heap was bad (seen once, after dozens of
+        runs in one process) left an admin that never answered, and Thespian raised its own error."""
+        failure: InvalidActorAddress | None = None
+        for _ in range(_START_TRIES):
+            before = {child.pid for child in _forked_children()}
+            try:
+                with _standard_streams_to(self._output_path):
+                    return ActorSystem(SYSTEM_BASE, transientUnique=True)
+            except InvalidActorAddress as error:  # Thespian's word for an admin that did not answer
+                failure = error
+                _end([child for child in _forked_children() if child.pid not in before], psutil.Process.kill, 5.0)
+        raise TransportStartError(
+            f"Thespian's admin did not start ({failure}), {_START_TRIES} times; its output is in {self._output_path}"
+        ) from failure
 
     def report_to(self, log: Callable[..., object]) -> None:
         """`transport.restarted` goes to the run log through `log`."""
@@ -678,6 +701,21 @@ def _end(processes: Iterable[psutil.Process], signal_them: Callable[[psutil.Proc
     deadline = time.monotonic() + wait_s
     while any(_running(process) for process in processes) and time.monotonic() < deadline:
         time.sleep(0.005)
+
+
+def _forked_children() -> list[psutil.Process]:
+    """This process's descendants that are forks of it (same command line), as Thespian's admin and its
+    children are: not a subprocess the program started."""
+    me = psutil.Process()
+    with contextlib.suppress(psutil.Error):
+        command = me.cmdline()
+        found = []
+        for child in me.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if child.cmdline() == command:
+                    found.append(child)
+        return found
+    return []
 
 
 def _running(process: psutil.Process) -> bool:
