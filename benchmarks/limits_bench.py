@@ -154,7 +154,7 @@ def budget_overshoot(transport: str, log_dir: Path, with_tools: bool) -> None:
                                for n in range(agents)])
             center.send_task_request("go")
             # The calls in flight as the driver hears the budget run out. Looked at from the step's frames, it
-            # was a frame late: calls had ended meanwhile (11 in flight on Thespian, for an overshoot of 19).
+            # was a frame late: calls had ended meanwhile (18 in flight on Thespian, for an overshoot of 19).
             in_flight_at_end = None
             spending, add = runtime.spending, runtime.spending.add
 
