@@ -66,11 +66,11 @@ class Killer:
         if self.pages >= self.every * (len(self.killed) + 1) and len(self.killed) < self.most:
             # An actor lost with a restarted Thespian system (see `restarts_after_kills`) keeps its dead process
             # until its next request restarts it: only running ones are picked, or none until a later frame.
-            running = [name for name in self.names if alive(self.pid(name))]
+            running = {name: pid for name in self.names if alive(pid := self.pid(name))}
             if not running:
                 return
-            name = self.random.choice(running)
-            pid = self.pid(name)
+            name = self.random.choice(list(running))
+            pid = running[name]
             self.sharing.append(sum(self.runtime.supervisor.current(other).pid == pid for other in self.names))
             os.kill(pid, signal.SIGKILL)
             assert not wait_until_gone([pid], timeout=10)

@@ -149,35 +149,38 @@ def admin_that_hangs(marker: Path, times: int) -> Callable[..., None]:
 
 
 @pytest.fixture
-def quick_admin_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Thespian gives up on an admin that has not answered after 1 s, not 5."""
+def hang_admins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[int], Callable[[], list[int]]]:
+    """`hang_admins(times)`: the next `times` admins Thespian starts never answer, and Thespian gives up on one
+    after 1 s, not 5; what it returns reads their pids."""
     monkeypatch.setattr(multiprocCommon, "MAX_ADMIN_STARTUP_DELAY", datetime.timedelta(seconds=1))
-
-
-@pytest.mark.usefixtures("quick_admin_start")
-def test_an_admin_that_does_not_answer_is_killed_and_another_started(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
     marker = tmp_path / "hung"
-    monkeypatch.setattr(multiprocCommon, "startAdmin", admin_that_hangs(marker, times=1))
+
+    def hang(times: int) -> Callable[[], list[int]]:
+        monkeypatch.setattr(multiprocCommon, "startAdmin", admin_that_hangs(marker, times))
+        return lambda: [int(pid) for pid in marker.read_text().split()]
+
+    return hang
+
+
+def test_an_admin_that_does_not_answer_is_killed_and_another_started(
+    tmp_path: Path, hang_admins: Callable[[int], Callable[[], list[int]]]
+) -> None:
+    hung = hang_admins(1)
     transport = _thespian.ThespianTransport(output_path=tmp_path / "thespian.out")
     try:
-        [hung] = map(int, marker.read_text().split())
-        assert wait_until_gone([hung], timeout=10) == [], "the admin that did not answer is left running"
+        [admin] = hung()
+        assert wait_until_gone([admin], timeout=10) == [], "the admin that did not answer is left running"
         actor = transport.spawn(Recorder, name="after", timeout=60)
         assert transport.ask(actor, GetPid(), timeout=60) == actor.pid
     finally:
         transport.shutdown()
 
 
-@pytest.mark.usefixtures("quick_admin_start")
 def test_an_admin_that_never_answers_ends_the_start_with_an_error_and_no_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, hang_admins: Callable[[int], Callable[[], list[int]]]
 ) -> None:
-    marker = tmp_path / "hung"
-    monkeypatch.setattr(multiprocCommon, "startAdmin", admin_that_hangs(marker, times=10))
+    hung = hang_admins(10)
     with pytest.raises(TransportStartError, match=r"Thespian's admin did not start .*2 times; its output is in"):
         _thespian.ThespianTransport(output_path=tmp_path / "thespian.out")
-    hung = [int(pid) for pid in marker.read_text().split()]
-    assert len(hung) == 2
-    assert wait_until_gone(hung, timeout=10) == []
+    assert len(hung()) == 2
+    assert wait_until_gone(hung(), timeout=10) == []
