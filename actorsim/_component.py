@@ -104,14 +104,18 @@ def create_component(
     if kwargs.get("llm") is not None:
         kwargs["llm"] = runtime.interventions.choose_model(kwargs.get("role") or name, kwargs["llm"])
         runtime.limits.register(name, kwargs["llm"])  # before it starts: clashing limits are refused here
-    ref = runtime.spawn(
-        functools.partial(AgentBehaviour.build, cls, {"name": name, **kwargs}),
-        name=name,
-        supervision=supervision_from(kwargs.get("supervision")),
-        failure_type=AgentFailedError,
-        hosted=True,
-        placement=placement,
-    )
+    try:
+        ref = runtime.spawn(
+            functools.partial(AgentBehaviour.build, cls, {"name": name, **kwargs}),
+            name=name,
+            supervision=supervision_from(kwargs.get("supervision")),
+            failure_type=AgentFailedError,
+            hosted=True,
+            placement=placement,
+        )
+    except BaseException:
+        runtime.limits.forget(name)  # it never ran: its limits do not hold for those added later
+        raise
     # An agent in an actor of its own has started (or raised) by now: it describes itself at once. Hosted
     # agents start in batches and describe themselves together, when first asked.
     info = None if runtime.hosts_agents else runtime.ask(ref, Describe())

@@ -17,6 +17,7 @@ import pytest
 from actorsim import PoisonMessageError, RolePlay, Supervision, TaskCenter
 from actorsim._core.context import stop_waits_with
 from actorsim._errors import ActorStoppedError
+from actorsim._runtime.limits import Limits
 from actorsim._runtime.runtime import SLOW_START_CALLS
 from actorsim.llm import ServerLimits
 from actorsim.llm._gate import CallGates, Lease, ServerGate
@@ -302,6 +303,37 @@ class TestServerLimiter:
             "a limit given is kept from the first call")
 
 
+class TestRunLimits:
+    """The run's limiters in the driver, as agents start and stop."""
+
+    LLM = {"model_server": "openai", "model": "m", "api_base": "http://server/v1"}
+
+    def test_a_stopped_agent_lets_its_permit_go_and_its_servers_limit_holds_for_the_others(self) -> None:
+        limits = Limits(Clock())
+        for agent in ("ann", "bob"):
+            limits.register(agent, {**self.LLM, "max_concurrency": 1})
+        assert limits.ask("ann") and not limits.ask("bob")
+        limits.forget("ann")
+        assert limits.grant_due({"bob"}) == ["bob"], "the stopped agent's permit came back"
+        assert limits.server_of("ann") is None and limits.waiting() == 0
+        with pytest.raises(ValueError, match="'cat' sets max_concurrency=2.*'ann' set max_concurrency=1"):
+            limits.register("cat", {**self.LLM, "max_concurrency": 2})
+
+    def test_a_server_no_agent_calls_any_more_is_forgotten_with_its_limits(self) -> None:
+        limits = Limits(Clock())
+        limits.register("ann", {**self.LLM, "max_concurrency": 1})
+        assert limits.ask("ann")
+        limits.forget("ann")
+        limits.forget("ann")  # twice, or an agent of no server: nothing to do
+        limits.forget("nobody")
+        assert limits.servers() == []
+        limits.register("bob", {**self.LLM, "max_concurrency": 2})
+        assert [server.allowed for server in limits.servers()] == [2]
+        assert limits.ask("bob")
+        limits.release("ann")  # the stopped agent's step ends after all: bob's permit is not the one given back
+        assert limits.servers()[0].in_flight == {"bob"}
+
+
 class TestServerGate:
     """A host's gate: every try of its threads' calls to one server waits there for a place."""
 
@@ -355,6 +387,21 @@ class TestServerGate:
         assert gate.allowed == 1
         gate.leave(first, succeeded=True)
         assert gate.allowed == 5, "its host's batch is over: the next starts from the limit given"
+
+    def test_gates_no_agent_calls_through_are_forgotten_but_one_in_use_is_kept(self) -> None:
+        gates = CallGates()  # the driver's process's, shared by its hosts: what a throttle teaches it keeps
+        idle_key, busy_key = ("http://idle/v1", "m"), ("http://busy/v1", "m")
+        idle, busy = gates.gate(idle_key, ServerLimits()), gates.gate(busy_key, ServerLimits())
+        first, second = idle.enter(), idle.enter()
+        idle.throttled(second, retry_after=None)
+        idle.leave(first, succeeded=True)
+        assert idle.allowed == 1 and idle.idle
+        held = busy.enter()
+        gates.forget_idle()
+        assert gates.gate(busy_key, ServerLimits()) is busy, "a try is in flight: its gate stays"
+        fresh = gates.gate(idle_key, ServerLimits())
+        assert fresh is not idle and fresh.allowed is None, "the idle gate went with its cut"
+        busy.leave(held, succeeded=True)
 
     def test_a_hosts_batches_each_keep_to_the_permits_lent_with_them(self) -> None:
         key = ("http://server/v1", "m")
@@ -496,6 +543,22 @@ class TestLimitsInARun:
             first = make(RolePlay, "ann", llm=server_llm(server, max_concurrency=4))
             with pytest.raises(ValueError, match="'bob' sets max_concurrency=8.*'ann' set max_concurrency=4"):
                 center.add_agents([first, make(RolePlay, "bob", llm=server_llm(server, max_concurrency=8))])
+
+    def test_a_closed_centers_agents_take_their_limits_with_them(self, make: Make) -> None:
+        """One run, two task centers in turn calling one server: the second's agents give it another limit,
+        and that one holds."""
+        with OpenAIServer(["Up we go."], max_concurrency=3, call_seconds=0.05, keep_alive=True) as server:
+            first = make(TaskCenter, "before")
+            first.add_agents([make(RolePlay, "ann", llm=server_llm(server, max_concurrency=1))])
+            first.send_task_request(TASK)
+            assert texts_by_role(list(first.step())) == {"ann": "Up we go."}
+            first.close()
+            second = make(TaskCenter, "after")
+            roles = [f"bee_{n}" for n in range(6)]
+            second.add_agents([make(RolePlay, role, llm=server_llm(server, max_concurrency=3)) for role in roles])
+            second.send_task_request(TASK)
+            assert texts_by_role(list(second.step())) == dict.fromkeys(roles, "Up we go.")
+        assert server.throttled_at == [] and server.most_in_flight <= 3
 
     def test_limits_are_checked_and_a_scripted_model_has_none(self, make: Make) -> None:
         with pytest.raises(ValueError, match="max_concurrency must be an int >= 1"):

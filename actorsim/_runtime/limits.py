@@ -37,6 +37,7 @@ class Limits:
         self._lock = threading.RLock()
         self._servers: dict[ServerKey, ServerLimiter] = {}
         self._declared: dict[ServerKey, dict[str, tuple[str, int]]] = {}  # limit name -> (agent, value)
+        self._callers: dict[ServerKey, set[str]] = {}
         self._server_of: dict[str, ServerLimiter] = {}
 
     def register(self, agent: str, llm: Mapping[str, Any] | ChatModel) -> None:
@@ -46,6 +47,8 @@ class Limits:
             return
         key, limits = served
         with self._lock:
+            if (before := self._server_of.get(agent)) is not None and before.key != key:
+                self.forget(agent)
             declared = self._declared.setdefault(key, {})
             for name, value in limits.given().items():
                 first = declared.get(name)
@@ -63,6 +66,22 @@ class Limits:
             else:
                 limiter.update(merged)
             self._server_of[agent] = limiter
+            self._callers.setdefault(key, set()).add(agent)
+
+    def forget(self, agent: str) -> None:
+        """`agent` is stopped: a permit it holds or waits for is let go, and a server no agent calls any more
+        goes with its limits and what its throttles taught, so that agents added later may give others."""
+        with self._lock:
+            limiter = self._server_of.pop(agent, None)
+            if limiter is None:
+                return
+            limiter.release(agent, succeeded=False)  # its process is stopped, and its call with it
+            callers = self._callers.get(limiter.key, set())
+            callers.discard(agent)
+            if not callers:
+                self._callers.pop(limiter.key, None)
+                self._declared.pop(limiter.key, None)
+                self._servers.pop(limiter.key, None)
 
     def server_of(self, agent: str) -> ServerLimiter | None:
         return self._server_of.get(agent)

@@ -214,6 +214,7 @@ class Runtime:
         if ref.name in self._actors:
             self._actors.remove(ref.name)
         self._owed.pop(ref.name, None)
+        self.limits.forget(ref.name)
         self.transport.stop(self.supervisor.forget(ref.name) or ref)
         self.log("actor.stopped", actor=ref.name)
 
@@ -330,6 +331,7 @@ class Runtime:
         """Stop every actor of the run, keeping the system up for new ones."""
         while self._actors:
             name = self._actors.pop()
+            self.limits.forget(name)
             ref = self.supervisor.forget(name)
             if ref is not None:
                 self.transport.stop(ref)

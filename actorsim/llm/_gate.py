@@ -82,6 +82,12 @@ class ServerGate:
         return self._limiter.allowed
 
     @property
+    def idle(self) -> bool:
+        """No try is in flight or waiting."""
+        with self._lock:
+            return not self._limiter.in_flight and not self._limiter.waiting
+
+    @property
     def paused_until(self) -> float:
         """Until when the server asked its calls to wait (`Retry-After`)."""
         return self._limiter.paused_until
@@ -180,6 +186,14 @@ class CallGates:
                                                      on_pause=functools.partial(self._pause, key))
             gate.given = given
             return gate
+
+    def forget_idle(self) -> None:
+        """No agent calls through these gates any more: a gate with no try in flight or waiting goes, with what
+        its server taught it, as the driver's limiter of a server no agent calls goes (`Limits.forget`)."""
+        with self._lock:
+            for key, gate in list(self._gates.items()):
+                if gate.idle:
+                    del self._gates[key]
 
     def leased(self, lease: Lease | None) -> CallGates | LeasedGates:
         """The gates one call of a batch waits at: its `lease`'s own gate for the server lent, bounded to the

@@ -235,6 +235,8 @@ class HostedTransport(Transport):
             if self._placed.get(ref.name) is not ref:
                 return
             del self._placed[ref.name]
+            if not self._placed:
+                self._gates.forget_idle()  # the run's servers are forgotten with its last agent (`Limits.forget`)
             slot = self._slots[ref.address.slot]
             if slot.ref is not ref.address.host:
                 return
