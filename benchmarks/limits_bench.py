@@ -1,12 +1,13 @@
 """Model-server limits, budgets and a server that throttles for ever (issue 21), against the test suite's server.
 
     python benchmarks/limits_bench.py [--agents 2000] [--capacity 10] [--call-ms 50] [--rounds 3]
-                                      [--transports local thespian ray] [--hosts 4] [--retry-after 1]
-                                      [--skip-budget] [--skip-storm]
+                                      [--transports local thespian ray] [--hosts 4] [--retry-after 1|none]
+                                      [--variants none far known unknown] [--skip-budget] [--skip-storm]
 
 The server is tests/openai_server.py, in a process of its own: above `--capacity` calls in flight it answers 429
-(with `Retry-After`), and each call streams its reply over `--call-ms`. Agents live on `--hosts` host actors
-(`actorsim.init(hosts=...)`). Each round runs, each in a fresh run, one step of `--agents` agents four ways:
+(with `Retry-After`, unless `--retry-after none`), and each call streams its reply over `--call-ms`. Agents live
+on `--hosts` host actors (`actorsim.init(hosts=...)`). Each round runs, each in a fresh run, one step of `--agents`
+agents four ways (or those of `--variants`):
 
   * none:    no limit in the `llm` dict, the server unbounded: the ceiling of the run itself;
   * far:     `max_concurrency` far above need (100,000), the server unbounded: what permits cost (target >= 0.9);
@@ -95,7 +96,7 @@ def _serve(pipe: Any, options: dict[str, Any]) -> None:
 
 
 def one_step(transport: str, hosts: int | None, agents: int, capacity: int | None, limit: int | None,
-             call_s: float, retry_after: str, log_dir: Path) -> dict[str, Any]:
+             call_s: float, retry_after: str | None, log_dir: Path) -> dict[str, Any]:
     with ServerProcess(max_concurrency=capacity, retry_after=retry_after, call_seconds=call_s) as server:
         with actorsim.init(transport=transport, log_dir=log_dir, **({"hosts": hosts} if hosts else {})):
             center = create_component(TaskCenter, name="swarm", remote=True)
@@ -119,27 +120,33 @@ def one_step(transport: str, hosts: int | None, agents: int, capacity: int | Non
 def swarm_table(args: argparse.Namespace) -> None:
     call_s = args.call_ms / 1000
     ceiling = args.capacity / call_s
+    retry_after = None if args.retry_after == "none" else args.retry_after
+    header = "no Retry-After" if retry_after is None else f"Retry-After: {retry_after}"
     print(f"{args.agents} agents on {args.hosts} hosts, one step; server capacity {args.capacity} calls of "
-          f"{args.call_ms:g} ms (ceiling {ceiling:.0f} calls/s); median of {args.rounds} rounds")
+          f"{args.call_ms:g} ms (ceiling {ceiling:.0f} calls/s), refusals with {header}; "
+          f"median of {args.rounds} rounds")
     print(f"{'transport':<10}{'variant':<9}{'step s':>8}{'calls/s':>9}{'share':>7}{'most':>6}{'429s':>6}"
           f"{'late':>6}  once")
-    variants = {"none": (None, None), "far": (None, 100_000), "known": (args.capacity, args.capacity),
-                "unknown": (args.capacity, None)}
+    every = {"none": (None, None), "far": (None, 100_000), "known": (args.capacity, args.capacity),
+             "unknown": (args.capacity, None)}
+    variants = {name: every[name] for name in args.variants}
     for transport in args.transports:
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
         for round_ in range(args.rounds):
-            order = list(variants)[round_ % 4:] + list(variants)[:round_ % 4]  # a noisy neighbour weighs on all
+            turn = round_ % len(variants)
+            order = list(variants)[turn:] + list(variants)[:turn]  # a noisy neighbour weighs on all
             for name in order:
                 capacity, limit = variants[name]
                 results[name].append(one_step(transport, args.hosts, args.agents, capacity, limit, call_s,
-                                              args.retry_after, args.log_dir))
+                                              retry_after, args.log_dir))
         rates = {name: args.agents / statistics.median(run["took"] for run in runs) for name, runs in results.items()}
         for name, runs in results.items():
             share = f"{rates[name] / ceiling:.0%}" if variants[name][0] is not None else "-"
             print(f"{transport:<10}{name:<9}{statistics.median(r['took'] for r in runs):>8.2f}{rates[name]:>9.0f}"
                   f"{share:>7}{max(r['most'] for r in runs):>6}{statistics.median(r['refused'] for r in runs):>6.0f}"
                   f"{max(r['late'] for r in runs):>6}  {all(r['once'] for r in runs)}")
-        print(f"{transport:<10}permit overhead: far / none calls/s = {rates['far'] / rates['none']:.2f}")
+        if "far" in rates and "none" in rates:
+            print(f"{transport:<10}permit overhead: far / none calls/s = {rates['far'] / rates['none']:.2f}")
 
 
 def budget_overshoot(transport: str, log_dir: Path, with_tools: bool) -> None:
@@ -244,7 +251,9 @@ def main() -> None:
     parser.add_argument("--call-ms", type=float, default=50.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=4)
-    parser.add_argument("--retry-after", default="1")
+    parser.add_argument("--retry-after", default="1", help="seconds, or none: refusals without the header")
+    parser.add_argument("--variants", nargs="+", default=["none", "far", "known", "unknown"],
+                        choices=["none", "far", "known", "unknown"])
     parser.add_argument("--transports", nargs="+", default=["local", "thespian", "ray"])
     parser.add_argument("--log-dir", type=Path, default=Path("logs/limits_bench"))
     parser.add_argument("--skip-budget", action="store_true")

@@ -245,6 +245,32 @@ class TestServerLimiter:
         assert server.ceiling == 10, "the refusals after the first count the ten the server holds"
         assert server.allowed is not None and server.allowed <= 10
 
+    def test_once_the_refusals_are_counted_the_allowance_goes_to_the_count_at_once(self) -> None:
+        """Hosted calls: the driver hears that they stream late, so the throttles cut the allowance to the one
+        call heard streaming. Once the calls the server then served are counted (10), the allowance is 10, not
+        a call more per allowance's worth of successes."""
+        clock = Clock()
+        server = ServerLimiter(("http://server/v1", "m"), ServerLimits(), clock, slow_start=16)
+        calls = [f"a{n}" for n in range(16)]
+        assert all(server.ask(name) for name in calls)
+        server.admitted("a15")
+        for name in calls[:6]:
+            server.throttled(name, 1.0, in_place=True, window=(100.009, 100.010))
+        assert server.allowed == 1
+        for n, name in enumerate(calls[6:]):
+            server.served((100.0 + n / 1000, 100.06))
+            if name != "a15":
+                assert not server.release(name), "a step that may have had a call at the server is not heard of yet"
+        assert server.release("a15"), "the allowance changed: logged"
+        assert (server.allowed, server.ceiling) == (10, 10)
+        gate_share = ServerLimiter(("http://server/v1", "m"), ServerLimits(), clock, slow_start=4, rises_back=False)
+        assert all(gate_share.ask(name) for name in "abcd")
+        gate_share.admitted("d")
+        gate_share.throttled("a", None, window=(100.009, 100.010))
+        gate_share.served((100.0, 100.06))
+        gate_share.release("d")
+        assert gate_share.allowed == 1, "a limiter of a share of the calls keeps its cut"
+
     def test_a_refusal_while_nothing_was_served_bounds_nothing(self) -> None:
         """A refusal heard while the server served none of the run's calls was not for being full (a pause, a
         rate per minute): the count keeps to what the other refusals say."""

@@ -6,7 +6,8 @@ per server for the calls its threads make (`actorsim.llm._gate`). A throttled
 call gives its permit back and waits for another: the server's allowance is
 cut to the calls it was still serving, its `Retry-After` holds back all its
 calls, and the allowance rises back by one for each allowance's worth of
-calls that succeed, up to the most the server was seen to serve at once (and
+calls that succeed (at once, once the calls the server was serving when it
+refused are counted), up to the most the server was seen to serve at once (and
 past it, a step at a time, after a quiet `PROBE_AFTER_S`).
 """
 
@@ -157,7 +158,7 @@ class ServerLimiter:
     def _count_refusals(self) -> bool:
         """Every call that may have been at the server when it refused the calls of `_refusals` is heard of:
         the fewest it may then have served is its limit (a bound on it, as the clocks go), unless a throttle
-        taught less.
+        taught less, and the allowance rises to it at once.
 
         The ceiling an episode gives (`throttled`) is the calls in flight less
         those refused; a burst whose calls do not all reach the server at once
@@ -176,11 +177,15 @@ class ServerLimiter:
         if limit is None or self.ceiling is None:
             return False
         self._measured = min(limit, self._measured or limit)
-        if limit >= self.ceiling:
-            return False
-        self.ceiling = limit
-        self.allowed = min(self.allowed or limit, limit)
-        return True
+        ceiling = min(self.ceiling, limit)
+        # Found to serve that many when full: the allowance goes there at once. The cut at the throttle counted
+        # the calls heard streaming, which the driver hears of hosted calls late (on Thespian it cut to 1 while
+        # 10 were at the server), and rising back a call per allowance's worth of successes took 1.6 s of a
+        # 12 s step. A share's own limiter keeps its cut (`rises_back`).
+        allowed = ceiling if self._rises_back else min(self.allowed or ceiling, ceiling)
+        changed = (allowed, ceiling) != (self.allowed, self.ceiling)
+        self.allowed, self.ceiling = allowed, ceiling
+        return changed
 
     def unlearn(self) -> None:
         """Forget what the server's throttles taught (not a pause it asked for): its allowance is as at first."""
