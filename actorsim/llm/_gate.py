@@ -85,7 +85,7 @@ class ServerGate:
     def idle(self) -> bool:
         """No try is in flight or waiting."""
         with self._lock:
-            return not self._limiter.in_flight and not self._limiter.waiting
+            return self._limiter.idle
 
     @property
     def paused_until(self) -> float:
@@ -145,7 +145,7 @@ class ServerGate:
     def _grant_due(self) -> None:
         """Wake the tries granted a place, and the first still waiting if a time (not a release) lets it go;
         a host's own gate with none in flight or waiting forgets what the server taught (its batches are over)."""
-        if not self._whole_run and not self._limiter.in_flight and not self._limiter.waiting:
+        if not self._whole_run and self._limiter.idle:
             self._limiter.unlearn()
             return
         for ticket in self._limiter.grant_due(self._wakers.keys()):

@@ -138,6 +138,11 @@ class ServerLimiter:
         self.riding.add(holder)
 
     @property
+    def idle(self) -> bool:
+        """No holder in flight or waiting."""
+        return not self.in_flight and not self.waiting
+
+    @property
     def streaming(self) -> int:
         """Calls in flight that the server took (a call leaves `_admitted` when it leaves `in_flight`)."""
         return len(self._admitted)
