@@ -12,14 +12,22 @@ from typing import Any
 
 import pytest
 
-from actorsim import USER_REQUIREMENT, ActorDiedError, ComponentFailedError, Message, Runtime, Supervision
+from actorsim import (
+    USER_REQUIREMENT,
+    ActorDiedError,
+    ActorStoppedError,
+    ComponentFailedError,
+    Message,
+    Runtime,
+    Supervision,
+)
 from actorsim._actors.environment import Environment
 from actorsim._core.options import RunOptions
 from actorsim._protocol.environment import AddRoles, GetHistory, Publish, ReplayJournal
 from actorsim._runtime.runtime import new_run_id
 from actorsim._runtime.supervisor import Supervisor
 from actorsim.transport import ActorRef, Transport, load_transport
-from tests.actors import Append, DurableAppend, GetValues, Recorder
+from tests.actors import Append, BrokenAtStart, DurableAppend, GetValues, Recorder
 from tests.helpers import CountingTransport
 
 POLICY = Supervision(max_restarts=2, within=10.0, backoff_initial=1.0, backoff_max=3.0, backoff_jitter=0.0)
@@ -183,6 +191,60 @@ class TestOneForAll:
         supervisor.crashed(first, RuntimeError("boom"))
         supervisor.restart_deferred()
         assert supervisor.current("second") is second
+
+
+class DiesAsItStarts(CountingTransport):
+    """The first `deaths` actors started lose their process before they run, as a Ray worker that dies does."""
+
+    def __init__(self, inner: Transport, deaths: int) -> None:
+        super().__init__(inner)
+        self.deaths = deaths
+
+    def spawn(self, factory: Any, *, name: str, timeout: float, placement: Any = None) -> ActorRef:
+        ref = super().spawn(factory, name=name, timeout=timeout, placement=placement)
+        if self.deaths:
+            self.deaths -= 1
+            self.inner.stop(ref)
+            raise ActorDiedError(f"actor {name!r} died: the actor never ran")
+        return ref
+
+
+class TestStart:
+    """A child whose process dies as it starts is started again under its policy; its code's error is not."""
+
+    def supervisor(self, transport: Transport, clock: Clock, events: list[tuple[str, dict[str, Any]]]) -> Supervisor:
+        return Supervisor(transport, timeout=5.0, sleep=clock.sleep, clock=clock,
+                          log=lambda event, **fields: events.append((event, fields)) and None)
+
+    def test_a_child_whose_process_dies_before_it_runs_is_started_again(
+        self, transport: Transport, clock: Clock, events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        dying = DiesAsItStarts(transport, deaths=2)
+        ref = self.supervisor(dying, clock, events).spawn(Recorder, "recorder", POLICY)
+        assert dying.ask(ref, Append("x"), timeout=1) == 1
+        assert dying.requests == ["spawn", "spawn", "spawn", "Append"]
+        assert clock.slept == [1.0, 2.0]
+        assert [(event, fields["starting"], fields["crashes_in_window"]) for event, fields in events] == [
+            ("actor.crashed", True, 1), ("actor.crashed", True, 2)]
+
+    def test_past_its_restarts_the_death_is_raised_and_the_name_is_free(
+        self, transport: Transport, clock: Clock, events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        supervisor = self.supervisor(DiesAsItStarts(transport, deaths=3), clock, events)
+        with pytest.raises(ActorDiedError, match="never ran"):
+            supervisor.spawn(Recorder, "recorder", POLICY)  # 2 restarts allowed: the third death is the last
+        assert len(events) == 3
+        with pytest.raises(ActorStoppedError):
+            supervisor.current("recorder")
+        assert transport.ask(supervisor.spawn(Recorder, "recorder", POLICY), Append("x"), timeout=1) == 1
+
+    def test_its_codes_own_error_at_its_start_is_raised_at_once(
+        self, transport: Transport, clock: Clock, events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        counting = CountingTransport(transport)
+        with pytest.raises(RuntimeError, match="cannot start"):
+            self.supervisor(counting, clock, events).spawn(BrokenAtStart, "broken", POLICY)
+        assert counting.requests == ["spawn"] and clock.slept == [] and events == []
 
 
 class DiesDuringFirstAppend(CountingTransport):

@@ -24,7 +24,7 @@ import attrs
 from actorsim._core.placement import Placement
 from actorsim._core.ref import ActorRef
 from actorsim._core.supervision import Durable, Supervision
-from actorsim._errors import ActorStoppedError, ComponentFailedError, PoisonMessageError
+from actorsim._errors import ActorDiedError, ActorStoppedError, ComponentFailedError, PoisonMessageError
 from actorsim.transport import BehaviourFactory, Transport
 
 
@@ -103,7 +103,28 @@ class Supervisor:
         *,
         placement: Placement | None = None,
     ) -> ActorRef:
-        ref = self._transport.spawn(factory, name=name, timeout=self._timeout, placement=placement)
+        """Start a child; one whose process dies before it runs is started again, as its policy restarts it.
+
+        Its code's own error at its start is raised as it is: starting it again would raise it again. A process
+        that dies first (on Ray: "the actor never ran", its worker gone) says nothing of its code, and a run of
+        hundreds of actors meets it now and then; past `max_restarts` such deaths within `within`, the last
+        `ActorDiedError` is raised.
+        """
+        deaths: collections.deque[float] = collections.deque()
+        while True:
+            try:
+                ref = self._transport.spawn(factory, name=name, timeout=self._timeout, placement=placement)
+            except ActorDiedError as error:
+                now = self._clock()
+                while deaths and now - deaths[0] > policy.within:
+                    deaths.popleft()
+                deaths.append(now)
+                self._log("actor.crashed", actor=name, error=repr(error), crashes_in_window=len(deaths), starting=True)
+                if len(deaths) > policy.max_restarts:
+                    raise
+                self._sleep(policy.backoff(len(deaths)))
+                continue
+            break
         self._children[name] = _Child(name, factory, policy, ref, failure_type=failure_type, placement=placement)
         return ref
 

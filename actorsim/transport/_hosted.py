@@ -142,7 +142,11 @@ class HostedTransport(Transport):
             slot.add_timeout = timeout
             ref = self._placed[name] = ActorRef(name, _Placement(index, host), host.pid)
             if len(slot.adding) >= ADD_BATCH:
-                self._send_adds(host)
+                try:
+                    self._send_adds(host)
+                except ActorDiedError:
+                    del self._placed[name]  # not started: its supervisor may start it again, on a new host
+                    raise
             return ref
 
     def _send_adds(self, host: ActorRef) -> None:
