@@ -85,6 +85,23 @@ class TestOpenAIBackend:
         assert ["stream_options" in request for request in server.requests] == [True, False, False]
         assert first.last_usage is None and first.last_finish_reason == "stop"
 
+    def test_a_refusal_of_stream_options_is_forgotten_when_its_run_ends(self, tmp_path: Path) -> None:
+        """Remembered for its run, not for the process: the next run in the same process asks the server at that
+        address (here the same one, upgraded) for its usage again."""
+        with OpenAIServer(["Counted."], refuse_stream_options=True) as server:
+            llm = {"model_server": "openai", "model": "m", "api_base": server.api_base}
+            for run in range(2):
+                with own_runtime("local", tmp_path / str(run)):
+                    center = create_component(TaskCenter, name="center", remote=True)
+                    center.add_agents([create_component(RolePlay, name="ann", remote=True, llm=llm)])
+                    center.send_task_request(TASK)
+                    assert texts_by_role(center.step()) == {"ann": "Counted."}
+                server.refuse_stream_options = False
+        assert server.statuses == [400, 200, 200]
+        assert ["stream_options" in request for request in server.requests] == [True, False, True]
+        usage = [read_run(next((tmp_path / str(run)).iterdir())).total_usage for run in range(2)]
+        assert (usage[0].total_tokens, usage[1].prompt_tokens, usage[1].completion_tokens) == (0, 7, 1)
+
     def test_a_reply_cut_at_the_token_limit_says_so(self) -> None:
         with OpenAIServer(["one two three four five"]) as server:
             model = OpenAIChatModel(fast_retries(server, max_tokens=2))

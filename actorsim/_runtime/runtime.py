@@ -36,6 +36,7 @@ from actorsim._runtime.limits import Limits
 from actorsim._runtime.spending import ModelTraffic, Spending
 from actorsim._runtime.stream import supervised_stream
 from actorsim._runtime.supervisor import Supervisor
+from actorsim.llm._openai import forget_refusals
 from actorsim.transport import BehaviourFactory, Transport
 from actorsim.transport._host import Hosted
 from actorsim.transport._hosted import HostedTransport
@@ -345,6 +346,7 @@ class Runtime:
         self._send_spans(self._actors)
         self._actors.clear()
         self.transport.shutdown()
+        forget_refusals()
         self.driver_log.close()
 
     def _send_spans(self, names: Iterable[str]) -> None:

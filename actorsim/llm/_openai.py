@@ -38,6 +38,17 @@ _refuse_stream_options: set[str] = set()  # servers that answered 400 to `stream
 _refusals_lock = threading.Lock()
 
 
+def forget_refusals() -> None:
+    """A run is over: the servers that refused `stream_options` are asked with them again in the next.
+
+    Remembered for the process, a refusal outlived its run where a process
+    serves several (the driver's, on `local`): another server at the same
+    address, or the same one upgraded, was never asked for its usage again.
+    """
+    with _refusals_lock:
+        _refuse_stream_options.clear()
+
+
 @attrs.frozen
 class OpenAIConfig:
     """Where the server is and how hard to try.
