@@ -195,23 +195,25 @@ class TransientServerError(LLMError):
     `problem` is what the retry notice says went wrong ("answered 503");
     `status` the HTTP status, if the server answered, and `retry_after` the
     seconds it asked the caller to wait, if it said; `window`, when the try
-    was sent and answered (wall clock), if it was.
+    was sent and answered (wall clock), if it was; `pauses_server`, whether
+    the server's answer was for every call of it (down, or its rate spent).
     """
 
     def __init__(
         self, message: str, *, problem: str = "failed", status: int | None = None, retry_after: float | None = None,
-        window: tuple[float, float] | None = None,
+        window: tuple[float, float] | None = None, pauses_server: bool = False,
     ) -> None:
         super().__init__(message)
         self.problem = problem
         self.status = status
         self.retry_after = retry_after
         self.window = window
+        self.pauses_server = pauses_server
 
     def __reduce__(self) -> tuple[Any, ...]:
         again = functools.partial(
             TransientServerError, problem=self.problem, status=self.status, retry_after=self.retry_after,
-            window=self.window,
+            window=self.window, pauses_server=self.pauses_server,
         )
         return (again, (str(self),))
 

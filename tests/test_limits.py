@@ -22,7 +22,7 @@ from actorsim._runtime.runtime import SLOW_START_CALLS
 from actorsim.llm import ServerLimits
 from actorsim.llm._gate import CallGates, Lease, ServerGate
 from actorsim.llm._limiter import MINUTE_S, ServerLimiter
-from actorsim.llm._limits import retry_after, seconds_in
+from actorsim.llm._limits import rate_spent, retry_after, seconds_in
 from tests.conftest import Make
 from tests.helpers import TASK, logged_events, of_kind, texts_by_role
 from tests.openai_server import OpenAIServer
@@ -74,7 +74,9 @@ class TestServerLimiter:
         clock.now += MINUTE_S
         assert server.grant_due({"b"}) == ["b"]
 
-    def test_a_throttle_cuts_the_allowance_and_retry_after_holds_every_call(self) -> None:
+    def test_a_throttle_cuts_the_allowance_and_the_refused_calls_wait_out_retry_after_alone(self) -> None:
+        """A burst's overflow refused by a full server: the refused calls wait their `Retry-After`, and the others
+        go as the cut allowance has room, so the server is not left idle for it."""
         clock = Clock()
         server = limiter(clock)
         for name in "abcdef":
@@ -86,12 +88,30 @@ class TestServerLimiter:
         server.throttled("f", retry_after=2.0)
         assert server.allowed == 3, "cut to the calls the server was serving"
         for name in "def":
-            assert not server.ask(name, wait_s=0.5)
+            assert not server.ask(name, wait_s=2.0), "each refused call asks again after its Retry-After"
         server.release("a")
-        assert server.grant_due({"d", "e", "f"}) == [], "Retry-After holds back every call of the server"
+        assert server.grant_due({"d", "e", "f"}) == [], "not before their Retry-After"
+        assert server.ask("g"), "a call that was not refused goes as soon as the allowance has room"
+        clock.now += 2.0
+        assert server.grant_due({"d", "e", "f"}) == [], "their wait is over, but the allowance is full"
+        server.release("b")
+        assert server.grant_due({"d", "e", "f"}) == ["d"], "then as many as the allowance has room for"
+
+    def test_retry_after_holds_every_call_when_the_servers_answer_is_for_all(self) -> None:
+        """A 503, a rate spent, or a call refused again (`Throttled.pauses_server`): the whole server waits."""
+        clock = Clock()
+        server = limiter(clock)
+        for name in "abc":
+            assert server.ask(name)
+        server.admitted("a")
+        server.admitted("b")
+        server.throttled("c", retry_after=2.0, pauses_server=True)
+        server.release("b")
+        assert server.allowed == 2 and server.in_flight == {"a"}
+        assert not server.ask("d"), "Retry-After holds back every call of the server, though the allowance has room"
         assert server.next_due() == 1002.0
         clock.now += 2.0
-        assert server.grant_due({"d", "e", "f"}) == ["d"], "then as many as the allowance has room for"
+        assert server.grant_due({"d"}) == ["d"]
 
     def test_the_allowance_rises_back_to_what_the_server_was_seen_to_serve_and_no_further(self) -> None:
         clock = Clock()
@@ -379,13 +399,22 @@ class TestServerGate:
         assert entered.wait(5), "a place came back: the first waiting try goes"
         waiting.join()
 
-    def test_retry_after_holds_every_try_and_then_they_go(self) -> None:
+    def test_a_refused_try_waits_out_retry_after_alone_unless_the_server_pauses_every_try(self) -> None:
         gate = ServerGate(("http://server/v1", "m"), ServerLimits())
-        ticket = gate.enter()
-        gate.throttled(ticket, retry_after=0.3)
+        first, second, refused = gate.enter(), gate.enter(), gate.enter()
+        gate.admitted(first)
+        gate.admitted(second)
+        gate.throttled(refused, retry_after=30)
+        assert gate.allowed == 2
+        gate.leave(first, succeeded=True)
+        gate.leave(gate.enter(), succeeded=True)  # at once: the server was full, not closed
+        started = time.monotonic()
+        gate.leave(gate.enter(wait_s=0.3), succeeded=True)
+        assert time.monotonic() - started >= 0.25, "the refused call waited its own Retry-After"
+        gate.throttled(second, retry_after=0.3, pauses_server=True)
         started = time.monotonic()
         gate.enter()
-        assert time.monotonic() - started >= 0.25, "the try waited out the server's Retry-After"
+        assert time.monotonic() - started >= 0.25, "every try waited out the server's pause"
 
     def test_a_waiting_try_ends_when_its_host_stops(self) -> None:
         gate = ServerGate(("http://server/v1", "m"), ServerLimits(max_concurrency=1))
@@ -463,7 +492,7 @@ class TestServerGate:
         unleased = gates.gate(key, limits)
         first, second = gates.leased(Lease(key, 2, batch=1)), gates.leased(Lease(key, 2, batch=2))
         refused = first.gate(key, limits).enter()
-        first.gate(key, limits).throttled(refused, retry_after=30)
+        first.gate(key, limits).throttled(refused, retry_after=30, pauses_server=True)
         for gate in (second.gate(key, limits), unleased):
             assert gate.paused_until == first.gate(key, limits).paused_until > time.monotonic() + 20
 
@@ -500,6 +529,11 @@ class TestServerHeaders:
     )
     def test_waits_as_servers_write_them(self, text: str, seconds: float | None) -> None:
         assert seconds_in(text) == seconds
+
+    def test_a_rate_spent_is_a_pause_for_every_call(self) -> None:
+        assert rate_spent({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-remaining-requests": "12"})
+        assert not rate_spent({"x-ratelimit-remaining-requests": "1", "retry-after": "2"})
+        assert not rate_spent({})
 
     def test_retry_after_first_then_an_exhausted_rate_limit_reset(self) -> None:
         assert retry_after({"retry-after": "3"}) == 3.0

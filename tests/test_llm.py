@@ -15,7 +15,15 @@ from click.testing import CliRunner
 
 from actorsim import ChatMessage, LLMError, RolePlay, Runtime, TaskCenter, create_component
 from actorsim.cli import main as cli_main
-from actorsim.llm import OpenAIChatModel, OpenAIConfig, RetryNotice, ScriptedConfig, ScriptedModel, build_chat_model
+from actorsim.llm import (
+    OpenAIChatModel,
+    OpenAIConfig,
+    RetryNotice,
+    ScriptedConfig,
+    ScriptedModel,
+    Throttled,
+    build_chat_model,
+)
 from actorsim.runs import read_run
 from tests.conftest import Make, own_runtime
 from tests.helpers import TASK, texts_by_role
@@ -189,6 +197,22 @@ class TestOpenAIBackend:
             f"model server at {server.api_base} answered 503 Service Unavailable; retry 2 of 5 in "
         )
         assert "".join(event for event in events if isinstance(event, str)) == "Third time lucky."
+
+    def test_a_refusal_pauses_the_whole_server_when_down_or_refused_again(self) -> None:
+        """A first 429 is a full server: the refused call waits alone. A 503 (down), or a call the server refuses
+        again after its wait, says the server's pause is for every call of it (`Throttled.pauses_server`)."""
+        with OpenAIServer(["At last."], failures=[429, 429, 503, 429]) as server:
+            model = OpenAIChatModel(fast_retries(server, max_attempts=5), sleep=lambda seconds: None)
+            events = list(model.stream_events(PROMPT))
+        throttled = [event for event in events if isinstance(event, Throttled)]
+        assert [(notice.status, notice.pauses_server) for notice in throttled] == [
+            (429, False), (429, True), (503, True), (429, True)]
+        assert "".join(event for event in events if isinstance(event, str)) == "At last."
+
+    def test_a_503_pauses_the_whole_server_at_once(self) -> None:
+        with OpenAIServer(["Back."], failures=[503]) as server:
+            events = list(OpenAIChatModel(fast_retries(server), sleep=lambda seconds: None).stream_events(PROMPT))
+        assert [notice.pauses_server for notice in events if isinstance(notice, Throttled)] == [True]
 
     @pytest.mark.parametrize("restartable", [True, False])
     def test_llm_errors_cross_processes_with_restartable(self, restartable: bool) -> None:

@@ -197,7 +197,8 @@ class StepPermits:
             notices.warning("model server at %s: more of its calls are throttled; their notices are held back "
                             "for a second", notice.server)
         self._shown[notice.server] = (second, shown + 1)
-        self._cut(self.limits.throttled(name, notice, in_place=self._hosted), notice.retry_after)
+        self._cut(self.limits.throttled(name, notice, in_place=self._hosted),
+                  notice.retry_after if notice.pauses_server else None)
 
     def _cut(self, limiter: ServerLimiter | None, retry_after: float | None = None) -> None:
         """The server's allowance changed: logged, and shown once a second at most."""

@@ -131,7 +131,10 @@ class Limits:
         if limiter is None:
             return None
         with self._lock:
-            return limiter if limiter.throttled(agent, notice.retry_after, in_place, notice.window) else None
+            changed = limiter.throttled(
+                agent, notice.retry_after, in_place, notice.window, pauses_server=notice.pauses_server
+            )
+            return limiter if changed else None
 
     def admitted(self, agent: str) -> None:
         if (limiter := self._server_of.get(agent)) is not None:

@@ -126,11 +126,12 @@ class ServerGate:
         with self._lock:
             self._limiter.admitted(ticket)
 
-    def throttled(self, ticket: str, retry_after: float | None) -> None:
-        """The server refused the try for being over its limit: its place comes back, and the allowance is cut."""
+    def throttled(self, ticket: str, retry_after: float | None, *, pauses_server: bool = False) -> None:
+        """The server refused the try for being over its limit: its place comes back, and the allowance is cut;
+        its `Retry-After` holds every try back when `pauses_server` (`Throttled`), else the refused call's own."""
         with self._lock:
             paused_until = self._limiter.paused_until
-            self._limiter.throttled(ticket, retry_after)
+            self._limiter.throttled(ticket, retry_after, pauses_server=pauses_server)
             self._grant_due()
             paused_now = self._limiter.paused_until
         if paused_now > paused_until and self._on_pause is not None:

@@ -4,11 +4,13 @@ One algorithm for two places: the run's driver keeps one of these per server
 for every agent of the run (`actorsim._runtime.limits`), and a host keeps one
 per server for the calls its threads make (`actorsim.llm._gate`). A throttled
 call gives its permit back and waits for another: the server's allowance is
-cut to the calls it was still serving, its `Retry-After` holds back all its
-calls, and the allowance rises back by one for each allowance's worth of
-calls that succeed (at once, once the calls the server was serving when it
-refused are counted), up to the most the server was seen to serve at once (and
-past it, a step at a time, after a quiet `PROBE_AFTER_S`).
+cut to the calls it was still serving, the refused call waits out its
+`Retry-After` (every call of the server does when the server's answer is for
+all of them: `Throttled.pauses_server`), and the allowance rises back by one
+for each allowance's worth of calls that succeed (at once, once the calls the
+server was serving when it refused are counted), up to the most the server was
+seen to serve at once (and past it, a step at a time, after a quiet
+`PROBE_AFTER_S`).
 """
 
 from __future__ import annotations
@@ -88,7 +90,9 @@ class ServerLimiter:
     def ask(self, holder: str, wait_s: float = 0.0) -> bool:
         """A permit for `holder` now (True), or a place in the queue, to be granted by `grant_due`."""
         now = self._clock()
-        if wait_s <= 0 and not self.waiting and self._room(now):
+        # First come, first served among those that may go now: a refused call waiting out its own Retry-After
+        # does not hold back a new one.
+        if wait_s <= 0 and self._room(now) and not any(not_before <= now for not_before in self.waiting.values()):
             self._grant(holder, now)
             return True
         self.waiting[holder] = now + wait_s
@@ -216,7 +220,8 @@ class ServerLimiter:
                 self.ceiling = max(self.ceiling, streaming)
 
     def throttled(
-        self, holder: str, retry_after: float | None, in_place: bool = False, window: Window | None = None
+        self, holder: str, retry_after: float | None, in_place: bool = False, window: Window | None = None, *,
+        pauses_server: bool = False,
     ) -> bool:
         """The server refused `holder`'s call for being over its limit; True when its allowance changed.
 
@@ -243,6 +248,12 @@ class ServerLimiter:
         With the refused try's `window`, once every step that was in flight
         has ended, the calls the server was then serving are counted from
         their own times: a ceiling above that count comes down to it.
+
+        `retry_after` holds back every call of the server only when the
+        server's answer is for all of them (`pauses_server`, see `Throttled`);
+        else the refused call waits it out alone (its `ask` or gate's `enter`
+        with the wait) and the cut holds back the rest: a burst's overflow,
+        refused by a server that is full, does not idle the server.
         """
         now = self._clock()
         if in_place:  # the permits are its batch's, whichever of its steps the driver names as holding them
@@ -261,7 +272,7 @@ class ServerLimiter:
         if not in_place:  # a call that waits where it is (on a host) keeps its permit
             self.in_flight.discard(holder)
         self._admitted.discard(holder)
-        if retry_after:
+        if retry_after and pauses_server:
             self.paused_until = max(self.paused_until, now + retry_after)
         allowed = max(1, self.streaming)
         ceiling = max(allowed, left if in_place else min(left, self._seen)) if self._rises_back else allowed

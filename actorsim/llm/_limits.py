@@ -24,6 +24,8 @@ from actorsim.llm._protocol import RetryNotice
 LIMIT_NAMES = ("max_concurrency", "requests_per_minute", "tokens_per_minute")
 THROTTLE_STATUS = frozenset({429, 503})
 """Answers that say the server is over its limit: the whole server's calls slow down, not just this one."""
+UNAVAILABLE = 503
+"""The server is down or overloaded, not full: its `Retry-After` is for every call of it."""
 
 
 @attrs.frozen
@@ -48,8 +50,12 @@ def limits_from(options: Mapping[str, Any]) -> ServerLimits:
 class Throttled(RetryNotice):
     """The server answered that it is over its limit; `retry_after` is what it asked for (None: it did not say).
 
-    `wait_s` is at least `retry_after`. A driver holds back the server's other
-    calls too and cuts how many may be in flight (`actorsim._runtime.limits`);
+    `wait_s` is at least `retry_after`: the refused call waits that long. A
+    driver cuts how many of the server's calls may be in flight
+    (`actorsim._runtime.limits`), and holds every one of them back until
+    `retry_after` when `pauses_server`: the server is down (503), its rate is
+    spent (`x-ratelimit-remaining-*: 0`), or it refused this call before (a
+    cut that makes no room: a rate, or a server that refuses everything).
     `window`, when the refused try was sent and refused (wall clock), lets it
     count what the server was serving then.
     """
@@ -57,6 +63,7 @@ class Throttled(RetryNotice):
     status: int = 429
     retry_after: float | None = None
     window: tuple[float, float] | None = None
+    pauses_server: bool = False
 
 
 @attrs.frozen
@@ -89,6 +96,11 @@ def seconds_in(text: str | None) -> float | None:
     if not parts or "".join(number + unit for number, unit in parts) != text:
         return None  # an HTTP date, or something else: the caller's own backoff applies
     return sum(float(number) * _UNIT_S[unit] for number, unit in parts)
+
+
+def rate_spent(headers: Mapping[str, str]) -> bool:
+    """Whether the server says its rate is spent (`x-ratelimit-remaining-*: 0`): any call would be refused."""
+    return any(headers.get(f"x-ratelimit-remaining-{kind}") == "0" for kind in ("requests", "tokens"))
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -25,7 +25,15 @@ from actorsim._core.context import gates_in_place, wait_unless_stopped
 from actorsim._core.validators import positive
 from actorsim._errors import ActorStoppedError, LLMError, TransientServerError
 from actorsim.llm._gate import ServerGate
-from actorsim.llm._limits import THROTTLE_STATUS, PermitRequest, ServerLimits, Throttled, retry_after
+from actorsim.llm._limits import (
+    THROTTLE_STATUS,
+    UNAVAILABLE,
+    PermitRequest,
+    ServerLimits,
+    Throttled,
+    rate_spent,
+    retry_after,
+)
 from actorsim.llm._price import Price
 from actorsim.llm._protocol import ModelItem, RetryNotice
 from actorsim.llm._settings import GenerationSettings
@@ -102,18 +110,20 @@ def _wait(seconds: float) -> None:
 
 
 @contextlib.contextmanager
-def _try_through(gate: ServerGate | None) -> Iterator[Callable[[], None]]:
-    """One try's place at its host's gate (no gate: none), given back however the try ends; yields what to call
-    once the server has taken the try."""
+def _try_through(
+    gate: ServerGate | None, wait_s: float = 0.0, refused_before: bool = False
+) -> Iterator[Callable[[], None]]:
+    """One try's place at its host's gate (no gate: none), not before `wait_s` from now, given back however the
+    try ends; yields what to call once the server has taken the try."""
     if gate is None:
         yield lambda: None
         return
-    ticket = gate.enter()
+    ticket = gate.enter(wait_s)
     try:
         yield functools.partial(gate.admitted, ticket)
     except TransientServerError as error:
         if error.status in THROTTLE_STATUS:
-            gate.throttled(ticket, error.retry_after)
+            gate.throttled(ticket, error.retry_after, pauses_server=error.pauses_server or refused_before)
         else:
             gate.leave(ticket, succeeded=False)
         raise
@@ -221,7 +231,8 @@ class OpenAIChatModel:
         shown = ""  # what earlier tries of this call already yielded
         assembler = ToolCallAssembler()
         waits: list[RetryNotice] = []
-        retrying = self._retrying.copy(before_sleep=functools.partial(self._note_retry, waits))
+        refused: list[Throttled] = []  # the server's refusals of this call so far
+        retrying = self._retrying.copy(before_sleep=functools.partial(self._note_retry, waits, refused))
         # tenacity keeps a retry loop's state per thread; a call paused for a permit goes on in another thread
         # (its actor's next request), so this copy, which serves this call alone, keeps it in one place.
         retrying._local = types.SimpleNamespace()  # type: ignore[assignment]
@@ -230,15 +241,21 @@ class OpenAIChatModel:
         gate = None if gates is None else gates.gate(self.config.server_key, self.limits)
         try:
             for attempt in retrying:
+                at_gate_after = 0.0
                 if waits:
                     notice = waits.pop()
                     yield notice
                     if not isinstance(notice, Throttled):
                         self._sleep(notice.wait_s)
-                    # A throttled try waits at its host's gate, with every call of the server the host makes.
-                    elif gate is None and (yield PermitRequest(server, notice.wait_s)) is None:
+                    elif gate is not None:  # a throttled try waits at its host's gate, its own wait and the server's
+                        at_gate_after = notice.wait_s
+                    elif (yield PermitRequest(server, notice.wait_s)) is None:
                         self._sleep(notice.wait_s)
-                with attempt, _try_through(gate) as admitted, contextlib.ExitStack() as stack:
+                with (
+                    attempt,
+                    _try_through(gate, at_gate_after, bool(refused)) as admitted,
+                    contextlib.ExitStack() as stack,
+                ):
                     text = ""
                     assembler = ToolCallAssembler()  # a retake assembles its calls afresh
                     sent = time.time()
@@ -257,7 +274,7 @@ class OpenAIChatModel:
             raise LLMError(f"model server at {server} unreachable: {error}") from error
         yield from assembler.calls()
 
-    def _note_retry(self, waits: list[RetryNotice], state: tenacity.RetryCallState) -> None:
+    def _note_retry(self, waits: list[RetryNotice], refused: list[Throttled], state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
         notice = RetryNotice(
             server=self.config.api_base,
@@ -271,7 +288,10 @@ class OpenAIChatModel:
             notice = Throttled(
                 **attrs.asdict(notice, recurse=False) | {"wait_s": max(notice.wait_s, asked or 0.0)},
                 status=error.status, retry_after=asked, window=error.window,
+                # Refused again after waiting its turn and its Retry-After: the server's pause is for every call.
+                pauses_server=error.pauses_server or bool(refused),
             )
+            refused.append(notice)
         waits.append(notice)
 
     def _open(self, stack: contextlib.ExitStack, body: dict[str, Any], sent: float) -> Any:
@@ -293,6 +313,7 @@ class OpenAIChatModel:
                 raise TransientServerError(
                     problem, problem=f"answered {status}", status=response.status_code,
                     retry_after=retry_after(response.headers), window=(sent, time.time()),
+                    pauses_server=response.status_code == UNAVAILABLE or rate_spent(response.headers),
                 )
             raise LLMError(problem, restartable=False)
         return event_source.iter_sse()
