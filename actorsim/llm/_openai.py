@@ -110,9 +110,7 @@ def _wait(seconds: float) -> None:
 
 
 @contextlib.contextmanager
-def _try_through(
-    gate: ServerGate | None, wait_s: float = 0.0, refused_before: bool = False
-) -> Iterator[Callable[[], None]]:
+def _try_through(gate: ServerGate | None, wait_s: float = 0.0) -> Iterator[Callable[[], None]]:
     """One try's place at its host's gate (no gate: none), not before `wait_s` from now, given back however the
     try ends; yields what to call once the server has taken the try."""
     if gate is None:
@@ -123,7 +121,7 @@ def _try_through(
         yield functools.partial(gate.admitted, ticket)
     except TransientServerError as error:
         if error.status in THROTTLE_STATUS:
-            gate.throttled(ticket, error.retry_after, pauses_server=error.pauses_server or refused_before)
+            gate.throttled(ticket, error.retry_after, pauses_server=error.pauses_server)
         else:
             gate.leave(ticket, succeeded=False)
         raise
@@ -231,8 +229,8 @@ class OpenAIChatModel:
         shown = ""  # what earlier tries of this call already yielded
         assembler = ToolCallAssembler()
         waits: list[RetryNotice] = []
-        refused: list[Throttled] = []  # the server's refusals of this call so far
-        retrying = self._retrying.copy(before_sleep=functools.partial(self._note_retry, waits, refused))
+        refused_before = False  # the server refused an earlier try of this call
+        retrying = self._retrying.copy(before_sleep=functools.partial(self._note_retry, waits))
         # tenacity keeps a retry loop's state per thread; a call paused for a permit goes on in another thread
         # (its actor's next request), so this copy, which serves this call alone, keeps it in one place.
         retrying._local = types.SimpleNamespace()  # type: ignore[assignment]
@@ -247,19 +245,21 @@ class OpenAIChatModel:
                     yield notice
                     if not isinstance(notice, Throttled):
                         self._sleep(notice.wait_s)
-                    elif gate is not None:  # a throttled try waits at its host's gate, its own wait and the server's
-                        at_gate_after = notice.wait_s
-                    elif (yield PermitRequest(server, notice.wait_s)) is None:
-                        self._sleep(notice.wait_s)
+                    else:
+                        refused_before = True
+                        if gate is not None:  # a throttled try waits at its host's gate, its own wait and the server's
+                            at_gate_after = notice.wait_s
+                        elif (yield PermitRequest(server, notice.wait_s)) is None:
+                            self._sleep(notice.wait_s)
                 with (
                     attempt,
-                    _try_through(gate, at_gate_after, bool(refused)) as admitted,
+                    _try_through(gate, at_gate_after) as admitted,
                     contextlib.ExitStack() as stack,
                 ):
                     text = ""
                     assembler = ToolCallAssembler()  # a retake assembles its calls afresh
                     sent = time.time()
-                    events = self._open(stack, body, sent)
+                    events = self._open(stack, body, sent, refused_before)
                     admitted()
                     for piece in self._contents(events, assembler):
                         text += piece
@@ -274,7 +274,7 @@ class OpenAIChatModel:
             raise LLMError(f"model server at {server} unreachable: {error}") from error
         yield from assembler.calls()
 
-    def _note_retry(self, waits: list[RetryNotice], refused: list[Throttled], state: tenacity.RetryCallState) -> None:
+    def _note_retry(self, waits: list[RetryNotice], state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
         notice = RetryNotice(
             server=self.config.api_base,
@@ -287,15 +287,13 @@ class OpenAIChatModel:
             asked = error.retry_after
             notice = Throttled(
                 **attrs.asdict(notice, recurse=False) | {"wait_s": max(notice.wait_s, asked or 0.0)},
-                status=error.status, retry_after=asked, window=error.window,
-                # Refused again after waiting its turn and its Retry-After: the server's pause is for every call.
-                pauses_server=error.pauses_server or bool(refused),
+                status=error.status, retry_after=asked, window=error.window, pauses_server=error.pauses_server,
             )
-            refused.append(notice)
         waits.append(notice)
 
-    def _open(self, stack: contextlib.ExitStack, body: dict[str, Any], sent: float) -> Any:
-        """Connect and check the status; what fails here may be tried again. `sent`: when the try began."""
+    def _open(self, stack: contextlib.ExitStack, body: dict[str, Any], sent: float, refused_before: bool) -> Any:
+        """Connect and check the status; what fails here may be tried again. `sent`: when the try began;
+        `refused_before`: the server throttled an earlier try of this call."""
         event_source = stack.enter_context(connect_sse(self._client, "POST", "chat/completions", json=body))
         response = event_source.response
         if response.status_code != 200:
@@ -307,13 +305,16 @@ class OpenAIChatModel:
                 with _refusals_lock:
                     _refuse_stream_options.add(self.config.api_base)
                 del body["stream_options"]
-                return self._open(stack, body, time.time())
+                return self._open(stack, body, time.time(), refused_before)
             problem = f"model server at {self.config.api_base} answered {status}: {detail}"
             if response.status_code in _TRANSIENT_STATUS:
                 raise TransientServerError(
                     problem, problem=f"answered {status}", status=response.status_code,
                     retry_after=retry_after(response.headers), window=(sent, time.time()),
-                    pauses_server=response.status_code == UNAVAILABLE or rate_spent(response.headers),
+                    # Down, its rate spent, or refusing a call again after it waited its turn and its Retry-After
+                    # (the cut made no room): the server's pause is for every call.
+                    pauses_server=response.status_code == UNAVAILABLE or rate_spent(response.headers)
+                    or (refused_before and response.status_code in THROTTLE_STATUS),
                 )
             raise LLMError(problem, restartable=False)
         return event_source.iter_sse()
