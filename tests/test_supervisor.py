@@ -69,13 +69,19 @@ def transport() -> Iterator[Transport]:
     inline.shutdown()
 
 
-@pytest.fixture
-def supervisor(transport: Transport, clock: Clock, events: list[tuple[str, dict[str, Any]]]) -> Supervisor:
+def supervising(transport: Transport, clock: Clock, events: list[tuple[str, dict[str, Any]]]) -> Supervisor:
+    """A supervisor of `transport` on the fake clock, recording its log events."""
+
     def log(event: str, **fields: Any) -> str:
         events.append((event, fields))
         return f"log:{len(events)}"
 
     return Supervisor(transport, timeout=5.0, log=log, sleep=clock.sleep, clock=clock)
+
+
+@pytest.fixture
+def supervisor(transport: Transport, clock: Clock, events: list[tuple[str, dict[str, Any]]]) -> Supervisor:
+    return supervising(transport, clock, events)
 
 
 def kinds(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -212,15 +218,11 @@ class DiesAsItStarts(CountingTransport):
 class TestStart:
     """A child whose process dies as it starts is started again under its policy; its code's error is not."""
 
-    def supervisor(self, transport: Transport, clock: Clock, events: list[tuple[str, dict[str, Any]]]) -> Supervisor:
-        return Supervisor(transport, timeout=5.0, sleep=clock.sleep, clock=clock,
-                          log=lambda event, **fields: events.append((event, fields)) and None)
-
     def test_a_child_whose_process_dies_before_it_runs_is_started_again(
         self, transport: Transport, clock: Clock, events: list[tuple[str, dict[str, Any]]]
     ) -> None:
         dying = DiesAsItStarts(transport, deaths=2)
-        ref = self.supervisor(dying, clock, events).spawn(Recorder, "recorder", POLICY)
+        ref = supervising(dying, clock, events).spawn(Recorder, "recorder", POLICY)
         assert dying.ask(ref, Append("x"), timeout=1) == 1
         assert dying.requests == ["spawn", "spawn", "spawn", "Append"]
         assert clock.slept == [1.0, 2.0]
@@ -230,7 +232,7 @@ class TestStart:
     def test_past_its_restarts_the_death_is_raised_and_the_name_is_free(
         self, transport: Transport, clock: Clock, events: list[tuple[str, dict[str, Any]]]
     ) -> None:
-        supervisor = self.supervisor(DiesAsItStarts(transport, deaths=3), clock, events)
+        supervisor = supervising(DiesAsItStarts(transport, deaths=3), clock, events)
         with pytest.raises(ActorDiedError, match="never ran"):
             supervisor.spawn(Recorder, "recorder", POLICY)  # 2 restarts allowed: the third death is the last
         assert len(events) == 3
@@ -243,7 +245,7 @@ class TestStart:
     ) -> None:
         counting = CountingTransport(transport)
         with pytest.raises(RuntimeError, match="cannot start"):
-            self.supervisor(counting, clock, events).spawn(BrokenAtStart, "broken", POLICY)
+            supervising(counting, clock, events).spawn(BrokenAtStart, "broken", POLICY)
         assert counting.requests == ["spawn"] and clock.slept == [] and events == []
 
 

@@ -47,6 +47,14 @@ def restart_cures(error: BaseException) -> bool:
     return bool(getattr(error, "restartable", True))
 
 
+def _count_in_window(crashes: collections.deque[float], now: float, within: float) -> int:
+    """Add a crash at `now`; how many of them came within `within` seconds (older ones are dropped)."""
+    while crashes and now - crashes[0] > within:
+        crashes.popleft()
+    crashes.append(now)
+    return len(crashes)
+
+
 COMPACT_EVERY = 1000
 """Journaled requests after which a child that can be compacted is asked for a snapshot instead."""
 
@@ -115,14 +123,11 @@ class Supervisor:
             try:
                 ref = self._transport.spawn(factory, name=name, timeout=self._timeout, placement=placement)
             except ActorDiedError as error:
-                now = self._clock()
-                while deaths and now - deaths[0] > policy.within:
-                    deaths.popleft()
-                deaths.append(now)
-                self._log("actor.crashed", actor=name, error=repr(error), crashes_in_window=len(deaths), starting=True)
-                if len(deaths) > policy.max_restarts:
+                count = _count_in_window(deaths, self._clock(), policy.within)
+                self._log("actor.crashed", actor=name, error=repr(error), crashes_in_window=count, starting=True)
+                if count > policy.max_restarts:
                     raise
-                self._sleep(policy.backoff(len(deaths)))
+                self._sleep(policy.backoff(count))
                 continue
             break
         self._children[name] = _Child(name, factory, policy, ref, failure_type=failure_type, placement=placement)
@@ -206,11 +211,7 @@ class Supervisor:
             raise child.failure
         if child.ref is not ref:
             return None
-        now = self._clock()
-        while child.crashes and now - child.crashes[0] > child.policy.within:
-            child.crashes.popleft()
-        child.crashes.append(now)
-        count = len(child.crashes)
+        count = _count_in_window(child.crashes, self._clock(), child.policy.within)
         self._log(
             "actor.crashed", actor=child.name, error=repr(cause), crashes_in_window=count,
             **({"actor_node": ref.node} if ref.node else {}), **context,
