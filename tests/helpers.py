@@ -132,7 +132,8 @@ class CountingTransport(Transport):
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
         self.name = inner.name  # type: ignore[misc]
-        self.requests: list[str] = []
+        self.requests: list[str] = []  # asks, and streamed calls (`open_calls`), by the request's type
+        self.streamed: list[Any] = []  # the requests of streamed calls
 
     def spawn(self, factory: Any, *, name: str, timeout: float, placement: Any = None) -> ActorRef:
         self.requests.append("spawn")
@@ -143,10 +144,37 @@ class CountingTransport(Transport):
         return self.inner.ask(to, request, timeout=timeout)
 
     def open_calls(self) -> Calls:
-        return self.inner.open_calls()
+        return _CountingCalls(self.inner.open_calls(), self)
 
     def stop(self, ref: ActorRef) -> None:
         self.inner.stop(ref)
 
     def shutdown(self) -> None:
         self.inner.shutdown()
+
+
+class _CountingCalls(Calls):
+    """Another transport's calls, each request kept by the `CountingTransport` they were opened on."""
+
+    def __init__(self, inner: Calls, counting: CountingTransport) -> None:
+        self.inner = inner
+        self.counting = counting
+
+    def add(self, ref: ActorRef, request: Any) -> None:
+        self.counting.requests.append(type(request).__name__)
+        self.counting.streamed.append(request)
+        self.inner.add(ref, request)
+
+    def next(self, timeout: float) -> tuple[ActorRef, Any] | None:
+        return self.inner.next(timeout)
+
+    @property
+    def open(self) -> int:
+        return self.inner.open
+
+    @property
+    def ready(self) -> bool:
+        return self.inner.ready
+
+    def close(self) -> None:
+        self.inner.close()

@@ -20,9 +20,9 @@ from actorsim._protocol.environment import Restore
 from actorsim._runtime.supervisor import COMPACT_EVERY
 from actorsim.runs import read_run
 from actorsim.transport import CallFailed, Transport
-from actorsim.transport._host import Hosted
-from actorsim.transport._hosted import ADD_BATCH, HostedTransport
-from tests.actors import Append, Fail, GetValues, Lockstep, Recorder, UnstartableAgent
+from actorsim.transport._host import Hosted, RunBatch
+from actorsim.transport._hosted import ADD_BATCH, BATCH_CALLS, HostedTransport
+from tests.actors import Append, Count, Fail, GetValues, Lockstep, Recorder, UnstartableAgent
 from tests.conftest import HOSTS, Make, on_transports
 from tests.gates import Gate
 from tests.helpers import (
@@ -297,3 +297,37 @@ def test_hundreds_of_hosted_agents_start_and_answer_with_a_few_requests_per_host
     finally:
         for ref in refs:
             hosted.stop(ref)
+        for host in hosted.hosts:  # the session's transport goes on, and the hosts' names must be free again
+            transport.stop(host)
+
+
+@on_transports("local", "thespian", "ray")
+def test_a_host_given_hundreds_of_calls_at_once_gets_them_in_batches_and_answers_each(transport: Transport) -> None:
+    """Hundreds of calls to a host at once (a step lent its permits in one go) go in batches of at most
+    `BATCH_CALLS`, each once the host has started the one before, not as one message of all: every call
+    streams its items in order and ends once."""
+    counting = CountingTransport(transport)
+    hosted = HostedTransport(counting, hosts=2)
+    refs = [hosted.spawn(Hosted(Recorder), name=f"guest-{n}", timeout=60) for n in range(300)]
+    try:
+        streamed: dict[str, list[int]] = {ref.name: [] for ref in refs}
+        with hosted.open_calls() as calls:
+            for ref in refs:
+                calls.add(ref, Count(3))
+            while calls.open:
+                got = calls.next(timeout=30)
+                if got is None:  # every call has ended, or none sent anything within 30 s
+                    assert not calls.open, f"calls still open after 30 s without an item: {calls.open}"
+                    break
+                ref, item = got
+                assert not isinstance(item, CallFailed), item
+                streamed[ref.name].append(item[0])
+        assert streamed == {ref.name: [0, 1, 2] for ref in refs}
+        sizes = [len(batch.calls) for batch in counting.streamed if isinstance(batch, RunBatch)]
+        assert sum(sizes) == 300 and max(sizes) <= BATCH_CALLS
+        assert len(sizes) == 2 * math.ceil(150 / BATCH_CALLS)
+    finally:
+        for ref in refs:
+            hosted.stop(ref)
+        for host in hosted.hosts:  # the session's transport goes on, and the hosts' names must be free again
+            transport.stop(host)

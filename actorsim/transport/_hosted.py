@@ -15,9 +15,9 @@ Whatever grows with the swarm goes to a host in batches. New agents travel
 together (`AddAgents`, built when the batch is full or the host is next asked
 anything), asks to many agents go as one `ToAgents` per host (`ask_many`:
 how thousands describe themselves and give their memories to `add_agents`),
-and streamed calls to agents of one host travel as one `RunBatch` call, to
-which the host answers with lists of what its agents produced (everything
-ready at that moment): one message per host and burst instead of one per frame. Measured on
+and streamed calls to agents of one host travel in `RunBatch` calls of up to
+`BATCH_CALLS`, to which the host answers with lists of what its agents produced
+(everything ready at that moment): a few messages per host and burst instead of one per frame. Measured on
 Thespian's queue base, actor-to-actor messages top out near 5,000/s (see
 RUNTIMES.md), so one message per agent and frame caps a swarm's round there.
 
@@ -61,6 +61,13 @@ by one (slow start) sent a host a batch each, and on Thespian, whose
 queues are bounded (an actor's holds 10 messages) and go through its
 admin, a host's queue filled while the host sent its items: the admin
 waited to pass it one more, the host to pass the admin its items.
+"""
+BATCH_CALLS = 64
+"""Calls sent to a host in one batch, at most; the rest follow, a batch at a time, as the host starts each.
+
+A step of thousands let go at once (a limit far above need) went to each
+host as one batch of its 500 steps: 5 MB to cross Thespian's admin and be
+unpacked before the host's first call could start.
 """
 
 
@@ -299,7 +306,11 @@ class _HostedCalls(Calls):
         for host, calls in list(self._waiting.items()):
             if self._unstarted[host] >= UNSTARTED_BATCHES:
                 continue  # they go with the next batch, once the host has started this one
-            del self._waiting[host]
+            calls, rest = calls[:BATCH_CALLS], calls[BATCH_CALLS:]
+            if rest:
+                self._waiting[host] = rest
+            else:
+                del self._waiting[host]
             try:
                 self._transport._send_adds(host)
             except ActorDiedError as died:
