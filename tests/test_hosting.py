@@ -20,6 +20,7 @@ from actorsim._protocol.environment import Restore
 from actorsim._runtime.supervisor import COMPACT_EVERY
 from actorsim.runs import read_run
 from actorsim.transport import CallFailed, Transport
+from actorsim.transport._base import Calls
 from actorsim.transport._host import Hosted, RunBatch
 from actorsim.transport._hosted import ADD_BATCH, BATCH_CALLS, HostedTransport
 from tests.actors import Append, Count, Fail, GetValues, Lockstep, Recorder, UnstartableAgent
@@ -214,6 +215,16 @@ def two_guests_on_one_host(transport: Transport) -> Iterator[tuple[HostedTranspo
             transport.stop(host)
 
 
+def every_item(calls: Calls) -> Iterator[tuple[ActorRef, Any]]:
+    """The items of `calls` until every call has ended; none may keep 30 s without an item."""
+    while calls.open:
+        got = calls.next(timeout=30)
+        if got is None:  # every call has ended, or none sent anything within 30 s
+            assert not calls.open, f"calls still open after 30 s without an item: {calls.open}"
+            return
+        yield got
+
+
 @on_transports("local", "thespian", "ray")
 def test_a_host_runs_a_batch_sent_while_its_first_still_streams(transport: Transport, tmp_path: Path) -> None:
     """A second batch to a busy host (a step let go as a permit came back, a redelivery) streams beside the
@@ -246,15 +257,7 @@ def test_a_killed_host_ends_every_batch_sent_to_it(transport: Transport, tmp_pat
             calls.add(second, Lockstep(100, never))  # a second batch, beside the first on one host
             assert first.pid is not None and first.pid == second.pid
             os.kill(first.pid, signal.SIGKILL)
-            ends = {}
-            while calls.open:
-                got = calls.next(timeout=30)
-                if got is None:  # every call has ended, or none sent anything within 30 s
-                    assert not calls.open, f"calls still open 30 s after their host was killed: {calls.open}"
-                    break
-                ref, item = got
-                if isinstance(item, CallFailed):
-                    ends[ref.name] = item.error
+            ends = {ref.name: item.error for ref, item in every_item(calls) if isinstance(item, CallFailed)}
         assert {name: type(error) for name, error in ends.items()} == {
             "guest-1": ActorDiedError, "guest-2": ActorDiedError
         }
@@ -314,12 +317,7 @@ def test_a_host_given_hundreds_of_calls_at_once_gets_them_in_batches_and_answers
         with hosted.open_calls() as calls:
             for ref in refs:
                 calls.add(ref, Count(3))
-            while calls.open:
-                got = calls.next(timeout=30)
-                if got is None:  # every call has ended, or none sent anything within 30 s
-                    assert not calls.open, f"calls still open after 30 s without an item: {calls.open}"
-                    break
-                ref, item = got
+            for ref, item in every_item(calls):
                 assert not isinstance(item, CallFailed), item
                 streamed[ref.name].append(item[0])
         assert streamed == {ref.name: [0, 1, 2] for ref in refs}
