@@ -307,8 +307,7 @@ def test_hundreds_of_hosted_agents_start_and_answer_with_a_few_requests_per_host
 @on_transports("local", "thespian", "ray")
 def test_a_host_given_hundreds_of_calls_at_once_gets_them_in_batches_and_answers_each(transport: Transport) -> None:
     """Hundreds of calls to a host at once (a step lent its permits in one go) go in batches of at most
-    `BATCH_CALLS`, each once the host has started the one before, not as one message of all: every call
-    streams its items in order and ends once."""
+    `BATCH_CALLS`, not as one message of all: every call streams its items in order and ends once."""
     counting = CountingTransport(transport)
     hosted = HostedTransport(counting, hosts=2)
     refs = [hosted.spawn(Hosted(Recorder), name=f"guest-{n}", timeout=60) for n in range(300)]

@@ -16,10 +16,11 @@ together (`AddAgents`, built when the batch is full or the host is next asked
 anything), asks to many agents go as one `ToAgents` per host (`ask_many`:
 how thousands describe themselves and give their memories to `add_agents`),
 and streamed calls to agents of one host travel in `RunBatch` calls of up to
-`BATCH_CALLS`, to which the host answers with lists of what its agents produced
-(everything ready at that moment): a few messages per host and burst instead of one per frame. Measured on
-Thespian's queue base, actor-to-actor messages top out near 5,000/s (see
-RUNTIMES.md), so one message per agent and frame caps a swarm's round there.
+`BATCH_CALLS`, to which the host answers with lists of what its agents
+produced (everything ready at that moment): a few messages per host and burst
+instead of one per frame. Measured on Thespian's queue base, actor-to-actor
+messages top out near 5,000/s (see RUNTIMES.md), so one message per agent and
+frame caps a swarm's round there.
 
 Inside a host each agent's streamed call runs on a thread of one pool. Steps
 and model clients are synchronous generators (`Agent.step`, `ChatModel`), so
