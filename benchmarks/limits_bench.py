@@ -2,7 +2,8 @@
 
     python benchmarks/limits_bench.py [--agents 2000] [--capacity 10] [--call-ms 50] [--rounds 3]
                                       [--transports local thespian ray] [--hosts 4] [--retry-after 1|none]
-                                      [--variants none far known unknown] [--skip-budget] [--skip-storm]
+                                      [--variants none far known unknown] [--skip-swarm] [--skip-budget]
+                                      [--skip-storm] [--log-dir logs/limits_bench]
 
 The server is tests/openai_server.py, in a process of its own: above `--capacity` calls in flight it answers 429
 (with `Retry-After`, unless `--retry-after none`), and each call streams its reply over `--call-ms`. Agents live
@@ -147,7 +148,8 @@ def swarm_table(args: argparse.Namespace) -> None:
                   f"{max(r['late'] for r in runs):>6}  {all(r['once'] for r in runs)}")
         if "far" in rates and "none" in rates:
             # Each round runs both, one after the other: the ratio within a round shares that moment's noise.
-            ratios = sorted(none["took"] / far["took"] for none, far in zip(results["none"], results["far"]))
+            rounds = zip(results["none"], results["far"], strict=True)
+            ratios = sorted(none["took"] / far["took"] for none, far in rounds)
             print(f"{transport:<10}permit overhead: far / none calls/s = {rates['far'] / rates['none']:.2f} "
                   f"(medians); within a round, median {statistics.median(ratios):.2f} of "
                   f"{' '.join(f'{ratio:.2f}' for ratio in ratios)}")
