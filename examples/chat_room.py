@@ -20,7 +20,7 @@ from typing import Any
 
 import actorsim
 from actorsim import RolePlay, TaskCenter, create_component
-from actorsim.ui import ChatApp, ChatRoom, WatcherDirector, round_robin, sigterm_interrupts
+from actorsim.ui import ChatApp, ChatRoom, WatcherDirector, round_robin, show_notices, sigterm_interrupts
 
 TITLE = "actorsim chat room: landing on the Moon"
 TASK = "How should we land people on the Moon again, and soon?"
@@ -109,6 +109,7 @@ def main() -> None:
         # The actor system starts before Gradio's server, in this same process.
         with actorsim.init(transport=args.transport, log_dir=args.log_dir):
             sigterm_interrupts()  # a polite `kill` stops the app as Ctrl-C does
+            show_notices()  # on stderr: model servers retried, a room that stopped (its page says why)
             app = ChatApp(room_factory(args), title=TITLE)
             try:
                 url = app.launch(args.port)

@@ -90,6 +90,21 @@ def chat_app(runtime: Runtime) -> Iterator[object]:
     app.close()
 
 
+@pytest.fixture
+def dead_server_app(runtime: Runtime) -> Iterator[object]:
+    """examples/chat_room.py's app whose agents call a model server at a port nothing listens on."""
+    from actorsim.ui import ChatApp, free_port
+
+    api_base = f"http://127.0.0.1:{free_port()}/v1"
+    args = argparse.Namespace(model_server="openai", chunk_latency=0.0, director="round-robin", model="m",
+                              api_base=api_base)
+    app = ChatApp(EXAMPLE.room_factory(args), title=EXAMPLE.TITLE)
+    app.url = app.launch(0)  # type: ignore[attr-defined]
+    app.api_base = api_base  # type: ignore[attr-defined]
+    yield app
+    app.close()
+
+
 YOUR_TURN = "Your turn, visitor: type your answer below and press Enter."
 BROKEN_WORDS = """(selector) => {
     // The words of the element's text that the browser broke across two lines.
@@ -255,6 +270,23 @@ class TestChatRoomInTheBrowser:
         assert wait_until(lambda: sum(room.closed for room in rooms) == 1, timeout=30), "the closed tab's room lives"
         assert len(sessions) == 1
         contexts[1].close()
+
+    def test_a_room_whose_model_server_is_gone_says_why_in_one_line(
+        self, dead_server_app: object, browser: object
+    ) -> None:
+        """The first speaker cannot reach its server: the page says the room stopped and why, names the agent
+        and the server, marks the agent failed and keeps the box shut; no bare "Error" badges."""
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(dead_server_app.url)  # type: ignore[attr-defined]
+        turn = page.locator("#turn")
+        expect(turn).to_contain_text("The room stopped: agent 'room1.ada' failed", timeout=60_000)
+        api_base = dead_server_app.api_base  # type: ignore[attr-defined]
+        expect(turn).to_contain_text(f"cannot connect to the model server at {api_base}")
+        expect(turn).to_contain_text("reload the page for a new room")
+        expect(page.locator("#roles tr", has_text="ada")).to_contain_text("failed")
+        expect(page.locator("#say textarea")).to_be_disabled()
+        expect(page.locator("#chat")).to_contain_text(f"the task: {EXAMPLE.TASK}")
+        expect(page.get_by_text("Error", exact=True)).to_have_count(0)
 
 
 @pytest.mark.parametrize("transport", ["thespian", "ray"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import logging
 import os
 import queue
 import socket
@@ -25,6 +26,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("the chat room app needs Gradio: pip install 'actorsim[ui]'") from error
 
 from actorsim._core.envelope import Frame, Message, ToolFrame
+from actorsim._errors import ActorsimError
 from actorsim._protocol.registry import AgentInfo
 from actorsim.runs import TraceNode
 from actorsim.task_center import TaskCenter
@@ -32,6 +34,7 @@ from actorsim.ui._room import ChatRoom, Director, HumanTurn, RoomEvent, Speaking
 
 COLOURS = ("#1f77b4", "#9467bd", "#2ca02c", "#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 TASK_LABEL = "the task"
+notices = logging.getLogger("actorsim")
 
 # Installed in the page when it loads (Gradio 6 takes css and js at launch, which `build_app` users
 # would lose): the human's box is highlighted while it waits for them and takes the focus when it opens;
@@ -125,6 +128,7 @@ class _Session:
         self.rows: dict[str, int] = {}  # message id -> row of the chat pane
         self.texts: dict[str, tuple[str, str]] = {}  # message id -> (role, text so far), for the trace picker
         self.colours: dict[str, str] = {}
+        self.stopped: str | None = None  # why the room cannot go on: its run's error, as one line
         for role in room.roles:
             self.label(role)
         self.agents = room.agents()
@@ -184,6 +188,8 @@ class _Session:
 
     def turn_line(self, waiting: bool) -> str:
         """Whose turn it is, said above the text box."""
+        if self.stopped is not None:
+            return f"**The room stopped**: {html.escape(self.stopped)} <small>(reload the page for a new room)</small>"
         human = self.room.human
         if waiting and human is not None:
             return f"**Your turn, {html.escape(human)}**: type your answer below and press Enter."
@@ -362,14 +368,20 @@ class ChatApp:
         session.add_requirements(session.room.requirements())
         yield self._updates(session, waiting=False, clear=clear)
         waiting = False
-        for event in _on_own_thread(session.room.run(), name=session.room.task_center.name):
-            if isinstance(event, Frame):
-                session.add_frame(event)
-            elif isinstance(event, HumanTurn):
-                waiting = True
-            elif not isinstance(event, Speaking | _Tick):
-                continue
-            yield self._updates(session, waiting=waiting)
+        name = session.room.task_center.name
+        try:
+            for event in _on_own_thread(session.room.run(), name=name):
+                if isinstance(event, Frame):
+                    session.add_frame(event)
+                elif isinstance(event, HumanTurn):
+                    waiting = True
+                elif not isinstance(event, Speaking | _Tick):
+                    continue
+                yield self._updates(session, waiting=waiting)
+        except ActorsimError as error:  # its model server gone, its budget spent: said on the page, in one line
+            session.stopped = " ".join(str(error).split())
+            notices.warning("chat room %s stopped: %s", name, session.stopped)
+            waiting = False
         session.refresh_agents()
         yield self._updates(session, waiting=waiting)
 
@@ -404,7 +416,7 @@ class ChatApp:
 
     def _speak(self, text: str, request: gr.Request) -> Iterator[tuple[Any, ...]]:
         session = self.sessions.get(str(request.session_hash))
-        if session is None or not text.strip():
+        if session is None or session.stopped is not None or not text.strip():
             return
         with self._turn(session) as mine:
             if mine and session.room.speaking == session.room.human:
