@@ -242,6 +242,12 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # a swarm's spiders connect all at once
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A spider whose connection broke (its process stopped as the run ended) is not the site's error: no
+        traceback over the run's own one-line error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 # -- the tool
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import http.server
 import json
 import os
 import random
@@ -16,7 +17,7 @@ import attrs
 import pytest
 
 from actorsim import Frame, Runtime
-from examples.swarm_crawl import TAG, WORD, CrawlConfig, Site, crawl, write_result
+from examples.swarm_crawl import TAG, WORD, CrawlConfig, Site, _Server, crawl, write_result
 from tests.conftest import _runtime_for, on_transports
 from tests.helpers import alive, logged_events, of_kind, restarts_after_kills, wait_until_gone
 
@@ -171,3 +172,19 @@ def test_the_example_runs_as_a_script_from_anywhere(transport: str, tmp_path: Pa
     assert len(list(logs.glob("*/driver-*.jsonl"))) == 1
 
 
+def test_the_site_keeps_quiet_about_a_spider_whose_connection_broke(capsys: pytest.CaptureFixture[str]) -> None:
+    """A spider's keep-alive connection reset as its process stops (a run ending in an error on Thespian) printed
+    a 20-line traceback over the example's one-line error; the site's own errors are still shown."""
+    server = _Server(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    try:
+        for error in (ConnectionResetError(104, "Connection reset by peer"), BrokenPipeError(32, "Broken pipe"),
+                      ValueError("a page the site cannot render")):
+            try:
+                raise error
+            except Exception:
+                server.handle_error(None, ("127.0.0.1", 50_000))
+    finally:
+        server.server_close()
+    shown = capsys.readouterr().err
+    assert "ConnectionResetError" not in shown and "BrokenPipeError" not in shown, shown
+    assert "ValueError: a page the site cannot render" in shown
