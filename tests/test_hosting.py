@@ -7,7 +7,7 @@ import math
 import os
 import random
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -201,15 +201,17 @@ def test_a_long_run_restarts_its_environment_from_a_snapshot(make: Make, log_dir
 
 
 @contextlib.contextmanager
-def two_guests_on_one_host(transport: Transport) -> Iterator[tuple[HostedTransport, ActorRef, ActorRef]]:
-    """Two `Recorder`s on one host of `transport`; both, and the host, are stopped afterwards (the session's
-    transport goes on, and the host's name must be free again)."""
-    hosted = HostedTransport(transport, hosts=1)
-    first, second = (hosted.spawn(Hosted(Recorder), name=f"guest-{n}", timeout=60) for n in (1, 2))
+def recorders_on_hosts(
+    transport: Transport, *, hosts: int, names: Iterable[str]
+) -> Iterator[tuple[HostedTransport, list[ActorRef]]]:
+    """A `Recorder` of each name on `hosts` hosts of `transport`; they, and the hosts, are stopped afterwards (the
+    session's transport goes on, and the hosts' names must be free again)."""
+    hosted = HostedTransport(transport, hosts=hosts)
+    refs = [hosted.spawn(Hosted(Recorder), name=name, timeout=60) for name in names]
     try:
-        yield hosted, first, second
+        yield hosted, refs
     finally:
-        for ref in (first, second):
+        for ref in refs:
             hosted.stop(ref)
         for host in hosted.hosts:
             transport.stop(host)
@@ -230,7 +232,8 @@ def test_a_host_runs_a_batch_sent_while_its_first_still_streams(transport: Trans
     """A second batch to a busy host (a step let go as a permit came back, a redelivery) streams beside the
     first: it does not wait for all of the first to end, as it would in a host that took one request at a time."""
     gate, opened = Gate(tmp_path, timeout=60), Gate(tmp_path / "open", timeout=60)
-    with two_guests_on_one_host(transport) as (hosted, first, second), hosted.open_calls() as calls:
+    with recorders_on_hosts(transport, hosts=1, names=["guest-1", "guest-2"]) as (hosted, [first, second]), \
+            hosted.open_calls() as calls:
         calls.add(first, Lockstep(3, gate))
         assert calls.next(timeout=30) == (first, 0)  # the first batch streams, and waits at gate 1
         calls.add(second, Lockstep(2, opened))
@@ -250,7 +253,7 @@ def test_a_killed_host_ends_every_batch_sent_to_it(transport: Transport, tmp_pat
     """Two batches open on one host (the second sent mid-stream, as a redelivery is): a kill ends both calls,
     not the step's timeout."""
     never = Gate(tmp_path, timeout=60)
-    with two_guests_on_one_host(transport) as (hosted, first, second):
+    with recorders_on_hosts(transport, hosts=1, names=["guest-1", "guest-2"]) as (hosted, [first, second]):
         with hosted.open_calls() as calls:
             calls.add(first, Lockstep(100, never))
             assert calls.next(timeout=30) == (first, 0)  # sent as one batch
@@ -283,9 +286,8 @@ def test_hundreds_of_hosted_agents_start_and_answer_with_a_few_requests_per_host
     """Agents go to their host in batches and asks to many go together: answers in order, an agent's error in
     its answer's place, the others unaffected."""
     counting = CountingTransport(transport)
-    hosted = HostedTransport(counting, hosts=2)
-    refs = [hosted.spawn(Hosted(Recorder), name=f"guest-{n}", timeout=60) for n in range(600)]
-    try:
+    guests = (f"guest-{n}" for n in range(600))
+    with recorders_on_hosts(counting, hosts=2, names=guests) as (hosted, refs):
         answers = hosted.ask_many(
             [(ref, Append(ref.name)) for ref in refs] + [(refs[7], Fail("no")), (refs[7], GetValues())], timeout=60
         )
@@ -297,11 +299,6 @@ def test_hundreds_of_hosted_agents_start_and_answer_with_a_few_requests_per_host
         assert counting.requests.count("spawn") == 2
         assert counting.requests.count("AddAgents") == 2 * math.ceil(300 / ADD_BATCH) > 2
         assert counting.requests.count("ToAgents") == 2
-    finally:
-        for ref in refs:
-            hosted.stop(ref)
-        for host in hosted.hosts:  # the session's transport goes on, and the hosts' names must be free again
-            transport.stop(host)
 
 
 @on_transports("local", "thespian", "ray")
@@ -309,9 +306,8 @@ def test_a_host_given_hundreds_of_calls_at_once_gets_them_in_batches_and_answers
     """Hundreds of calls to a host at once (a step lent its permits in one go) go in batches of at most
     `BATCH_CALLS`, not as one message of all: every call streams its items in order and ends once."""
     counting = CountingTransport(transport)
-    hosted = HostedTransport(counting, hosts=2)
-    refs = [hosted.spawn(Hosted(Recorder), name=f"guest-{n}", timeout=60) for n in range(300)]
-    try:
+    guests = (f"guest-{n}" for n in range(300))
+    with recorders_on_hosts(counting, hosts=2, names=guests) as (hosted, refs):
         streamed: dict[str, list[int]] = {ref.name: [] for ref in refs}
         with hosted.open_calls() as calls:
             for ref in refs:
@@ -323,8 +319,3 @@ def test_a_host_given_hundreds_of_calls_at_once_gets_them_in_batches_and_answers
         sizes = [len(batch.calls) for batch in counting.streamed if isinstance(batch, RunBatch)]
         assert sum(sizes) == 300 and max(sizes) <= BATCH_CALLS
         assert len(sizes) == 2 * math.ceil(150 / BATCH_CALLS)
-    finally:
-        for ref in refs:
-            hosted.stop(ref)
-        for host in hosted.hosts:  # the session's transport goes on, and the hosts' names must be free again
-            transport.stop(host)
