@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Self
 
@@ -71,6 +72,9 @@ class RayShell:
 
 
 _RemoteShell: Any = ray.remote(num_cpus=0, max_restarts=0)(RayShell)
+SPARE_SHELLS = 2
+"""Shells a private instance keeps started ahead of its next spawns: as many as Ray starts workers at once on a
+2-core machine, so an actor that starts finds one ready while the next spares start."""
 STREAMS_APART = 64
 """Requests one actor whose streams run apart (`Detached`: a host's batches) handles at once, each on a thread."""
 
@@ -219,6 +223,9 @@ class RayTransport(Transport):
         self._refs: dict[str, ActorRef | None] = {}  # None: being spawned
         self._spawned = itertools.count(1)
         self._lock = threading.Lock()
+        self._spares: deque[Any] = deque(
+            _RemoteShell.remote() for _ in range(SPARE_SHELLS if self._owns_cluster else 0)
+        )
 
     def log_sink(self, config: RunLogConfig) -> RaySink | None:
         """On a cluster, a sink actor on the driver's node writes every actor's run log into the run's folder."""
@@ -245,7 +252,7 @@ class RayTransport(Transport):
             options = self._nodes.options(placement or self._placement)
             if streams_apart(factory):  # its streams run side by side, as Ray's threads of one actor
                 options["max_concurrency"] = STREAMS_APART
-            handle: Any = _RemoteShell.options(name=ray_name, **options).remote()
+            handle = self._shell(ray_name, options)
             try:
                 pid, node = self._get(ActorRef(name, handle), handle.start.remote(factory), timeout)
             except ActorDiedError:
@@ -261,6 +268,16 @@ class RayTransport(Transport):
             raise
         ref = self._refs[name] = ActorRef(name, handle, pid, node)
         return ref
+
+    def _shell(self, ray_name: str, options: dict[str, Any]) -> Any:
+        """A new shell; on a private instance a spare started ahead, whose worker has imported actorsim already
+        (about a second per actor on 2 cores), and a new spare in its place. On a cluster every actor is named,
+        for `ray list actors` and the dashboard, and placed: no spare fits."""
+        if not self._owns_cluster or options:
+            return _RemoteShell.options(name=ray_name, **options).remote()
+        with self._lock:
+            self._spares.append(_RemoteShell.remote())
+            return self._spares.popleft()
 
     def _handle(self, ref: ActorRef) -> Any:
         if self._refs.get(ref.name) is not ref:
@@ -313,6 +330,7 @@ class RayTransport(Transport):
             finally:
                 ray.kill(self._sink)
                 self._sink = None
+        self._spares.clear()  # their workers end with the instance
         ray.shutdown()
         set_process_fields(node=None)
         if self._temp_dir is not None:
